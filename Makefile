@@ -1,0 +1,52 @@
+# The two commands a new user needs: `make dev` runs the whole system, `make test` the tests.
+# Both create the virtual environment from uv.lock when it is missing or stale.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+RUN_DIR := $(CURDIR)/.run
+export PROMETHEUS_MULTIPROC_DIR ?= $(RUN_DIR)/metrics
+
+.PHONY: help venv dev services migrate test lint format bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+.venv/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null || { echo "uv not found: installing it with pip"; python3 -m pip install --quiet uv; }
+	uv sync --frozen
+	@touch $@
+
+venv: .venv/.synced ## Create or update the virtual environment from uv.lock
+
+services: venv ## Check that PostgreSQL and Redis are reachable
+	@uv run --frozen switchboard services check
+
+migrate: services ## Create the database if needed and apply migrations
+	@uv run --frozen switchboard db ensure
+	uv run --frozen alembic upgrade head
+
+dev: migrate ## Run API, worker, beat and Flower together (Ctrl-C stops all)
+	@rm -rf "$(PROMETHEUS_MULTIPROC_DIR)" && mkdir -p "$(PROMETHEUS_MULTIPROC_DIR)"
+	@uv run --frozen switchboard config urls
+	uv run --frozen honcho start --procfile Procfile
+
+test: services ## Run the test suite against real PostgreSQL, Redis and Celery workers
+	uv run --frozen pytest
+
+lint: venv ## ruff, formatting, mypy and the import contract
+	uv run --frozen ruff check .
+	uv run --frozen ruff format --check .
+	uv run --frozen mypy
+	uv run --frozen lint-imports
+
+format: venv ## Apply ruff's fixes and formatting
+	uv run --frozen ruff check --fix .
+	uv run --frozen ruff format .
+
+bench: services ## Run the benchmarks under bench/ and print their figures
+	@for b in bench/*_bench.py; do echo "== $$b"; uv run --frozen python "$$b"; done
+
+clean: ## Remove caches and run files
+	rm -rf .run .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage .coverage.*

@@ -1,0 +1,23 @@
+"""``python -m api``: serve the API with uvicorn on the configured host and port."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from switchboard.settings import settings_or_exit
+
+
+def main() -> None:
+    settings = settings_or_exit()
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=settings.api.host,
+        port=settings.api.port,
+        proxy_headers=True,
+        log_config=None,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The application factory: ``uvicorn --factory api.main:create_app``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from api.errors import install_error_handlers
+from api.metrics import metrics_endpoint
+from api.middleware import BodySizeLimitMiddleware, MetricsMiddleware, RequestContextMiddleware
+from api.routes import health
+from switchboard.kit.jobs import JobSender
+from switchboard.kit.logging import configure_logging
+from switchboard.kit.resources import open_resources
+from switchboard.settings import Settings, settings_or_exit
+
+
+def create_app(settings: Settings | None = None, *, job_sender: JobSender | None = None) -> FastAPI:
+    settings = settings or settings_or_exit()
+    configure_logging(settings.log, settings.environment, service="api")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_resources(settings, application_name="switchboard-api") as resources:
+            app.state.resources = resources
+            app.state.job_sender = job_sender or _celery_sender()
+            yield
+
+    app = FastAPI(
+        title="Switchboard",
+        version=version("switchboard"),
+        summary="Backend for AI-agent chat products.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.api.max_body_bytes)
+    if settings.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health.router)
+    app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
+    return app
+
+
+def _celery_sender() -> JobSender:
+    # Imported here so that importing the API never configures Celery by side effect.
+    from workers.sender import CeleryJobSender
+
+    return CeleryJobSender()

@@ -1,0 +1,1 @@
+"""Switchboard domain: everything the API and the workers share."""

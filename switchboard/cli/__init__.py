@@ -1,0 +1,5 @@
+"""The ``switchboard`` command line."""
+
+from switchboard.cli.main import app
+
+__all__ = ["app"]

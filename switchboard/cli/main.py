@@ -1,0 +1,69 @@
+"""``switchboard``: set-up, configuration and operations commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import typer
+
+from switchboard.kit.services import START_HINT, ensure_database, unreachable_services
+from switchboard.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(help="Switchboard operations.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+services_app = typer.Typer(help="The services Switchboard depends on.", no_args_is_help=True)
+db_app = typer.Typer(help="The PostgreSQL database.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(services_app, name="services")
+app.add_typer(db_app, name="db")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        typer.echo(f"switchboard: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@config_app.command("check")
+def config_check() -> None:
+    """Validate the configuration and print it, secrets masked."""
+    settings = _settings()
+    typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
+
+
+@config_app.command("urls")
+def config_urls() -> None:
+    """Print where each process of `make dev` can be reached."""
+    settings = _settings()
+    base = str(settings.api.public_url).rstrip("/")
+    flower = f"http://{settings.flower.host}:{settings.flower.port}"
+    typer.echo(
+        f"\n  API      {base}  (OpenAPI docs {base}/docs)"
+        f"\n  Ready    {base}/health/ready"
+        f"\n  Metrics  {base}/metrics"
+        f"\n  Flower   {flower}  (basic auth, user {settings.flower.user})"
+        "\n  Worker and beat log to this terminal; Ctrl-C stops everything.\n"
+    )
+
+
+@services_app.command("check")
+def services_check() -> None:
+    """Exit non-zero, with one line saying how to start them, if Postgres or Redis is down."""
+    settings = _settings()
+    down = asyncio.run(unreachable_services(settings))
+    if down:
+        typer.echo(f"switchboard: {'; '.join(map(str, down))}: {START_HINT}", err=True)
+        raise typer.Exit(1)
+    typer.echo("PostgreSQL and Redis are reachable.")
+
+
+@db_app.command("ensure")
+def db_ensure() -> None:
+    """Create the database named by DATABASE_URL if it does not exist yet."""
+    settings = _settings()
+    created = asyncio.run(ensure_database(settings))
+    name = settings.database.url.path or ""
+    typer.echo(f"created database {name.lstrip('/')}" if created else "database exists")

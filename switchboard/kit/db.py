@@ -1,0 +1,44 @@
+"""Async SQLAlchemy engine and session factory on psycopg 3."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from switchboard.settings import DatabaseSettings
+
+SessionMaker = async_sessionmaker[AsyncSession]
+
+
+def database_url(raw: str) -> URL:
+    """Normalise any PostgreSQL URL to the psycopg 3 driver."""
+    url = make_url(raw)
+    return url.set(drivername="postgresql+psycopg")
+
+
+def create_engine(
+    settings: DatabaseSettings, *, application_name: str = "switchboard"
+) -> AsyncEngine:
+    return create_async_engine(
+        database_url(str(settings.url)),
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_timeout=settings.pool_timeout_seconds,
+        pool_pre_ping=True,
+        echo=settings.echo,
+        connect_args={
+            "connect_timeout": settings.connect_timeout_seconds,
+            "application_name": application_name,
+        },
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> SessionMaker:
+    # expire_on_commit=False: objects stay readable after the unit of work commits,
+    # which is when responses are rendered and jobs are sent.
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)

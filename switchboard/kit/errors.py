@@ -1,0 +1,49 @@
+"""Error base for expected outcomes; the API renders them as RFC 9457 problem documents."""
+
+from __future__ import annotations
+
+
+class AppError(Exception):
+    """An expected failure with a stable machine-readable ``code``.
+
+    Domains subclass it in their own ``errors.py``; ``status`` is the HTTP status the API
+    answers with, chosen here so every adapter reports the same outcome the same way.
+    """
+
+    status: int = 400
+    code: str = "app.error"
+    title: str = "Bad request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+
+class NotFoundError(AppError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class ConflictError(AppError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class ServiceUnavailableError(AppError):
+    status = 503
+    code = "service_unavailable"
+    title = "Service unavailable"

@@ -1,0 +1,58 @@
+"""Jobs recorded during a unit of work and sent only once it has committed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A Celery task to send, by name: the domain never imports the worker code."""
+
+    name: str
+    args: Sequence[Any] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    countdown: float | None = None
+
+
+class JobSender(Protocol):
+    """Sends jobs to the broker; the workers package provides the Celery implementation."""
+
+    async def send(self, jobs: Sequence[Job]) -> list[str]: ...
+
+
+class JobBuffer:
+    """Collects jobs while a transaction is open.
+
+    A job enqueued before commit could run before its rows are visible, or run for rows that
+    were rolled back; buffering until after commit rules out both.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: list[Job] = []
+
+    def enqueue(
+        self,
+        name: str,
+        *args: Any,
+        queue: str | None = None,
+        countdown: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._jobs.append(Job(name, args, kwargs, queue, countdown))
+
+    @property
+    def pending(self) -> tuple[Job, ...]:
+        return tuple(self._jobs)
+
+    def drop(self) -> None:
+        self._jobs.clear()
+
+    async def flush(self, sender: JobSender) -> list[str]:
+        jobs, self._jobs = self._jobs, []
+        if not jobs:
+            return []
+        return await sender.send(jobs)

@@ -1,0 +1,88 @@
+"""structlog configuration shared by the API, the workers and the CLI.
+
+Every process logs the same fields: ``timestamp``, ``level``, ``event``, ``service`` and
+whatever the context binds (``request_id`` in the API, ``task_id``/``task_name`` in workers).
+Standard-library loggers (uvicorn, celery, sqlalchemy) go through the same renderer.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+from switchboard.settings import Environment, LogFormat, LogSettings
+
+_SHARED_PROCESSORS: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    structlog.processors.StackInfoRenderer(),
+]
+
+
+def _use_json(settings: LogSettings, environment: Environment) -> bool:
+    if settings.format is LogFormat.auto:
+        return environment is not Environment.development
+    return settings.format is LogFormat.json
+
+
+def configure_logging(settings: LogSettings, environment: Environment, *, service: str) -> None:
+    renderer: Any
+    if _use_json(settings, environment):
+        renderer = structlog.processors.JSONRenderer()
+        exception_processor: list[Any] = [structlog.processors.dict_tracebacks]
+    else:
+        renderer = structlog.dev.ConsoleRenderer()
+        exception_processor = []
+
+    structlog.configure(
+        processors=[
+            *_SHARED_PROCESSORS,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*_SHARED_PROCESSORS, structlog.stdlib.ExtraAdder()],
+        processors=[
+            _add_service(service),
+            _drop_color_message,
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *exception_processor,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "celery.task"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    # Our middleware logs each request with its request id; uvicorn's access line would repeat it.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def _add_service(service: str) -> Any:
+    def processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Any:
+        event_dict.setdefault("service", service)
+        return event_dict
+
+    return processor
+
+
+def _drop_color_message(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Any:
+    # uvicorn passes an ANSI-coloured copy of each message as an extra; the renderer colours.
+    event_dict.pop("color_message", None)
+    return event_dict

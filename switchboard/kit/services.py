@@ -1,0 +1,89 @@
+"""Reachability of the services a process needs, for set-up commands and start-up checks."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+from redis.asyncio import Redis
+from sqlalchemy.engine import URL
+
+from switchboard.kit.db import database_url
+from switchboard.settings import Settings
+
+START_HINT = (
+    "start them with `docker compose up -d postgres redis`, or on a Debian host: "
+    "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` and "
+    '`redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ""`'
+)
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    service: str
+    where: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.service} is not reachable at {self.where} ({self.error})"
+
+
+def _conninfo(url: URL, *, database: str | None = None) -> str:
+    return psycopg.conninfo.make_conninfo(
+        host=url.host or "localhost",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password or None,
+        dbname=database or url.database or "postgres",
+        connect_timeout=3,
+    )
+
+
+async def _postgres(settings: Settings) -> Unreachable | None:
+    url = database_url(str(settings.database.url))
+    try:
+        conn = await psycopg.AsyncConnection.connect(_conninfo(url, database="postgres"))
+        await conn.close()
+    except psycopg.Error as exc:
+        where = f"{url.host}:{url.port or 5432}"
+        return Unreachable("PostgreSQL", where, str(exc).strip().splitlines()[0])
+    return None
+
+
+async def _redis(name: str, url: str) -> Unreachable | None:
+    client = Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        await client.ping()
+    except Exception as exc:  # redis raises several unrelated types for "cannot connect"
+        return Unreachable(name, url.split("@")[-1], type(exc).__name__)
+    finally:
+        await client.aclose()
+    return None
+
+
+async def unreachable_services(settings: Settings) -> list[Unreachable]:
+    results = await asyncio.gather(
+        _postgres(settings),
+        _redis("Redis", str(settings.redis.url)),
+        _redis("Redis (Celery broker)", str(settings.celery.broker_url)),
+    )
+    return [result for result in results if result is not None]
+
+
+async def ensure_database(settings: Settings) -> bool:
+    """Creates the database named by ``DATABASE_URL`` if it is missing; True if it did."""
+    url = database_url(str(settings.database.url))
+    name = url.database or "postgres"
+    conn = await psycopg.AsyncConnection.connect(
+        _conninfo(url, database="postgres"), autocommit=True
+    )
+    try:
+        found = await conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        if await found.fetchone() is not None:
+            return False
+        await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return True
+    finally:
+        await conn.close()

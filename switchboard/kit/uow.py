@@ -1,0 +1,54 @@
+"""The unit of work: one session, one transaction, and the jobs it will send.
+
+Requests and tasks own it; services receive it (or its session) and never commit.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from switchboard.kit.db import SessionMaker
+from switchboard.kit.jobs import JobBuffer, JobSender
+
+
+class UnitOfWork:
+    def __init__(self, sessionmaker: SessionMaker, sender: JobSender) -> None:
+        self._sessionmaker = sessionmaker
+        self._sender = sender
+        self.jobs = JobBuffer()
+        self._session: AsyncSession | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            raise RuntimeError("the unit of work is not open")
+        return self._session
+
+    async def __aenter__(self) -> UnitOfWork:
+        self._session = self._sessionmaker()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        session = self.session
+        try:
+            if exc_type is None:
+                await session.commit()
+            else:
+                await session.rollback()
+        except BaseException:
+            self.jobs.drop()
+            raise
+        finally:
+            await session.close()
+            self._session = None
+        if exc_type is None:
+            await self.jobs.flush(self._sender)
+        else:
+            self.jobs.drop()

@@ -1,0 +1,6 @@
+"""Every table, importable from one place so Alembic sees the whole metadata."""
+
+from switchboard.models.base import Base
+from switchboard.models.ops import TaskFailure
+
+__all__ = ["Base", "TaskFailure"]

@@ -1,0 +1,1 @@
+"""Operational records: failed tasks and other facts operators need after the fact."""

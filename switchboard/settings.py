@@ -1,0 +1,213 @@
+"""One typed root settings object, composed of one model per area.
+
+Variables are named ``<AREA>_<FIELD>`` (``DATABASE_URL`` -> ``settings.database.url``), read
+from the process environment first and ``.env`` second. ``.env.example`` documents every one.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from functools import lru_cache
+from typing import Any
+
+from pydantic import (
+    AnyUrl,
+    BaseModel,
+    Field,
+    PostgresDsn,
+    RedisDsn,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_INSECURE = "insecure_default"
+
+
+def insecure_default(value: str, description: str) -> Any:
+    """A secret whose default only makes sense on a developer's machine."""
+    return Field(
+        default=SecretStr(value), description=description, json_schema_extra={_INSECURE: True}
+    )
+
+
+class Environment(enum.StrEnum):
+    development = "development"
+    test = "test"
+    staging = "staging"
+    production = "production"
+
+    @property
+    def allows_insecure_defaults(self) -> bool:
+        return self in (Environment.development, Environment.test)
+
+
+class LogFormat(enum.StrEnum):
+    auto = "auto"
+    json = "json"
+    console = "console"
+
+
+class ApiSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Interface uvicorn binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port uvicorn listens on.")
+    public_url: AnyUrl = Field(
+        AnyUrl("http://127.0.0.1:8000"), description="Base URL clients use to reach the API."
+    )
+    max_body_bytes: int = Field(
+        1_048_576, gt=0, description="Largest request body accepted; larger bodies get 413."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS (JSON list)."
+    )
+
+
+class DatabaseSettings(BaseModel):
+    url: PostgresDsn = Field(
+        PostgresDsn("postgresql+psycopg://postgres@127.0.0.1:5432/switchboard"),
+        description="PostgreSQL URL; the psycopg 3 driver is used whatever the scheme says.",
+    )
+    pool_size: int = Field(10, ge=1, description="Connections kept open per process.")
+    max_overflow: int = Field(10, ge=0, description="Extra connections allowed under load.")
+    pool_timeout_seconds: float = Field(5.0, gt=0, description="Wait for a free connection.")
+    connect_timeout_seconds: int = Field(5, ge=1, description="TCP connect timeout.")
+    echo: bool = Field(False, description="Log every SQL statement.")
+
+
+class RedisSettings(BaseModel):
+    url: RedisDsn = Field(
+        RedisDsn("redis://127.0.0.1:6379/0"),
+        description="Redis for pub/sub, replay buffers, caches and counters.",
+    )
+    max_connections: int = Field(50, ge=1, description="Connection pool size per process.")
+    socket_timeout_seconds: float = Field(5.0, gt=0, description="Socket read/write timeout.")
+
+
+class CelerySettings(BaseModel):
+    broker_url: RedisDsn = Field(
+        RedisDsn("redis://127.0.0.1:6379/1"), description="Celery broker (Redis)."
+    )
+    result_backend: RedisDsn = Field(
+        RedisDsn("redis://127.0.0.1:6379/2"),
+        description="Results of the few tasks that keep one; job state lives in Postgres.",
+    )
+    visibility_timeout_seconds: int = Field(
+        3600,
+        ge=60,
+        description="Seconds before an unacknowledged task is redelivered to another worker.",
+    )
+    result_expires_seconds: int = Field(3600, ge=60, description="Lifetime of stored results.")
+
+
+class BeatSettings(BaseModel):
+    heartbeat_seconds: float = Field(60.0, gt=0, description="Period of the beat heartbeat task.")
+    lock_timeout_seconds: int = Field(
+        60, ge=5, description="RedBeat lock lifetime; a second beat takes over after it."
+    )
+
+
+class FlowerSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Interface Flower binds to.")
+    port: int = Field(5555, ge=1, le=65535, description="Port Flower listens on.")
+    user: str = Field("admin", min_length=1, description="Flower basic-auth user.")
+    password: SecretStr = insecure_default("switchboard-dev", "Flower basic-auth password.")
+
+
+class LogSettings(BaseModel):
+    level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    format: LogFormat = Field(
+        LogFormat.auto, description="json, console, or auto (console in development only)."
+    )
+
+
+class HealthSettings(BaseModel):
+    check_timeout_seconds: float = Field(
+        2.0, gt=0, description="Each readiness check fails after this long."
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        case_sensitive=False,
+        extra="ignore",
+    )
+
+    environment: Environment = Environment.development
+    api: ApiSettings = ApiSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    celery: CelerySettings = CelerySettings()
+    beat: BeatSettings = BeatSettings()
+    flower: FlowerSettings = FlowerSettings()
+    log: LogSettings = LogSettings()
+    health: HealthSettings = HealthSettings()
+
+    @model_validator(mode="after")
+    def _refuse_insecure_defaults(self) -> Settings:
+        if self.environment.allows_insecure_defaults:
+            return self
+        offending = [
+            env_name(area, field)
+            for area, field, value, info in self._secrets()
+            if _is_insecure(info) and value == info.default
+        ]
+        if offending:
+            raise ValueError(
+                f"insecure development defaults are refused when ENVIRONMENT={self.environment}:"
+                f" set {', '.join(offending)}"
+            )
+        return self
+
+    def _secrets(self) -> list[tuple[str, str, Any, FieldInfo]]:
+        found = []
+        for area in type(self).model_fields:
+            model = getattr(self, area)
+            if isinstance(model, BaseModel):
+                for name, info in type(model).model_fields.items():
+                    found.append((area, name, getattr(model, name), info))
+        return found
+
+
+def _is_insecure(info: FieldInfo) -> bool:
+    extra = info.json_schema_extra
+    return isinstance(extra, dict) and extra.get(_INSECURE) is True
+
+
+def env_name(*loc: str | int) -> str:
+    return "_".join(str(part) for part in loc).upper()
+
+
+class SettingsError(Exception):
+    """Raised when the environment does not describe a valid configuration."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning validation errors into one message per offending variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = env_name(*error["loc"]) if error["loc"] else "settings"
+            lines.append(f"  {name}: {error['msg']}")
+        raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def settings_or_exit() -> Settings:
+    """For process entry points: a bad configuration ends start-up with one clear message."""
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,1 @@
+"""Celery task definitions: thin wrappers that open a unit of work and call one service."""

@@ -1,0 +1,36 @@
+"""The real application, its lifespan run, requests sent through httpx."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+
+from api.deps import get_unit_of_work
+from api.main import create_app
+from switchboard.kit.db import SessionMaker
+from switchboard.kit.uow import UnitOfWork
+from switchboard.settings import Settings
+
+
+@pytest.fixture
+def app(settings: Settings, sessionmaker: SessionMaker) -> FastAPI:
+    app = create_app(settings)
+
+    async def unit_of_work_in_test_transaction() -> AsyncIterator[UnitOfWork]:
+        async with UnitOfWork(sessionmaker, app.state.job_sender) as uow:
+            yield uow
+
+    app.dependency_overrides[get_unit_of_work] = unit_of_work_in_test_transaction
+    return app
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    async with LifespanManager(app) as manager:
+        transport = ASGITransport(manager.app, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client

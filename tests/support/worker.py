@@ -1,0 +1,99 @@
+"""Real Celery worker processes consuming from the test run's Redis broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+ROOT = Path(__file__).resolve().parents[2]
+QUEUES = "default,runs,maintenance"
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    hostname: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def celery_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "--app=tests.support.worker_app:celery_app", *args]
+
+
+def start_worker(tmp_dir: Path, *, pool: str = "prefork", concurrency: int = 1) -> WorkerProcess:
+    hostname = f"test-{uuid.uuid4().hex[:8]}@%h"
+    log_path = tmp_dir / f"worker-{hostname.split('@')[0]}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            celery_command(
+                "worker",
+                f"--pool={pool}",
+                f"--concurrency={concurrency}",
+                f"--queues={QUEUES}",
+                f"--hostname={hostname}",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel=INFO",
+            ),
+            cwd=ROOT,
+            env=dict(os.environ),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    return WorkerProcess(process, hostname, log_path)
+
+
+def wait_until_consuming(app: Celery, worker: WorkerProcess, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.process.poll() is not None:
+            raise RuntimeError(f"worker exited:\n{worker.log()}")
+        try:
+            if app.send_task("system.ping").get(timeout=2) == "pong":
+                return
+        except Exception:  # not consuming yet
+            time.sleep(0.2)
+    raise RuntimeError(f"worker did not answer a ping in {timeout}s:\n{worker.log()}")
+
+
+def stop_worker(worker: WorkerProcess) -> None:
+    if worker.process.poll() is None:
+        worker.process.send_signal(signal.SIGTERM)
+        try:
+            worker.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait()
+
+
+@pytest.fixture(scope="session")
+def celery_app() -> Celery:
+    from tests.support.worker_app import celery_app
+
+    return celery_app
+
+
+@pytest.fixture(scope="session")
+def worker(
+    celery_app: Celery, migrated_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    """One prefork worker with a single child process, shared by the session."""
+    process = start_worker(tmp_path_factory.mktemp("worker"))
+    try:
+        wait_until_consuming(celery_app, process)
+        yield process
+    finally:
+        stop_worker(process)

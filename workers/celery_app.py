@@ -1,0 +1,71 @@
+"""The Celery application: Redis broker, JSON only, named queues, late acknowledgement."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from switchboard.settings import Settings, settings_or_exit
+from workers.beat import beat_schedule
+
+QUEUES = ("default", "runs", "maintenance")
+_EXCHANGE = Exchange("switchboard", type="direct")
+
+# Routing by task-name prefix keeps every producer (API, tasks, CLI) agreeing on queues.
+TASK_ROUTES = {
+    "runs.*": {"queue": "runs"},
+    "auth.*": {"queue": "maintenance"},
+    "billing.*": {"queue": "maintenance"},
+    "retention.*": {"queue": "maintenance"},
+    "system.*": {"queue": "maintenance"},
+}
+
+TASK_MODULES = ["tasks.system"]
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("switchboard")
+    visibility = {"visibility_timeout": settings.celery.visibility_timeout_seconds}
+    app.conf.update(
+        broker_url=str(settings.celery.broker_url),
+        result_backend=str(settings.celery.result_backend),
+        # The Redis transport, the result backend and the redbeat lock each read their own
+        # copy of the visibility timeout; they must agree or tasks are redelivered early.
+        broker_transport_options=visibility,
+        result_backend_transport_options=visibility,
+        broker_connection_retry_on_startup=True,
+        broker_connection_retry=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        result_expires=settings.celery.result_expires_seconds,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_queues=[Queue(name, _EXCHANGE, routing_key=name) for name in QUEUES],
+        task_default_queue="default",
+        task_default_exchange=_EXCHANGE.name,
+        task_default_routing_key="default",
+        task_create_missing_queues=False,
+        task_routes=TASK_ROUTES,
+        task_track_started=True,
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+        worker_hijack_root_logger=False,
+        enable_utc=True,
+        timezone="UTC",
+        beat_scheduler="redbeat.RedBeatScheduler",
+        beat_schedule=beat_schedule(settings),
+        redbeat_redis_url=str(settings.celery.broker_url),
+        redbeat_key_prefix="switchboard:redbeat:",
+        redbeat_lock_timeout=settings.beat.lock_timeout_seconds,
+        include=TASK_MODULES,
+    )
+    return app
+
+
+settings = settings_or_exit()
+celery_app = create_celery(settings)
+
+import workers.signals  # noqa: E402,F401  (connects the signal handlers to this app)
