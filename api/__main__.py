@@ -14,6 +14,7 @@ def main() -> None:
         factory=True,
         host=settings.api.host,
         port=settings.api.port,
+        workers=settings.api.workers,
         proxy_headers=True,
         log_config=None,
     )

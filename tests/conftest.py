@@ -22,7 +22,7 @@ os.environ.update(
     CELERY_BROKER_URL=f"redis://{REDIS_HOST}:6379/{TEST_REDIS_DB}",
     CELERY_RESULT_BACKEND=f"redis://{REDIS_HOST}:6379/{TEST_REDIS_DB}",
     LOG_FORMAT="json",
-    LOG_LEVEL="WARNING",
+    LOG_LEVEL=os.environ.get("TEST_LOG_LEVEL", "WARNING"),
 )
 os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 

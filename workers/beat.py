@@ -12,6 +12,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "system-heartbeat": {
             "task": "system.heartbeat",
             "schedule": settings.beat.heartbeat_seconds,
-            "options": {"expires": settings.beat.heartbeat_seconds},
+            # A heartbeat nobody ran in time is stale; do not let them pile up behind an outage.
+            "options": {"expires": max(settings.beat.heartbeat_seconds, 30.0)},
         },
     }

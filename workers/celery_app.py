@@ -60,6 +60,8 @@ def create_celery(settings: Settings) -> Celery:
         redbeat_redis_url=str(settings.celery.broker_url),
         redbeat_key_prefix="switchboard:redbeat:",
         redbeat_lock_timeout=settings.beat.lock_timeout_seconds,
+        # A standby beat polls the lock once per loop interval: this bounds fail-over time.
+        beat_max_loop_interval=settings.beat.lock_timeout_seconds / 5,
         include=TASK_MODULES,
     )
     return app

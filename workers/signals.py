@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import traceback as tb
 from typing import Any
 
@@ -22,7 +23,8 @@ REQUEST_ID_HEADER = "request_id"
 
 @signals.setup_logging.connect
 def _setup_logging(**_: Any) -> None:
-    configure_logging(settings.log, settings.environment, service="worker")
+    service = "beat" if "beat" in sys.argv[1:] else "worker"
+    configure_logging(settings.log, settings.environment, service=service)
 
 
 @signals.before_task_publish.connect

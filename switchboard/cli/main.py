@@ -8,7 +8,7 @@ import json
 import typer
 
 from switchboard.kit.services import START_HINT, ensure_database, unreachable_services
-from switchboard.settings import Settings, SettingsError, load_settings
+from switchboard.settings import Settings, SettingsError, load_settings, render_env_example
 
 app = typer.Typer(help="Switchboard operations.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
@@ -32,6 +32,12 @@ def config_check() -> None:
     """Validate the configuration and print it, secrets masked."""
     settings = _settings()
     typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
+
+
+@config_app.command("example")
+def config_example() -> None:
+    """Print every variable with its default, as in `.env.example`."""
+    typer.echo(render_env_example(), nl=False)
 
 
 @config_app.command("urls")

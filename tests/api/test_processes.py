@@ -1,0 +1,54 @@
+"""The API as it really starts: ``python -m api``, with uvicorn and several worker processes."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+
+from tests.api.test_metrics import sample
+from tests.support.processes import free_port, run_module, serving
+
+
+def test_invalid_setting_stops_start_up_naming_the_variable() -> None:
+    result = run_module("api", {"DATABASE_POOL_SIZE": "lots", "API_PORT": str(free_port())})
+
+    assert result.returncode == 2
+    assert "DATABASE_POOL_SIZE" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_production_refuses_insecure_defaults_naming_the_variable() -> None:
+    result = run_module("api", {"ENVIRONMENT": "production", "API_PORT": str(free_port())})
+
+    assert result.returncode == 2
+    assert "FLOWER_PASSWORD" in result.stderr
+
+
+def test_metrics_add_up_across_api_processes(tmp_path: Path) -> None:
+    """Two API processes sharing one PROMETHEUS_MULTIPROC_DIR report one set of series."""
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    ports = [free_port(), free_port()]
+    labels = {"method": "GET", "route": "/health/live", "status": "200"}
+
+    with ExitStack() as stack:
+        for index, port in enumerate(ports):
+            env = {"API_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+            url = f"http://127.0.0.1:{port}/health/live"
+            stack.enter_context(serving("api", env, url, tmp_path / f"api-{index}.log"))
+        before = sample(
+            httpx.get(f"http://127.0.0.1:{ports[0]}/metrics").text, "http_requests_total", labels
+        )
+        for port in ports:
+            for _ in range(20):
+                assert httpx.get(f"http://127.0.0.1:{port}/health/live").status_code == 200
+        totals = [
+            sample(
+                httpx.get(f"http://127.0.0.1:{port}/metrics").text, "http_requests_total", labels
+            )
+            for port in ports
+        ]
+
+    assert totals == [before + 40, before + 40]

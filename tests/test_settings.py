@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from switchboard.settings import (
+    Environment,
+    Settings,
+    SettingsError,
+    load_settings,
+    render_env_example,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("ENVIRONMENT", "FLOWER_PASSWORD", "DATABASE_POOL_SIZE", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_areas_are_read_from_prefixed_variables(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("DATABASE_POOL_SIZE", "3")
+    clean_env.setenv("API_CORS_ORIGINS", '["https://app.example"]')
+    clean_env.setenv("CELERY_VISIBILITY_TIMEOUT_SECONDS", "7200")
+
+    settings = load_settings(_env_file=None)
+
+    assert settings.database.pool_size == 3
+    assert settings.api.cors_origins == ["https://app.example"]
+    assert settings.celery.visibility_timeout_seconds == 7200
+
+
+def test_invalid_variable_is_named(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("DATABASE_POOL_SIZE", "lots")
+    clean_env.setenv("DATABASE_URL", "mysql://nope")
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings(_env_file=None)
+
+    message = str(raised.value)
+    assert "DATABASE_POOL_SIZE" in message
+    assert "DATABASE_URL" in message
+
+
+def test_dotenv_file_is_read_after_the_environment(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("DATABASE_POOL_SIZE=4\nREDIS_MAX_CONNECTIONS=9\n")
+    clean_env.setenv("REDIS_MAX_CONNECTIONS", "11")
+
+    settings = load_settings(_env_file=env_file)
+
+    assert settings.database.pool_size == 4
+    assert settings.redis.max_connections == 11
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_insecure_defaults_are_refused_outside_development(
+    clean_env: pytest.MonkeyPatch, environment: str
+) -> None:
+    clean_env.setenv("ENVIRONMENT", environment)
+
+    with pytest.raises(SettingsError, match="FLOWER_PASSWORD"):
+        load_settings(_env_file=None)
+
+    clean_env.setenv("FLOWER_PASSWORD", "a-real-secret-from-the-vault")
+    assert load_settings(_env_file=None).environment == Environment(environment)
+
+
+@pytest.mark.parametrize("environment", ["development", "test"])
+def test_insecure_defaults_are_allowed_on_developer_machines(
+    clean_env: pytest.MonkeyPatch, environment: str
+) -> None:
+    clean_env.setenv("ENVIRONMENT", environment)
+    assert load_settings(_env_file=None).flower.password.get_secret_value()
+
+
+def test_env_example_documents_every_variable() -> None:
+    committed = (ROOT / ".env.example").read_text()
+    assert committed == render_env_example(), "run: switchboard config example > .env.example"
+    for area, field in Settings.model_fields.items():
+        if area == "environment":
+            continue
+        for name in field.annotation.model_fields:  # type: ignore[union-attr]
+            assert f"\n{area.upper()}_{name.upper()}=" in committed
