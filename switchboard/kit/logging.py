@@ -42,6 +42,7 @@ def configure_logging(settings: LogSettings, environment: Environment, *, servic
 
     structlog.configure(
         processors=[
+            structlog.stdlib.filter_by_level,
             *_SHARED_PROCESSORS,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],

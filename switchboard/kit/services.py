@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
@@ -57,7 +58,8 @@ async def _redis(name: str, url: str) -> Unreachable | None:
     try:
         await client.ping()
     except Exception as exc:  # redis raises several unrelated types for "cannot connect"
-        return Unreachable(name, url.split("@")[-1], type(exc).__name__)
+        parts = urlsplit(url)
+        return Unreachable(name, f"{parts.hostname}:{parts.port or 6379}", type(exc).__name__)
     finally:
         await client.aclose()
     return None

@@ -10,3 +10,19 @@ __all__ = ["celery_app"]
 @celery_app.task(name="tests.fail", ignore_result=False)
 def fail(reason: str) -> None:
     raise ValueError(reason)
+
+
+@celery_app.task(name="tests.read_failure", ignore_result=False)
+def read_failure(task_id: str) -> str | None:
+    """Reads a row by id on the worker's own connection: proves it was committed first."""
+    from sqlalchemy import select
+
+    from switchboard.models import TaskFailure
+    from workers.runtime import get_runtime
+
+    async def read() -> str | None:
+        async with get_runtime().resources.sessionmaker() as session:
+            query = select(TaskFailure.task_name).where(TaskFailure.task_id == task_id)
+            return await session.scalar(query)
+
+    return get_runtime().run(read())

@@ -1,0 +1,60 @@
+"""Jobs buffered in a unit of work reach a real worker only after the commit."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from celery import Celery
+from celery.result import AsyncResult
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from switchboard.kit.db import create_sessionmaker
+from switchboard.kit.uow import UnitOfWork
+from switchboard.models import TaskFailure
+from switchboard.ops.schemas import TaskFailureCreate
+from switchboard.ops.service import record_task_failure
+from tests.support.worker import WorkerProcess
+from workers.sender import CeleryJobSender
+
+
+class KeepIds(CeleryJobSender):
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    async def send(self, jobs):  # type: ignore[no-untyped-def]
+        self.ids += await super().send(jobs)
+        return self.ids
+
+
+async def test_worker_sees_the_rows_of_the_transaction_that_enqueued_it(
+    engine: AsyncEngine, celery_app: Celery, worker: WorkerProcess
+) -> None:
+    marker = f"enqueue-{uuid.uuid4().hex}"
+    sender = KeepIds()
+    try:
+        async with UnitOfWork(create_sessionmaker(engine), sender) as uow:
+            await record_task_failure(
+                uow.session,
+                TaskFailureCreate(
+                    task_id=marker,
+                    task_name="tests.marker",
+                    call_args=[],
+                    call_kwargs={},
+                    exception_type="None",
+                    message="",
+                    traceback="",
+                ),
+            )
+            uow.jobs.enqueue("tests.read_failure", marker)
+            # Give a premature send every chance to be picked up before the commit.
+            await asyncio.sleep(0.3)
+            assert sender.ids == []
+
+        [task_id] = sender.ids
+        seen = await asyncio.to_thread(AsyncResult(task_id, app=celery_app).get, timeout=10)
+        assert seen == "tests.marker"
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(delete(TaskFailure).where(TaskFailure.task_id == marker))
