@@ -30,6 +30,7 @@ migrate: services ## Create the database if needed and apply migrations
 	uv run --frozen alembic upgrade head
 
 dev: migrate ## Run API, worker, beat and Flower together (Ctrl-C stops all)
+	@uv run --frozen switchboard auth keys rotate
 	@rm -rf "$(PROMETHEUS_MULTIPROC_DIR)" && mkdir -p "$(PROMETHEUS_MULTIPROC_DIR)"
 	@uv run --frozen switchboard config urls
 	uv run --frozen honcho start --procfile Procfile

@@ -6,9 +6,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from switchboard.auth.authority import TokenAuthority
+from switchboard.auth.errors import ForbiddenError, InvalidTokenError
+from switchboard.auth.principal import Principal
+from switchboard.auth.tokens import TokenType
 from switchboard.kit.jobs import JobSender
 from switchboard.kit.resources import Resources
 from switchboard.kit.uow import UnitOfWork
@@ -55,3 +60,48 @@ def get_session(uow: UoW) -> AsyncSession:
 AppSettings = Annotated[Settings, Depends(get_settings)]
 RedisClient = Annotated[Redis, Depends(get_redis)]
 DbSession = Annotated[AsyncSession, Depends(get_session)]
+
+
+def get_authority(request: Request) -> TokenAuthority:
+    authority: TokenAuthority = request.app.state.authority
+    return authority
+
+
+Authority = Annotated[TokenAuthority, Depends(get_authority)]
+
+# Declares the bearer scheme in OpenAPI (the "Authorize" button posts to /auth/token); the
+# token itself is checked below, so a missing one gets our own problem document.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+async def get_principal(
+    authority: Authority, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> Principal:
+    if not token:
+        raise InvalidTokenError("missing")
+    claims = await authority.verify(token, TokenType.access)
+    return Principal.from_access_claims(claims)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+class RequireRole:
+    """``Depends(RequireRole("owner", "admin"))``: the principal holds one of these roles."""
+
+    def __init__(self, *roles: str) -> None:
+        self.roles = roles
+
+    def __call__(self, principal: CurrentPrincipal) -> Principal:
+        if not principal.has_any_role(*self.roles):
+            raise ForbiddenError(f"This needs one of the roles: {', '.join(self.roles)}.")
+        return principal
+
+
+def require_operator(principal: CurrentPrincipal) -> Principal:
+    if not principal.is_operator:
+        raise ForbiddenError("Platform operators only.")
+    return principal
+
+
+RequireOperator = Annotated[Principal, Depends(require_operator)]

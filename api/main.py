@@ -12,7 +12,10 @@ from starlette.middleware.cors import CORSMiddleware
 from api.errors import install_error_handlers
 from api.metrics import metrics_endpoint
 from api.middleware import BodySizeLimitMiddleware, MetricsMiddleware, RequestContextMiddleware
-from api.routes import health
+from api.routes import admin, health, jwks
+from switchboard.auth.authority import TokenAuthority
+from switchboard.auth.keyring import KeyRing
+from switchboard.auth.keystore import create_key_store
 from switchboard.kit.jobs import JobSender
 from switchboard.kit.logging import configure_logging
 from switchboard.kit.resources import open_resources
@@ -28,6 +31,10 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
         async with open_resources(settings, application_name="switchboard-api") as resources:
             app.state.resources = resources
             app.state.job_sender = job_sender or _celery_sender()
+            keyring = KeyRing(
+                resources.sessionmaker, create_key_store(settings.auth), settings.auth
+            )
+            app.state.authority = TokenAuthority(keyring, settings.auth)
             yield
 
     app = FastAPI(
@@ -49,6 +56,8 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
+    app.include_router(jwks.router)
+    app.include_router(admin.router)
     app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
     return app
 

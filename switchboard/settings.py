@@ -25,14 +25,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_INSECURE = "insecure_default"
-
-
-def insecure_default(value: str, description: str) -> Any:
-    """A secret whose default only makes sense on a developer's machine."""
-    return Field(
-        default=SecretStr(value), description=description, json_schema_extra={_INSECURE: True}
-    )
+from switchboard.auth.settings import AuthSettings, NonceBackend
+from switchboard.kit.secrets import insecure_default, is_insecure_default
 
 
 class Environment(enum.StrEnum):
@@ -153,6 +147,7 @@ class Settings(BaseSettings):
     flower: FlowerSettings = FlowerSettings()
     log: LogSettings = LogSettings()
     health: HealthSettings = HealthSettings()
+    auth: AuthSettings = AuthSettings()
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:
@@ -161,8 +156,10 @@ class Settings(BaseSettings):
         offending = [
             env_name(area, field)
             for area, field, value, info in self._secrets()
-            if _is_insecure(info) and value == info.default
+            if is_insecure_default(info) and value == info.default
         ]
+        if self.auth.nonce_backend is NonceBackend.memory:
+            offending.append("AUTH_NONCE_BACKEND (memory is for development only)")
         if offending:
             raise ValueError(
                 f"insecure development defaults are refused when ENVIRONMENT={self.environment}:"
@@ -178,11 +175,6 @@ class Settings(BaseSettings):
                 for name, info in type(model).model_fields.items():
                     found.append((area, name, getattr(model, name), info))
         return found
-
-
-def _is_insecure(info: FieldInfo) -> bool:
-    extra = info.json_schema_extra
-    return isinstance(extra, dict) and extra.get(_INSECURE) is True
 
 
 def env_name(*loc: str | int) -> str:

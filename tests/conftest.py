@@ -7,6 +7,7 @@ the settings cache read it at import time.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 
 _RUN = uuid.uuid4().hex[:8]
@@ -23,6 +24,9 @@ os.environ.update(
     CELERY_RESULT_BACKEND=f"redis://{REDIS_HOST}:6379/{TEST_REDIS_DB}",
     LOG_FORMAT="json",
     LOG_LEVEL=os.environ.get("TEST_LOG_LEVEL", "WARNING"),
+    AUTH_KEY_DIR=tempfile.mkdtemp(prefix="switchboard-test-keys-"),
+    AUTH_ISSUER="https://switchboard.test",
+    AUTH_AUDIENCE="switchboard-test",
 )
 os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
@@ -31,4 +35,6 @@ pytest_plugins = [
     "tests.support.redis",
     "tests.support.app",
     "tests.support.worker",
+    "tests.support.auth",
+    "tests.support.vault",
 ]

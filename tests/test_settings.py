@@ -17,7 +17,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in ("ENVIRONMENT", "FLOWER_PASSWORD", "DATABASE_POOL_SIZE", "DATABASE_URL"):
+    for name in (
+        "ENVIRONMENT",
+        "FLOWER_PASSWORD",
+        "AUTH_KEY_ENCRYPTION_KEY",
+        "AUTH_NONCE_BACKEND",
+        "DATABASE_POOL_SIZE",
+        "DATABASE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -65,11 +72,18 @@ def test_insecure_defaults_are_refused_outside_development(
 ) -> None:
     clean_env.setenv("ENVIRONMENT", environment)
 
-    with pytest.raises(SettingsError, match="FLOWER_PASSWORD"):
+    with pytest.raises(SettingsError) as refused:
         load_settings(_env_file=None)
+    assert "FLOWER_PASSWORD" in str(refused.value)
+    assert "AUTH_KEY_ENCRYPTION_KEY" in str(refused.value)
 
     clean_env.setenv("FLOWER_PASSWORD", "a-real-secret-from-the-vault")
+    clean_env.setenv("AUTH_KEY_ENCRYPTION_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8")
     assert load_settings(_env_file=None).environment == Environment(environment)
+
+    clean_env.setenv("AUTH_NONCE_BACKEND", "memory")
+    with pytest.raises(SettingsError, match="AUTH_NONCE_BACKEND"):
+        load_settings(_env_file=None)
 
 
 @pytest.mark.parametrize("environment", ["development", "test"])
@@ -88,3 +102,11 @@ def test_env_example_documents_every_variable() -> None:
             continue
         for name in field.annotation.model_fields:  # type: ignore[union-attr]
             assert f"\n{area.upper()}_{name.upper()}=" in committed
+
+
+def test_overlap_shorter_than_a_token_life_is_refused(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("AUTH_ACCESS_TOKEN_TTL_SECONDS", "3600")
+    clean_env.setenv("AUTH_DUAL_SIGNING_OVERLAP_MINUTES", "30")
+
+    with pytest.raises(SettingsError, match="AUTH_DUAL_SIGNING_OVERLAP_MINUTES"):
+        load_settings(_env_file=None)

@@ -24,6 +24,7 @@ def send_jobs(jobs: Sequence[Job]) -> list[str]:
             kwargs=dict(job.kwargs),
             queue=job.queue,
             countdown=job.countdown,
+            task_id=job.task_id,
         ).id
         for job in jobs
     ]

@@ -7,30 +7,38 @@ import json
 
 import typer
 
+from switchboard.cli.auth import app as auth_app
+from switchboard.cli.common import load_or_exit
+from switchboard.kit.logging import configure_logging
 from switchboard.kit.services import START_HINT, ensure_database, unreachable_services
-from switchboard.settings import Settings, SettingsError, load_settings, render_env_example
+from switchboard.settings import render_env_example
 
-app = typer.Typer(help="Switchboard operations.", no_args_is_help=True)
+app = typer.Typer(
+    help="Switchboard operations.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 services_app = typer.Typer(help="The services Switchboard depends on.", no_args_is_help=True)
 db_app = typer.Typer(help="The PostgreSQL database.", no_args_is_help=True)
+
+
+@app.callback()
+def _configure(ctx: typer.Context) -> None:
+    # Logs go to stderr, so commands that print a value (a token, a JWKS) stay pipeable.
+    if ctx.invoked_subcommand != "config":
+        settings = load_or_exit()
+        configure_logging(settings.log, settings.environment, service="cli")
+
+
 app.add_typer(config_app, name="config")
 app.add_typer(services_app, name="services")
 app.add_typer(db_app, name="db")
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        typer.echo(f"switchboard: {exc}", err=True)
-        raise typer.Exit(2) from None
+app.add_typer(auth_app, name="auth")
 
 
 @config_app.command("check")
 def config_check() -> None:
     """Validate the configuration and print it, secrets masked."""
-    settings = _settings()
+    settings = load_or_exit()
     typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
 
 
@@ -43,7 +51,7 @@ def config_example() -> None:
 @config_app.command("urls")
 def config_urls() -> None:
     """Print where each process of `make dev` can be reached."""
-    settings = _settings()
+    settings = load_or_exit()
     base = str(settings.api.public_url).rstrip("/")
     flower = f"http://{settings.flower.host}:{settings.flower.port}"
     typer.echo(
@@ -58,7 +66,7 @@ def config_urls() -> None:
 @services_app.command("check")
 def services_check() -> None:
     """Exit non-zero, with one line saying how to start them, if Postgres or Redis is down."""
-    settings = _settings()
+    settings = load_or_exit()
     down = asyncio.run(unreachable_services(settings))
     if down:
         typer.echo(f"switchboard: {'; '.join(map(str, down))}: {START_HINT}", err=True)
@@ -69,7 +77,7 @@ def services_check() -> None:
 @db_app.command("ensure")
 def db_ensure() -> None:
     """Create the database named by DATABASE_URL if it does not exist yet."""
-    settings = _settings()
+    settings = load_or_exit()
     created = asyncio.run(ensure_database(settings))
     name = settings.database.url.path or ""
     typer.echo(f"created database {name.lstrip('/')}" if created else "database exists")

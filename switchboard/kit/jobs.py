@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,6 +17,7 @@ class Job:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     queue: str | None = None
     countdown: float | None = None
+    task_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 class JobSender(Protocol):
@@ -41,8 +43,11 @@ class JobBuffer:
         queue: str | None = None,
         countdown: float | None = None,
         **kwargs: Any,
-    ) -> None:
-        self._jobs.append(Job(name, args, kwargs, queue, countdown))
+    ) -> str:
+        """Buffers a job and returns the id its task will have once sent."""
+        job = Job(name, args, kwargs, queue, countdown)
+        self._jobs.append(job)
+        return job.task_id
 
     @property
     def pending(self) -> tuple[Job, ...]:

@@ -35,9 +35,14 @@ def configure_logging(settings: LogSettings, environment: Environment, *, servic
     renderer: Any
     if _use_json(settings, environment):
         renderer = structlog.processors.JSONRenderer()
-        exception_processor: list[Any] = [structlog.processors.dict_tracebacks]
+        # Never log local variables: they can hold tokens, passwords and request bodies.
+        exception_processor: list[Any] = [
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        ]
     else:
-        renderer = structlog.dev.ConsoleRenderer()
+        renderer = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
         exception_processor = []
 
     structlog.configure(

@@ -1,0 +1,51 @@
+"""The JSON Web Key Set other services verify our tokens with."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from email.utils import format_datetime
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import Counter
+
+from api.deps import AppSettings, Authority
+
+router = APIRouter(tags=["auth"])
+
+JWKS_REQUESTS = Counter("jwks_requests_total", "JWKS documents requested.")
+JWKS_NOT_MODIFIED = Counter("jwks_not_modified_total", "JWKS requests answered 304.")
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if if_none_match is None:
+        return False
+    candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in candidates or etag in candidates
+
+
+@router.get(
+    "/.well-known/jwks.json",
+    responses={200: {"description": "The key set."}, 304: {"description": "Not modified."}},
+)
+@router.get("/api/v1/auth/jwks", include_in_schema=False)
+async def jwks(request: Request, authority: Authority, settings: AppSettings) -> Response:
+    """Public keys that verify our tokens: the active key, the next one, and retired keys
+    while tokens they signed can still be valid.
+
+    Cache it for `Cache-Control: max-age` and revalidate with `If-None-Match`; a `kid` you do
+    not know means the set changed, so fetch it again (at most once per few seconds).
+    """
+    JWKS_REQUESTS.inc()
+    document = await authority.jwks()
+    headers = {
+        "Cache-Control": f"public, max-age={settings.auth.jwks_max_age_seconds}",
+        "ETag": document.etag,
+    }
+    if document.last_modified is not None:
+        headers["Last-Modified"] = format_datetime(
+            document.last_modified.astimezone(UTC), usegmt=True
+        )
+    if _matches(request.headers.get("if-none-match"), document.etag):
+        JWKS_NOT_MODIFIED.inc()
+        return Response(status_code=304, headers=headers)
+    return Response(document.body, media_type="application/json", headers=headers)
