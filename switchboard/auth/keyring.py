@@ -16,6 +16,7 @@ from datetime import datetime
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from prometheus_client import Gauge
 from sqlalchemy import select
 
 from switchboard.auth.keys import public_jwk, public_key_from_x
@@ -25,6 +26,18 @@ from switchboard.kit.db import SessionMaker
 from switchboard.models import KeyState, SigningKey
 
 log = structlog.get_logger("switchboard.auth")
+
+KEY_CREATED = Gauge(
+    "auth_signing_key_created_timestamp_seconds",
+    "When the key now in each state was created (published), as seen by this process.",
+    ["state"],
+    multiprocess_mode="max",
+)
+KEY_ACTIVATED = Gauge(
+    "auth_signing_key_activated_timestamp_seconds",
+    "When the active signing key started signing; alert when it is older than its period.",
+    multiprocess_mode="max",
+)
 
 PUBLISHED_STATES = (KeyState.next, KeyState.active, KeyState.retired)
 # A token naming an unknown kid may reload the key set at most this often.
@@ -143,6 +156,7 @@ class KeyRing:
                 )
                 return self._snapshot
             self._snapshot = await self._build(records)
+            _export_timestamps(records)
             log.info(
                 "auth.keyring_loaded",
                 signing_kid=self._snapshot.signing_kid,
@@ -151,7 +165,7 @@ class KeyRing:
             return self._snapshot
 
     async def _build(self, records: tuple[KeyRecord, ...]) -> KeySnapshot:
-        active = next((record for record in records if record.state is KeyState.active), None)
+        active = next((record for record in records if record.state == KeyState.active), None)
         signing_key = None
         if active is not None:
             signing_key = self._private_keys.get(active.kid)
@@ -171,3 +185,14 @@ class KeyRing:
             verification_keys=verification,
             jwks=render_jwks(records, self._settings.jwks_etag_salt),
         )
+
+
+def _export_timestamps(records: Sequence[KeyRecord]) -> None:
+    for state in PUBLISHED_STATES:
+        newest = max(
+            (record.created_at for record in records if record.state == state), default=None
+        )
+        KEY_CREATED.labels(state.value).set(newest.timestamp() if newest else 0)
+    active = next((record for record in records if record.state == KeyState.active), None)
+    activated = active.activated_at if active else None
+    KEY_ACTIVATED.set(activated.timestamp() if activated else 0)

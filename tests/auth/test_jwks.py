@@ -81,3 +81,20 @@ def test_document_and_etag_change_with_the_key_set_only() -> None:
     assert with_removed.body == first.body
     assert resalted.etag != first.etag
     assert render_jwks([active], "salt").etag != first.etag
+
+
+async def test_auth_metrics_are_exposed(client: AsyncClient, committed_keys: KeySnapshot) -> None:
+    await client.get("/.well-known/jwks.json")
+    await client.get("/api/v1/admin/keys", headers={"Authorization": "Bearer nope"})
+
+    text = (await client.get("/metrics")).text
+
+    assert "jwks_requests_total" in text
+    assert 'jwt_verify_total{result="malformed",typ="at+jwt"}' in text
+    assert "jwt_verify_duration_seconds_bucket" in text
+    activated = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("auth_signing_key_activated_timestamp_seconds ")
+    )
+    assert float(activated.split()[1]) > 0
