@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.auth.authority import TokenAuthority
 from switchboard.auth.errors import ForbiddenError, InvalidTokenError
+from switchboard.auth.nonces import ReplayCache
 from switchboard.auth.principal import Principal
 from switchboard.auth.tokens import TokenType
 from switchboard.kit.jobs import JobSender
@@ -68,6 +69,14 @@ def get_authority(request: Request) -> TokenAuthority:
 
 
 Authority = Annotated[TokenAuthority, Depends(get_authority)]
+
+
+def get_replay_cache(request: Request) -> ReplayCache:
+    cache: ReplayCache = request.app.state.replay_cache
+    return cache
+
+
+Replays = Annotated[ReplayCache, Depends(get_replay_cache)]
 
 # Declares the bearer scheme in OpenAPI (the "Authorize" button posts to /auth/token); the
 # token itself is checked below, so a missing one gets our own problem document.

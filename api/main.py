@@ -16,6 +16,7 @@ from api.routes import admin, health, jwks
 from switchboard.auth.authority import TokenAuthority
 from switchboard.auth.keyring import KeyRing
 from switchboard.auth.keystore import create_key_store
+from switchboard.auth.nonces import create_replay_cache
 from switchboard.kit.jobs import JobSender
 from switchboard.kit.logging import configure_logging
 from switchboard.kit.resources import open_resources
@@ -35,6 +36,9 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
                 resources.sessionmaker, create_key_store(settings.auth), settings.auth
             )
             app.state.authority = TokenAuthority(keyring, settings.auth)
+            app.state.replay_cache = create_replay_cache(
+                settings.auth.nonce_backend, resources.redis
+            )
             yield
 
     app = FastAPI(

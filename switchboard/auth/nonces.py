@@ -8,6 +8,8 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from switchboard.auth.settings import NonceBackend
+
 # A single-use value is remembered this long at most; anything that must stay single-use for
 # longer has to expire sooner.
 MAX_TTL_SECONDS = 300
@@ -52,3 +54,9 @@ class MemoryReplayCache:
             return False
         self._seen[key] = now + _ttl(ttl_seconds)
         return True
+
+
+def create_replay_cache(backend: NonceBackend, redis: Redis) -> ReplayCache:
+    if backend is NonceBackend.memory:
+        return MemoryReplayCache()
+    return RedisReplayCache(redis)

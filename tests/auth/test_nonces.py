@@ -6,7 +6,13 @@ import pytest
 from redis.asyncio import Redis
 
 from switchboard.auth.errors import InvalidTokenError
-from switchboard.auth.nonces import KEY_PREFIX, MemoryReplayCache, RedisReplayCache
+from switchboard.auth.nonces import (
+    KEY_PREFIX,
+    MemoryReplayCache,
+    RedisReplayCache,
+    create_replay_cache,
+)
+from switchboard.auth.settings import NonceBackend
 from switchboard.auth.tokens import spend_single_use
 
 
@@ -51,3 +57,8 @@ async def test_single_use_needs_a_life_within_the_cache_window(redis: Redis) -> 
     with pytest.raises(InvalidTokenError) as refused:
         await spend_single_use(RedisReplayCache(redis), claims, now)
     assert refused.value.reason == "single_use_too_long"
+
+
+async def test_factory_picks_the_configured_backend(redis: Redis) -> None:
+    assert isinstance(create_replay_cache(NonceBackend.memory, redis), MemoryReplayCache)
+    assert isinstance(create_replay_cache(NonceBackend.redis, redis), RedisReplayCache)
