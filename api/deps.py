@@ -1,4 +1,8 @@
-"""FastAPI dependencies, exposed as ``Annotated`` aliases for route signatures."""
+"""FastAPI dependencies, exposed as ``Annotated`` aliases for route signatures.
+
+They are ``async def`` even where they do not await: FastAPI runs plain ``def`` dependencies
+in a thread pool, a thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -21,12 +25,12 @@ from switchboard.kit.uow import UnitOfWork
 from switchboard.settings import Settings
 
 
-def get_resources(request: Request) -> Resources:
+async def get_resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
 
-def get_job_sender(request: Request) -> JobSender:
+async def get_job_sender(request: Request) -> JobSender:
     sender: JobSender = request.app.state.job_sender
     return sender
 
@@ -34,11 +38,11 @@ def get_job_sender(request: Request) -> JobSender:
 AppResources = Annotated[Resources, Depends(get_resources)]
 
 
-def get_settings(resources: AppResources) -> Settings:
+async def get_settings(resources: AppResources) -> Settings:
     return resources.settings
 
 
-def get_redis(resources: AppResources) -> Redis:
+async def get_redis(resources: AppResources) -> Redis:
     return resources.redis
 
 
@@ -54,7 +58,7 @@ async def get_unit_of_work(
 UoW = Annotated[UnitOfWork, Depends(get_unit_of_work, scope="function")]
 
 
-def get_session(uow: UoW) -> AsyncSession:
+async def get_session(uow: UoW) -> AsyncSession:
     return uow.session
 
 
@@ -63,7 +67,7 @@ RedisClient = Annotated[Redis, Depends(get_redis)]
 DbSession = Annotated[AsyncSession, Depends(get_session)]
 
 
-def get_authority(request: Request) -> TokenAuthority:
+async def get_authority(request: Request) -> TokenAuthority:
     authority: TokenAuthority = request.app.state.authority
     return authority
 
@@ -71,7 +75,7 @@ def get_authority(request: Request) -> TokenAuthority:
 Authority = Annotated[TokenAuthority, Depends(get_authority)]
 
 
-def get_replay_cache(request: Request) -> ReplayCache:
+async def get_replay_cache(request: Request) -> ReplayCache:
     cache: ReplayCache = request.app.state.replay_cache
     return cache
 
@@ -101,13 +105,13 @@ class RequireRole:
     def __init__(self, *roles: str) -> None:
         self.roles = roles
 
-    def __call__(self, principal: CurrentPrincipal) -> Principal:
+    async def __call__(self, principal: CurrentPrincipal) -> Principal:
         if not principal.has_any_role(*self.roles):
             raise ForbiddenError(f"This needs one of the roles: {', '.join(self.roles)}.")
         return principal
 
 
-def require_operator(principal: CurrentPrincipal) -> Principal:
+async def require_operator(principal: CurrentPrincipal) -> Principal:
     if not principal.is_operator:
         raise ForbiddenError("Platform operators only.")
     return principal

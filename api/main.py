@@ -12,11 +12,13 @@ from starlette.middleware.cors import CORSMiddleware
 from api.errors import install_error_handlers
 from api.metrics import metrics_endpoint
 from api.middleware import BodySizeLimitMiddleware, MetricsMiddleware, RequestContextMiddleware
-from api.routes import admin, health, jwks
+from api.routes import admin, auth, health, jwks
 from switchboard.auth.authority import TokenAuthority
 from switchboard.auth.keyring import KeyRing
 from switchboard.auth.keystore import create_key_store
 from switchboard.auth.nonces import create_replay_cache
+from switchboard.identity.notifier import LogNotifier
+from switchboard.identity.passwords import PasswordHasher
 from switchboard.kit.jobs import JobSender
 from switchboard.kit.logging import configure_logging
 from switchboard.kit.resources import open_resources
@@ -36,6 +38,8 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
                 resources.sessionmaker, create_key_store(settings.auth), settings.auth
             )
             app.state.authority = TokenAuthority(keyring, settings.auth)
+            app.state.password_hasher = PasswordHasher.from_settings(settings.identity)
+            app.state.notifier = LogNotifier()
             app.state.replay_cache = create_replay_cache(
                 settings.auth.nonce_backend, resources.redis
             )
@@ -62,6 +66,7 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
     app.include_router(health.router)
     app.include_router(jwks.router)
     app.include_router(admin.router)
+    app.include_router(auth.router)
     app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
     return app
 

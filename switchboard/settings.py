@@ -25,8 +25,11 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from switchboard.auth.settings import AuthSettings, NonceBackend
+from switchboard.auth.settings import AuthSettings, IdpMode, NonceBackend
+from switchboard.identity.settings import IdentitySettings
 from switchboard.kit.secrets import insecure_default, is_insecure_default
+
+PRODUCTION_MIN_BCRYPT_COST = 12
 
 
 class Environment(enum.StrEnum):
@@ -148,6 +151,13 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     health: HealthSettings = HealthSettings()
     auth: AuthSettings = AuthSettings()
+    identity: IdentitySettings = IdentitySettings()
+
+    @model_validator(mode="after")
+    def _demo_idp_only_in_development(self) -> Settings:
+        if self.auth.idp_mode is IdpMode.demo and self.environment is not Environment.development:
+            raise ValueError("AUTH_IDP_MODE=demo is allowed only with ENVIRONMENT=development")
+        return self
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:
@@ -156,10 +166,12 @@ class Settings(BaseSettings):
         offending = [
             env_name(area, field)
             for area, field, value, info in self._secrets()
-            if is_insecure_default(info) and value == info.default
+            if is_insecure_default(info) and value == info.get_default(call_default_factory=True)
         ]
         if self.auth.nonce_backend is NonceBackend.memory:
             offending.append("AUTH_NONCE_BACKEND (memory is for development only)")
+        if self.identity.bcrypt_cost < PRODUCTION_MIN_BCRYPT_COST:
+            offending.append(f"IDENTITY_BCRYPT_COST (at least {PRODUCTION_MIN_BCRYPT_COST})")
         if offending:
             raise ValueError(
                 f"insecure development defaults are refused when ENVIRONMENT={self.environment}:"
@@ -182,6 +194,8 @@ def env_name(*loc: str | int) -> str:
 
 
 def _example_value(value: Any) -> str:
+    if value is None:
+        return ""
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
     if isinstance(value, enum.Enum):
@@ -190,6 +204,8 @@ def _example_value(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, list):
         return json.dumps(value)
+    if isinstance(value, dict):
+        return json.dumps({str(key): _example_value(item) for key, item in value.items()})
     return str(value)
 
 

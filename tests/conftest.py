@@ -27,6 +27,10 @@ os.environ.update(
     AUTH_KEY_DIR=tempfile.mkdtemp(prefix="switchboard-test-keys-"),
     AUTH_ISSUER="https://switchboard.test",
     AUTH_AUDIENCE="switchboard-test",
+    # Production cost is 12 (settings refuse less there); tests hash thousands of times.
+    IDENTITY_BCRYPT_COST="4",
+    # Every in-process request comes from 127.0.0.1; tests of the limit set their own.
+    IDENTITY_LOGIN_IP_MAX_ATTEMPTS="1000000",
 )
 os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 

@@ -15,12 +15,22 @@ from switchboard.settings import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
+PRODUCTION_SECRETS = {
+    "FLOWER_PASSWORD": "a-real-secret-from-the-vault",
+    "AUTH_KEY_ENCRYPTION_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+    "AUTH_REFRESH_TOKEN_PEPPER": "another-real-secret",
+    "IDENTITY_PASSWORD_PEPPERS": '{"1": "old-real-pepper", "2": "new-real-pepper"}',
+    "IDENTITY_IP_HASH_SALT": "a-real-salt",
+}
+
+
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in (
+        *PRODUCTION_SECRETS,
         "ENVIRONMENT",
-        "FLOWER_PASSWORD",
-        "AUTH_KEY_ENCRYPTION_KEY",
+        "IDENTITY_BCRYPT_COST",
+        "AUTH_IDP_MODE",
         "AUTH_NONCE_BACKEND",
         "DATABASE_POOL_SIZE",
         "DATABASE_URL",
@@ -74,12 +84,17 @@ def test_insecure_defaults_are_refused_outside_development(
 
     with pytest.raises(SettingsError) as refused:
         load_settings(_env_file=None)
-    assert "FLOWER_PASSWORD" in str(refused.value)
-    assert "AUTH_KEY_ENCRYPTION_KEY" in str(refused.value)
+    for name in PRODUCTION_SECRETS:
+        assert name in str(refused.value)
 
-    clean_env.setenv("FLOWER_PASSWORD", "a-real-secret-from-the-vault")
-    clean_env.setenv("AUTH_KEY_ENCRYPTION_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8")
+    for name, value in PRODUCTION_SECRETS.items():
+        clean_env.setenv(name, value)
     assert load_settings(_env_file=None).environment == Environment(environment)
+
+    clean_env.setenv("IDENTITY_BCRYPT_COST", "10")
+    with pytest.raises(SettingsError, match="IDENTITY_BCRYPT_COST"):
+        load_settings(_env_file=None)
+    clean_env.setenv("IDENTITY_BCRYPT_COST", "12")
 
     clean_env.setenv("AUTH_NONCE_BACKEND", "memory")
     with pytest.raises(SettingsError, match="AUTH_NONCE_BACKEND"):
@@ -109,4 +124,17 @@ def test_overlap_shorter_than_a_token_life_is_refused(clean_env: pytest.MonkeyPa
     clean_env.setenv("AUTH_DUAL_SIGNING_OVERLAP_MINUTES", "30")
 
     with pytest.raises(SettingsError, match="AUTH_DUAL_SIGNING_OVERLAP_MINUTES"):
+        load_settings(_env_file=None)
+
+
+@pytest.mark.parametrize("environment", ["test", "staging", "production"])
+def test_demo_identity_mode_is_refused_outside_development(
+    clean_env: pytest.MonkeyPatch, environment: str
+) -> None:
+    for name, value in PRODUCTION_SECRETS.items():
+        clean_env.setenv(name, value)
+    clean_env.setenv("ENVIRONMENT", environment)
+    clean_env.setenv("AUTH_IDP_MODE", "demo")
+
+    with pytest.raises(SettingsError, match="AUTH_IDP_MODE"):
         load_settings(_env_file=None)

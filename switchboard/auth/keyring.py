@@ -142,7 +142,12 @@ class KeyRing:
         return await self.reload()
 
     async def reload(self) -> KeySnapshot:
+        requested_at = time.monotonic()
         async with self._lock:
+            current = self._snapshot
+            if current is not None and current.loaded_at >= requested_at:
+                # Loaded by another request while this one waited for the lock.
+                return current
             records = await load_records(self._sessionmaker)
             current = self._snapshot
             fingerprint = tuple((record.kid, record.state.value) for record in records)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from pydantic import AnyUrl, BaseModel, Field, SecretStr, model_validator
+from pydantic import AnyUrl, BaseModel, Field, SecretStr, field_validator, model_validator
 
 from switchboard.kit.secrets import insecure_default
 
@@ -12,6 +12,11 @@ from switchboard.kit.secrets import insecure_default
 class KeyStoreKind(enum.StrEnum):
     file = "file"
     vault = "vault"
+
+
+class IdpMode(enum.StrEnum):
+    internal = "internal"
+    demo = "demo"
 
 
 class NonceBackend(enum.StrEnum):
@@ -66,9 +71,22 @@ class AuthSettings(BaseModel):
     vault_mount: str = Field("secret", description="Vault KV v2 mount point.")
     vault_path: str = Field("switchboard/signing-keys", description="Vault path prefix for keys.")
     vault_namespace: str | None = Field(None, description="Vault Enterprise namespace, if any.")
+    idp_mode: IdpMode = Field(
+        IdpMode.internal,
+        description="internal (this service's users) or demo (one fixed login, development only).",
+    )
+    refresh_token_pepper: SecretStr = insecure_default(
+        "switchboard-dev-refresh-pepper",
+        "HMAC key over refresh-token secrets; only their peppered hashes are stored.",
+    )
     nonce_backend: NonceBackend = Field(
         NonceBackend.redis, description="Replay cache: redis, or memory (development only)."
     )
+
+    @field_validator("vault_namespace", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @property
     def longest_token_ttl_seconds(self) -> int:

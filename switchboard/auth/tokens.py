@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+import structlog
 from prometheus_client import Counter, Histogram
 
 from switchboard.auth.errors import InvalidTokenError, NoSigningKeyError, UnknownKeyError
 from switchboard.auth.keyring import KeySnapshot
 from switchboard.auth.nonces import MAX_TTL_SECONDS, ReplayCache
 from switchboard.auth.settings import AuthSettings
+
+log = structlog.get_logger("switchboard.auth")
 
 ALGORITHM = "EdDSA"
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "nbf", "iat", "jti")
@@ -108,6 +111,7 @@ class TokenVerifier:
             claims = self._verify(token, snapshot, typ)
         except InvalidTokenError as exc:
             JWT_VERIFY.labels(typ.value, exc.reason).inc()
+            log.info("auth.token_rejected", typ=typ.value, reason=exc.reason)
             raise
         finally:
             JWT_VERIFY_SECONDS.observe(time.perf_counter() - started)

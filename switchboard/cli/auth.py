@@ -18,7 +18,7 @@ from switchboard.auth.errors import CutoverRefusedError, NoSigningKeyError
 from switchboard.auth.keyring import KeyRing, load_records, render_jwks
 from switchboard.auth.keystore import create_key_store
 from switchboard.auth.tokens import TokenType
-from switchboard.cli.common import load_or_exit
+from switchboard.cli.common import load_or_exit, transaction
 from switchboard.kit.db import SessionMaker, create_engine, create_sessionmaker
 from switchboard.settings import Settings
 
@@ -45,15 +45,7 @@ async def _database(settings: Settings) -> AsyncIterator[SessionMaker]:
 def _in_transaction(
     settings: Settings, work: Callable[[AsyncSession, Settings], Awaitable[T]]
 ) -> T:
-    async def run() -> T:
-        async with (
-            _database(settings) as sessionmaker,
-            sessionmaker() as session,
-            session.begin(),
-        ):
-            return await work(session, settings)
-
-    return asyncio.run(run())
+    return asyncio.run(transaction(settings, work))
 
 
 @jwks_app.command("print")

@@ -1,8 +1,15 @@
 from __future__ import annotations
 
-import typer
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from switchboard.kit.db import create_engine, create_sessionmaker
 from switchboard.settings import Settings, SettingsError, load_settings
+
+T = TypeVar("T")
 
 
 def load_or_exit() -> Settings:
@@ -11,3 +18,15 @@ def load_or_exit() -> Settings:
     except SettingsError as exc:
         typer.echo(f"switchboard: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+async def transaction(
+    settings: Settings, work: Callable[[AsyncSession, Settings], Awaitable[T]]
+) -> T:
+    """Runs ``work`` in one committed transaction on a short-lived engine."""
+    engine = create_engine(settings.database, application_name="switchboard-cli")
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            return await work(session, settings)
+    finally:
+        await engine.dispose()

@@ -9,6 +9,7 @@ import typer
 
 from switchboard.cli.auth import app as auth_app
 from switchboard.cli.common import load_or_exit
+from switchboard.cli.identity import app as identity_app
 from switchboard.kit.logging import configure_logging
 from switchboard.kit.services import START_HINT, ensure_database, unreachable_services
 from switchboard.settings import render_env_example
@@ -33,6 +34,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(services_app, name="services")
 app.add_typer(db_app, name="db")
 app.add_typer(auth_app, name="auth")
+app.add_typer(identity_app, name="identity")
 
 
 @config_app.command("check")

@@ -26,6 +26,11 @@ class UnitOfWork:
             raise RuntimeError("the unit of work is not open")
         return self._session
 
+    async def commit(self) -> None:
+        """Commits what is done so far, for outcomes that must stick even if the request then
+        fails (a login attempt's record, a revoked token family). Jobs still wait for the end."""
+        await self.session.commit()
+
     async def __aenter__(self) -> UnitOfWork:
         self._session = self._sessionmaker()
         return self

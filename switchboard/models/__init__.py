@@ -2,6 +2,31 @@
 
 from switchboard.models.auth import KeyState, SigningKey
 from switchboard.models.base import Base
+from switchboard.models.identity import (
+    Membership,
+    PasswordResetToken,
+    RefreshToken,
+    ServiceAccount,
+    ServiceAccountCredential,
+    Tenant,
+    User,
+    UserLoginEvent,
+    UserProfile,
+)
 from switchboard.models.ops import TaskFailure
 
-__all__ = ["Base", "KeyState", "SigningKey", "TaskFailure"]
+__all__ = [
+    "Base",
+    "KeyState",
+    "Membership",
+    "PasswordResetToken",
+    "RefreshToken",
+    "ServiceAccount",
+    "ServiceAccountCredential",
+    "SigningKey",
+    "TaskFailure",
+    "Tenant",
+    "User",
+    "UserLoginEvent",
+    "UserProfile",
+]

@@ -1,0 +1,1 @@
+"""Tenants, users, memberships, passwords, lockout, refresh tokens and service accounts."""

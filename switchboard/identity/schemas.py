@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+# Bounds on free text keep oversized bodies from reaching bcrypt or the database.
+Password = Field(min_length=1, max_length=1024)
+
+
+class RegisterRequest(BaseModel):
+    email: EmailStr = Field(max_length=320)
+    password: str = Password
+    tenant_name: str = Field(min_length=1, max_length=200)
+    display_name: str | None = Field(None, max_length=200)
+
+
+class LoginRequest(BaseModel):
+    email: EmailStr = Field(max_length=320)
+    password: str = Password
+    tenant_id: uuid.UUID | None = None
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class ForgotPasswordRequest(BaseModel):
+    email: EmailStr = Field(max_length=320)
+
+
+class ResetPasswordRequest(BaseModel):
+    token: str = Field(min_length=1, max_length=200)
+    new_password: str = Password
+
+
+class ServiceTokenRequest(BaseModel):
+    client_id: str = Field(min_length=1, max_length=64)
+    client_secret: str = Field(min_length=1, max_length=200)
+    nonce: str = Field(min_length=16, max_length=128)
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"  # noqa: S105 (the OAuth2 token type, not a secret)
+    expires_in: int
+    refresh_expires_in: int
+    kid: str
+
+
+class ServiceToken(BaseModel):
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105 (the OAuth2 token type, not a secret)
+    expires_in: int
+    kid: str
+    scope: str
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    display_name: str | None
+    email_verified: bool
+    created_at: datetime
+
+
+class TenantRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+
+
+class RegisterResult(BaseModel):
+    user: UserRead
+    tenant: TenantRead
+
+
+class MeRead(BaseModel):
+    user: UserRead
+    tenant: TenantRead
+    roles: list[str]
