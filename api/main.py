@@ -39,7 +39,9 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
             )
             app.state.authority = TokenAuthority(keyring, settings.auth)
             app.state.password_hasher = PasswordHasher.from_settings(settings.identity)
-            app.state.notifier = LogNotifier()
+            app.state.notifier = LogNotifier(
+                include_link=settings.environment.allows_insecure_defaults
+            )
             app.state.replay_cache = create_replay_cache(
                 settings.auth.nonce_backend, resources.redis
             )

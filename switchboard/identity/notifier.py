@@ -18,6 +18,14 @@ class Notifier(Protocol):
 
 
 class LogNotifier:
+    """Writes reset links to the log where that is safe (development and test). Elsewhere the
+    link, a credential, is withheld and an error says no mailer is configured."""
+
+    def __init__(self, *, include_link: bool) -> None:
+        self._include_link = include_link
+
     async def send_password_reset(self, *, email: str, link: str) -> None:
-        # The link is a credential: this notifier is for development, where the log is yours.
-        log.warning("identity.password_reset_link", email=email, link=link)
+        if self._include_link:
+            log.warning("identity.password_reset_link", email=email, link=link)
+        else:
+            log.error("identity.password_reset_undelivered", reason="no mailer configured")

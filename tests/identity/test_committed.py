@@ -208,3 +208,41 @@ async def test_demo_mode_signs_in_with_the_fixed_login(settings: Settings) -> No
     assert me.json()["user"]["email"] == DEMO_EMAIL
     assert me.json()["roles"] == ["owner"]
     assert wrong.status_code == 401
+
+
+async def test_revoked_credential_is_refused(
+    committed_client: AsyncClient, service_credential: tuple[str, str, str], engine: AsyncEngine
+) -> None:
+    from sqlalchemy import update
+
+    from switchboard.models import ServiceAccountCredential
+
+    client_id, secret, _ = service_credential
+    async with create_sessionmaker(engine)() as session, session.begin():
+        await session.execute(
+            update(ServiceAccountCredential)
+            .where(ServiceAccountCredential.client_id == client_id)
+            .values(revoked_at=func.now())
+        )
+    response = await committed_client.post(
+        "/api/v1/auth/service-token",
+        json={"client_id": client_id, "client_secret": secret, "nonce": uuid.uuid4().hex},
+    )
+    assert response.status_code == 401
+
+
+def test_seed_and_service_account_commands(settings: Settings) -> None:
+    from typer.testing import CliRunner
+
+    from switchboard.cli import app
+
+    runner = CliRunner()
+    refused = runner.invoke(app, ["identity", "seed"])
+    seeded = runner.invoke(app, ["identity", "seed"], env={"ENVIRONMENT": "development"})
+    again = runner.invoke(app, ["identity", "seed"], env={"ENVIRONMENT": "development"})
+
+    assert refused.exit_code == 2
+    assert seeded.exit_code == 0, seeded.output
+    assert "(4 users created)" in seeded.stdout
+    assert "(0 users created)" in again.stdout
+    del settings

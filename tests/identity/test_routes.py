@@ -377,3 +377,35 @@ async def test_roles_come_from_the_token(
     assert allowed.status_code == 200
     assert denied.status_code == 403
     assert spoofed.status_code == 403
+
+
+async def test_log_notifier_withholds_links_outside_development(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from switchboard.identity.notifier import LogNotifier
+
+    await LogNotifier(include_link=True).send_password_reset(
+        email="a@x.io", link="https://l/SECRET1"
+    )
+    await LogNotifier(include_link=False).send_password_reset(
+        email="a@x.io", link="https://l/SECRET2"
+    )
+
+    logged = " ".join(str(record.msg) for record in caplog.records)
+    assert "SECRET1" in logged
+    assert "SECRET2" not in logged
+    assert "identity.password_reset_undelivered" in logged
+
+
+async def test_login_into_a_tenant_of_which_one_is_no_member_fails(client: AsyncClient) -> None:
+    email = new_email()
+    await register(client, email)
+    other = await register(client, new_email())
+
+    response = await client.post(
+        "/api/v1/auth/login",
+        json={"email": email, "password": PASSWORD, "tenant_id": other["tenant"]["id"]},
+    )
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "identity.invalid_credentials"
