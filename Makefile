@@ -8,7 +8,8 @@ SHELL := bash
 RUN_DIR := $(CURDIR)/.run
 # Raise when coverage rises; never lower it.
 COVERAGE_FLOOR := 93
-export PROMETHEUS_MULTIPROC_DIR ?= $(RUN_DIR)/metrics
+# Shared by the processes `make dev` starts, so /metrics adds up every API worker.
+METRICS_DIR := $(RUN_DIR)/metrics
 
 .PHONY: help venv dev services migrate test lint format bench clean
 
@@ -31,9 +32,9 @@ migrate: services ## Create the database if needed and apply migrations
 
 dev: migrate ## Run API, worker, beat and Flower together (Ctrl-C stops all)
 	@uv run --frozen switchboard auth keys rotate
-	@rm -rf "$(PROMETHEUS_MULTIPROC_DIR)" && mkdir -p "$(PROMETHEUS_MULTIPROC_DIR)"
+	@rm -rf "$(METRICS_DIR)" && mkdir -p "$(METRICS_DIR)"
 	@uv run --frozen switchboard config urls
-	uv run --frozen honcho start --procfile Procfile
+	PROMETHEUS_MULTIPROC_DIR="$(METRICS_DIR)" uv run --frozen honcho start --procfile Procfile
 
 test: services ## Run the test suite against real PostgreSQL, Redis and Celery workers
 	uv run --frozen pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)

@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.cli.common import load_or_exit, transaction
 from switchboard.identity.passwords import PasswordHasher
+from switchboard.identity.repository import IdentityRepository
 from switchboard.identity.service import create_service_account
-from switchboard.models import Membership, Tenant, User, UserProfile
+from switchboard.models import Membership, Tenant, UserProfile
 from switchboard.settings import Environment, Settings
 
 app = typer.Typer(help="Users, tenants and service accounts.", no_args_is_help=True)
@@ -42,8 +43,6 @@ def seed() -> None:
 
 
 async def _seed(session: AsyncSession, settings: Settings) -> int:
-    from switchboard.identity.repository import IdentityRepository
-
     repo = IdentityRepository(session)
     hasher = PasswordHasher.from_settings(settings.identity)
     tenant: Tenant | None = None
@@ -57,15 +56,7 @@ async def _seed(session: AsyncSession, settings: Settings) -> int:
             session.add(tenant)
             await session.flush()
         hashed = await hasher.hash_async(DEMO_PASSWORD)
-        user = User(
-            email=email,
-            password_hash=hashed.value,
-            pepper_version=hashed.pepper_version,
-            status="active",
-            email_verified=True,
-            is_platform_operator=operator,
-        )
-        session.add(user)
+        user = repo.add_user(email, hashed, email_verified=True, operator=operator)
         await session.flush()
         session.add(UserProfile(user_id=user.id, display_name=f"Demo {role}"))
         session.add(Membership(user_id=user.id, tenant_id=tenant.id, role=role))

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from switchboard.identity.passwords import PasswordHash
 from switchboard.models import (
     Membership,
     PasswordResetToken,
@@ -23,6 +24,25 @@ from switchboard.models import (
 class IdentityRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    def add_user(
+        self,
+        email: str,
+        password: PasswordHash,
+        *,
+        email_verified: bool = False,
+        operator: bool = False,
+    ) -> User:
+        user = User(
+            email=email,
+            password_hash=password.value,
+            pepper_version=password.pepper_version,
+            status="active",
+            email_verified=email_verified,
+            is_platform_operator=operator,
+        )
+        self.session.add(user)
+        return user
 
     async def user_by_email(self, email: str) -> User | None:
         query = select(User).where(func.lower(User.email) == email.lower())

@@ -114,15 +114,8 @@ class IdentityService:
             raise EmailTakenError("An account with this email exists; sign in instead.")
         hashed = await self.hasher.hash_async(request.password)
         tenant = Tenant(name=request.tenant_name)
-        user = User(
-            email=request.email,
-            password_hash=hashed.value,
-            pepper_version=hashed.pepper_version,
-            status="active",
-            email_verified=False,
-            is_platform_operator=False,
-        )
-        self.session.add_all([tenant, user])
+        self.session.add(tenant)
+        user = self.repo.add_user(request.email, hashed)
         try:
             await self.session.flush()
         except IntegrityError:
@@ -188,16 +181,9 @@ class IdentityService:
         user = await self.repo.user_by_email(DEMO_EMAIL)
         if user is None:
             tenant = Tenant(name="Demo")
+            self.session.add(tenant)
             unusable = await self.hasher.hash_async(secrets.token_urlsafe(32))
-            user = User(
-                email=DEMO_EMAIL,
-                password_hash=unusable.value,
-                pepper_version=unusable.pepper_version,
-                status="active",
-                email_verified=True,
-                is_platform_operator=False,
-            )
-            self.session.add_all([tenant, user])
+            user = self.repo.add_user(DEMO_EMAIL, unusable, email_verified=True)
             await self.session.flush()
             self.session.add(Membership(user_id=user.id, tenant_id=tenant.id, role="owner"))
             await self.session.flush()
