@@ -9,6 +9,9 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from switchboard.kit.errors import AppError
@@ -77,6 +80,17 @@ async def _validation_error(_: Request, exc: Exception) -> ProblemResponse:
     return problem(422, "validation_error", f"invalid request: {fields}", errors=errors)
 
 
+async def _dependency_down(request: Request, exc: Exception) -> ProblemResponse:
+    # Postgres or Redis unreachable is an outage, not a bug: say so, and let clients retry.
+    log.error("http.dependency_unavailable", path=request.url.path, error=type(exc).__name__)
+    return problem(
+        503,
+        "service_unavailable",
+        "A service this request needs is unavailable; try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
 async def _unhandled(request: Request, exc: Exception) -> ProblemResponse:
     log.error("http.unhandled_error", path=request.url.path, exc_info=exc)
     request_id = request.scope.get("state", {}).get("request_id")
@@ -88,4 +102,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for unavailable in (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError):
+        app.add_exception_handler(unavailable, _dependency_down)
     app.add_exception_handler(Exception, _unhandled)

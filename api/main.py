@@ -12,7 +12,8 @@ from starlette.middleware.cors import CORSMiddleware
 from api.errors import install_error_handlers
 from api.metrics import metrics_endpoint
 from api.middleware import BodySizeLimitMiddleware, MetricsMiddleware, RequestContextMiddleware
-from api.routes import admin, auth, health, jwks
+from api.routes import admin, auth, conversations, health, jwks, runs
+from switchboard.agents.factory import create_agent_runtime
 from switchboard.auth.authority import TokenAuthority
 from switchboard.auth.keyring import KeyRing
 from switchboard.auth.keystore import create_key_store
@@ -22,6 +23,7 @@ from switchboard.identity.passwords import PasswordHasher
 from switchboard.kit.jobs import JobSender
 from switchboard.kit.logging import configure_logging
 from switchboard.kit.resources import open_resources
+from switchboard.runs.hub import EventHub
 from switchboard.settings import Settings, settings_or_exit
 
 
@@ -42,10 +44,15 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
             app.state.notifier = LogNotifier(
                 include_link=settings.environment.allows_insecure_defaults
             )
+            app.state.agents = create_agent_runtime(settings.openai, settings.offline).registry
+            app.state.event_hub = EventHub(resources.redis)
             app.state.replay_cache = create_replay_cache(
                 settings.auth.nonce_backend, resources.redis
             )
-            yield
+            try:
+                yield
+            finally:
+                await app.state.event_hub.stop()
 
     app = FastAPI(
         title="Switchboard",
@@ -69,6 +76,8 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
     app.include_router(jwks.router)
     app.include_router(admin.router)
     app.include_router(auth.router)
+    app.include_router(runs.router)
+    app.include_router(conversations.router)
     app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
     return app
 

@@ -25,9 +25,11 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from switchboard.agents.settings import OfflineSettings, OpenAISettings
 from switchboard.auth.settings import AuthSettings, IdpMode, NonceBackend
 from switchboard.identity.settings import IdentitySettings
 from switchboard.kit.secrets import insecure_default, is_insecure_default
+from switchboard.runs.settings import RunsSettings
 
 PRODUCTION_MIN_BCRYPT_COST = 12
 
@@ -152,6 +154,9 @@ class Settings(BaseSettings):
     health: HealthSettings = HealthSettings()
     auth: AuthSettings = AuthSettings()
     identity: IdentitySettings = IdentitySettings()
+    openai: OpenAISettings = OpenAISettings()
+    offline: OfflineSettings = OfflineSettings()
+    runs: RunsSettings = RunsSettings()
 
     @model_validator(mode="after")
     def _demo_idp_only_in_development(self) -> Settings:

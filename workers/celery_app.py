@@ -20,7 +20,7 @@ TASK_ROUTES = {
     "system.*": {"queue": "maintenance"},
 }
 
-TASK_MODULES = ["tasks.system", "tasks.auth"]
+TASK_MODULES = ["tasks.system", "tasks.auth", "tasks.runs"]
 
 
 def create_celery(settings: Settings) -> Celery:

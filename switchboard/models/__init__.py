@@ -2,6 +2,7 @@
 
 from switchboard.models.auth import KeyState, SigningKey
 from switchboard.models.base import Base
+from switchboard.models.conversations import Conversation, Message, Run
 from switchboard.models.identity import (
     Membership,
     PasswordResetToken,
@@ -17,10 +18,13 @@ from switchboard.models.ops import TaskFailure
 
 __all__ = [
     "Base",
+    "Conversation",
     "KeyState",
     "Membership",
+    "Message",
     "PasswordResetToken",
     "RefreshToken",
+    "Run",
     "ServiceAccount",
     "ServiceAccountCredential",
     "SigningKey",

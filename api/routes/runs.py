@@ -1,0 +1,182 @@
+"""Chat: start agent runs, read them, follow their events, cancel them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from sse_starlette import EventSourceResponse
+
+from api.deps import AppResources, AppSettings, Authority, CurrentPrincipal, UoW, oauth2_scheme
+from api.sse import event_stream
+from switchboard.agents.registry import AgentRegistry
+from switchboard.auth.errors import InvalidTokenError
+from switchboard.auth.principal import Principal
+from switchboard.auth.tokens import TokenType
+from switchboard.runs.errors import InvalidLastEventIdError
+from switchboard.runs.events import EventPublisher, RunEvent
+from switchboard.runs.hub import EventHub
+from switchboard.runs.schemas import ChatAccepted, ChatRequest, RunRead
+from switchboard.runs.service import RunService, terminal_event
+from switchboard.runs.stream import follow
+
+router = APIRouter(prefix="/api/v1", tags=["chat"])
+
+STREAM: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."}
+}
+
+
+async def get_registry(request: Request) -> AgentRegistry:
+    registry: AgentRegistry = request.app.state.agents
+    return registry
+
+
+async def get_hub(request: Request) -> EventHub:
+    hub: EventHub = request.app.state.event_hub
+    return hub
+
+
+async def get_runs(uow: UoW, resources: AppResources, settings: AppSettings) -> RunService:
+    publisher = EventPublisher(
+        resources.redis,
+        max_events=settings.runs.buffer_max_events,
+        ttl_seconds=settings.runs.buffer_ttl_seconds,
+    )
+    return RunService(uow.session, settings.runs, publisher)
+
+
+Registry = Annotated[AgentRegistry, Depends(get_registry)]
+Hub = Annotated[EventHub, Depends(get_hub)]
+Runs = Annotated[RunService, Depends(get_runs)]
+
+
+async def _stream_url(authority: Authority, principal: Principal, run_id: uuid.UUID) -> str:
+    ticket = await authority.issue(
+        TokenType.stream_ticket,
+        principal.subject,
+        {"run": str(run_id), "tid": principal.tenant_id},
+    )
+    return f"/api/v1/runs/{run_id}/stream?ticket={ticket.token}"
+
+
+@router.post("/chat", status_code=202, response_model=ChatAccepted)
+async def chat(
+    body: ChatRequest,
+    principal: CurrentPrincipal,
+    runs: Runs,
+    registry: Registry,
+    uow: UoW,
+    authority: Authority,
+) -> ChatAccepted:
+    """Queue an agent run for a message. Follow it at `stream_url` (which carries a ticket
+    for that run only, so a browser `EventSource` can open it without headers)."""
+    run = await runs.start(
+        principal, body, agents=registry.names, default_agent=registry.default, jobs=uow.jobs
+    )
+    return ChatAccepted(
+        run_id=run.id,
+        conversation_id=run.conversation_id,
+        status=run.status,
+        stream_url=await _stream_url(authority, principal, run.id),
+    )
+
+
+@router.post("/chat/stream", responses=STREAM)
+async def chat_stream(
+    body: ChatRequest,
+    principal: CurrentPrincipal,
+    runs: Runs,
+    registry: Registry,
+    uow: UoW,
+    resources: AppResources,
+    hub: Hub,
+    settings: AppSettings,
+) -> EventSourceResponse:
+    """Queue a run and answer with its events as Server-Sent Events, from the first."""
+    run = await runs.start(
+        principal, body, agents=registry.names, default_agent=registry.default, jobs=uow.jobs
+    )
+    return _follow(run.id, 0, resources, hub, settings)
+
+
+@router.get("/runs/{run_id}", response_model=RunRead)
+async def get_run(run_id: uuid.UUID, principal: CurrentPrincipal, runs: Runs) -> RunRead:
+    """A run's status, agent, usage and error."""
+    return await runs.get(principal, run_id)
+
+
+async def stream_access(
+    run_id: uuid.UUID,
+    authority: Authority,
+    runs: Runs,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    ticket: Annotated[str | None, Query(description="The ticket from `stream_url`.")] = None,
+) -> None:
+    if ticket is not None:
+        claims = await authority.verify(ticket, TokenType.stream_ticket)
+        if claims.get("run") != str(run_id):
+            raise InvalidTokenError("wrong_run")
+        return
+    if not token:
+        raise InvalidTokenError("missing")
+    principal = Principal.from_access_claims(await authority.verify(token, TokenType.access))
+    await runs.check_access(principal, run_id)
+
+
+@router.get("/runs/{run_id}/stream", responses=STREAM)
+async def stream_run(
+    run_id: uuid.UUID,
+    _: Annotated[None, Depends(stream_access)],
+    resources: AppResources,
+    hub: Hub,
+    settings: AppSettings,
+    last_event_id: Annotated[str | None, Header()] = None,
+    last_event_id_query: Annotated[str | None, Query(alias="last_event_id")] = None,
+) -> EventSourceResponse:
+    """The run's events after `Last-Event-ID` (or `?last_event_id=`), then live ones, each
+    once and in order; a finished run's stream ends with its terminal event."""
+    after = _after(last_event_id if last_event_id is not None else last_event_id_query)
+    return _follow(run_id, after, resources, hub, settings)
+
+
+def _after(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidLastEventIdError(
+            "Last-Event-ID must be a sequence number (0 or more)."
+        ) from None
+    if value < 0:
+        raise InvalidLastEventIdError("Last-Event-ID must be a sequence number (0 or more).")
+    return value
+
+
+def _follow(
+    run_id: uuid.UUID, after: int, resources: AppResources, hub: EventHub, settings: AppSettings
+) -> EventSourceResponse:
+    async def terminal(seq: int) -> RunEvent | None:
+        async with resources.sessionmaker() as session:
+            return await terminal_event(session, run_id, seq)
+
+    events = follow(
+        str(run_id),
+        after=after,
+        hub=hub,
+        redis=resources.redis,
+        terminal_from_database=terminal,
+    )
+    return event_stream(events, settings.runs)
+
+
+@router.post("/runs/{run_id}/cancel", status_code=202)
+async def cancel_run(
+    run_id: uuid.UUID, principal: CurrentPrincipal, runs: Runs, resources: AppResources
+) -> Response:
+    """Stop a queued or running run; its stream ends with `run.cancelled`. 409 if it has
+    already finished."""
+    await runs.cancel(principal, run_id, resources.redis)
+    return Response(status_code=202)

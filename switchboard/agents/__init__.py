@@ -1,0 +1,1 @@
+"""Agents: definitions, tool bundles, handoffs, model providers and the offline model."""

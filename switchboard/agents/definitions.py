@@ -1,0 +1,49 @@
+"""The agents Switchboard offers, declared as data so the registry and the API agree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AgentDefinition:
+    name: str
+    description: str
+    instructions: str
+    tool_bundle: str
+    handoffs: tuple[str, ...] = ()
+
+
+TRIAGE = AgentDefinition(
+    name="triage",
+    description="First contact: answers simple questions and routes the rest to a specialist.",
+    instructions=(
+        "You are the first agent a user talks to. Answer short general questions yourself. "
+        "Hand off to the billing agent for invoices, payments, plans and usage, and to the "
+        "support agent for problems with the product or questions about earlier conversations."
+    ),
+    tool_bundle="triage",
+    handoffs=("billing", "support"),
+)
+
+BILLING = AgentDefinition(
+    name="billing",
+    description="Invoices, plans, payments and the organisation's token usage.",
+    instructions=(
+        "You help with billing: invoices, subscription plans, payments and usage. Use the "
+        "usage_summary tool for questions about consumption this month. Never invent amounts."
+    ),
+    tool_bundle="billing",
+)
+
+SUPPORT = AgentDefinition(
+    name="support",
+    description="Product help, troubleshooting and finding earlier conversations.",
+    instructions=(
+        "You help users with the product. Use search_conversations to find what the user "
+        "discussed before when that helps. Be concise and concrete."
+    ),
+    tool_bundle="support",
+)
+
+DEFINITIONS: tuple[AgentDefinition, ...] = (TRIAGE, BILLING, SUPPORT)

@@ -1,0 +1,28 @@
+"""The agents of a process, built once from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agents import ModelProvider, RunConfig
+
+from switchboard.agents.definitions import DEFINITIONS
+from switchboard.agents.providers import create_model_provider, run_config
+from switchboard.agents.registry import AgentRegistry
+from switchboard.agents.settings import OfflineSettings, OpenAISettings
+from switchboard.agents.tools import TOOL_SPECS, ToolRegistry
+
+
+@dataclass(frozen=True)
+class AgentRuntime:
+    registry: AgentRegistry
+    provider: ModelProvider
+    openai: OpenAISettings
+
+    def run_config(self, group_id: str | None = None) -> RunConfig:
+        return run_config(self.provider, self.openai, group_id=group_id)
+
+
+def create_agent_runtime(openai: OpenAISettings, offline: OfflineSettings) -> AgentRuntime:
+    registry = AgentRegistry(DEFINITIONS, ToolRegistry(TOOL_SPECS), openai.model)
+    return AgentRuntime(registry, create_model_provider(openai, offline), openai)

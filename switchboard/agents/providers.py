@@ -1,0 +1,46 @@
+"""Which model provider runs the agents: the real one with credentials, else the offline model."""
+
+from __future__ import annotations
+
+from agents import ModelProvider, OpenAIProvider, RunConfig
+from agents.tracing import TracingConfig
+
+from switchboard.agents.offline import OfflineModelProvider
+from switchboard.agents.settings import OfflineSettings, OpenAISettings
+
+WORKFLOW_NAME = "switchboard"
+
+
+def create_model_provider(openai: OpenAISettings, offline: OfflineSettings) -> ModelProvider:
+    if openai.api_key is None:
+        return OfflineModelProvider(token_delay_ms=offline.model_token_delay_ms)
+    if openai.base_url is None:
+        return OpenAIProvider(api_key=openai.api_key.get_secret_value(), use_responses=True)
+    # Most OpenAI-compatible servers (vLLM, Ollama, LiteLLM, ...) speak Chat Completions only.
+    return OpenAIProvider(
+        api_key=openai.api_key.get_secret_value(),
+        base_url=str(openai.base_url),
+        use_responses=False,
+    )
+
+
+def tracing_disabled(openai: OpenAISettings) -> bool:
+    return not (openai.tracing and openai.api_key is not None)
+
+
+def run_config(
+    model_provider: ModelProvider, openai: OpenAISettings, *, group_id: str | None = None
+) -> RunConfig:
+    """Settings of one run; ``group_id`` (the conversation) links its traces together."""
+    disabled = tracing_disabled(openai)
+    tracing: TracingConfig | None = None
+    if not disabled and openai.api_key is not None:
+        # Per run, so the exporter never falls back to a process-wide OPENAI_API_KEY.
+        tracing = {"api_key": openai.api_key.get_secret_value()}
+    return RunConfig(
+        model_provider=model_provider,
+        tracing_disabled=disabled,
+        tracing=tracing,
+        workflow_name=WORKFLOW_NAME,
+        group_id=group_id,
+    )

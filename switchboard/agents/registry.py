@@ -1,0 +1,97 @@
+"""SDK agents built once from the declarative definitions, with their tools and handoffs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from agents import Agent, Model, handoff
+
+from switchboard.agents.context import AgentContext
+from switchboard.agents.definitions import AgentDefinition
+from switchboard.agents.errors import AgentConfigError, UnknownAgentError
+from switchboard.agents.schemas import AgentInfo
+from switchboard.agents.tools import ToolRegistry
+
+DEFAULT_AGENT = "triage"
+
+
+class AgentRegistry:
+    def __init__(
+        self,
+        definitions: Iterable[AgentDefinition],
+        tools: ToolRegistry,
+        model: str | Model,
+        *,
+        default: str = DEFAULT_AGENT,
+    ) -> None:
+        self._definitions: dict[str, AgentDefinition] = {}
+        for definition in definitions:
+            if definition.name in self._definitions:
+                raise AgentConfigError(f"Agent {definition.name!r} is defined twice.")
+            self._definitions[definition.name] = definition
+        if default not in self._definitions:
+            raise AgentConfigError(f"The default agent {default!r} is not defined.")
+        self.default = default
+        self._tools = tools
+        self._agents: dict[str, Agent[AgentContext]] = {}
+        for name in _build_order(self._definitions):
+            self._agents[name] = self._build(self._definitions[name], model)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._definitions)
+
+    def agent(self, name: str) -> Agent[AgentContext]:
+        try:
+            return self._agents[name]
+        except KeyError:
+            raise UnknownAgentError(name) from None
+
+    def describe(self) -> list[AgentInfo]:
+        return [
+            AgentInfo(
+                name=definition.name,
+                description=definition.description,
+                tools=self._tools.names(definition.tool_bundle),
+                handoffs=list(definition.handoffs),
+            )
+            for definition in self._definitions.values()
+        ]
+
+    def _build(self, definition: AgentDefinition, model: str | Model) -> Agent[AgentContext]:
+        return Agent[AgentContext](
+            name=definition.name,
+            handoff_description=definition.description,
+            instructions=definition.instructions,
+            tools=self._tools.bundle(definition.tool_bundle),
+            handoffs=[handoff(self._agents[target]) for target in definition.handoffs],
+            model=model,
+        )
+
+
+def _build_order(definitions: dict[str, AgentDefinition]) -> list[str]:
+    """Handoff targets before the agents that hand off to them.
+
+    ``handoff()`` needs the target agent object, so a cycle could only be built by mutating
+    agents afterwards; it is refused instead, as is a target that is not defined.
+    """
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            cycle = " -> ".join((*path[path.index(name) :], name))
+            raise AgentConfigError(f"Agent handoffs form a cycle: {cycle}.")
+        state[name] = "visiting"
+        for target in definitions[name].handoffs:
+            if target not in definitions:
+                raise AgentConfigError(f"Agent {name!r} hands off to unknown agent {target!r}.")
+            visit(target, (*path, name))
+        state[name] = "done"
+        order.append(name)
+
+    for name in definitions:
+        visit(name, ())
+    return order

@@ -1,0 +1,1 @@
+"""Conversations and their messages, owned by one user of one tenant."""

@@ -1,0 +1,79 @@
+"""Conversations, their messages, and the agent runs that answer them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from switchboard.models.base import Base, CreatedAt, UUIDPrimaryKey
+
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+class Conversation(UUIDPrimaryKey, CreatedAt, Base):
+    __tablename__ = "conversation"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        # Listing is "my conversations, most recent first", paged by (updated_at, id).
+        Index("ix_conversation_owner_recent", "tenant_id", "user_id", "updated_at", "id"),
+    )
+
+
+class Run(UUIDPrimaryKey, CreatedAt, Base):
+    __tablename__ = "run"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenant.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversation.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    entry_agent: Mapped[str] = mapped_column(String(64))
+    final_agent: Mapped[str | None] = mapped_column(String(64))
+    input_tokens: Mapped[int] = mapped_column(default=0)
+    output_tokens: Mapped[int] = mapped_column(default=0)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
+            name="status_known",
+        ),
+        Index("ix_run_status_started_at", "status", "started_at"),
+    )
+
+
+class Message(UUIDPrimaryKey, CreatedAt, Base):
+    __tablename__ = "message"
+
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversation.id", ondelete="CASCADE")
+    )
+    position: Mapped[int]
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    agent: Mapped[str | None] = mapped_column(String(64))
+    run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("run.id", ondelete="SET NULL"), index=True
+    )
+    input_tokens: Mapped[int | None]
+    output_tokens: Mapped[int | None]
+
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "position"),
+        CheckConstraint("role IN ('user', 'assistant')", name="role_known"),
+    )

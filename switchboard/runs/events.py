@@ -1,0 +1,120 @@
+"""The event stream of a run: numbered events on Redis, live and replayable.
+
+Each event gets the next sequence number of its run and is written, in one Lua call, to a
+capped, expiring Redis stream (the replay buffer) and to the run's pub/sub channel (live
+delivery). Stream entry ids are ``<seq>-1``, so a replay after event N is ``XRANGE (N+1)-0 +``.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+
+class EventType(enum.StrEnum):
+    queued = "run.queued"
+    started = "run.started"
+    agent_updated = "agent.updated"
+    message_delta = "message.delta"
+    tool_called = "tool.called"
+    tool_output = "tool.output"
+    message_completed = "message.completed"
+    completed = "run.completed"
+    failed = "run.failed"
+    cancelled = "run.cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (EventType.completed, EventType.failed, EventType.cancelled)
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    run_id: str
+    seq: int
+    type: EventType
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def payload(self) -> dict[str, Any]:
+        return {**self.data, "run_id": self.run_id, "seq": self.seq}
+
+    @classmethod
+    def decode(cls, type_: str | bytes, payload: str | bytes) -> RunEvent:
+        data = json.loads(payload)
+        run_id, seq = data.pop("run_id"), data.pop("seq")
+        kind = type_.decode() if isinstance(type_, bytes) else type_
+        return cls(run_id=run_id, seq=int(seq), type=EventType(kind), data=data)
+
+
+def stream_key(run_id: str) -> str:
+    return f"run:{run_id}:events"
+
+
+def channel(run_id: str) -> str:
+    return f"run:{run_id}"
+
+
+def cancel_key(run_id: str) -> str:
+    return f"run:{run_id}:cancel"
+
+
+def _seq_key(run_id: str) -> str:
+    return f"run:{run_id}:seq"
+
+
+# KEYS: seq, stream, channel. ARGV: type, data JSON, run id, max events, ttl seconds.
+_PUBLISH = """
+local seq = redis.call('INCR', KEYS[1])
+local payload = cjson.decode(ARGV[2])
+payload['run_id'] = ARGV[3]
+payload['seq'] = seq
+local encoded = cjson.encode(payload)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', 'type', ARGV[1], 'data', encoded)
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('PUBLISH', KEYS[3], ARGV[1] .. '\\t' .. encoded)
+return seq
+"""
+
+
+class EventPublisher:
+    def __init__(self, redis: Redis, *, max_events: int, ttl_seconds: int) -> None:
+        self._script = redis.register_script(_PUBLISH)
+        self._max_events = max_events
+        self._ttl = ttl_seconds
+
+    async def publish(self, run_id: str, type_: EventType, **data: Any) -> int:
+        # An empty dict must stay an object: cjson turns {} into [] unless it has a key.
+        body = json.dumps(data) if data else '{"_": 0}'
+        seq = await self._script(
+            keys=[_seq_key(run_id), stream_key(run_id), channel(run_id)],
+            args=[type_.value, body, run_id, self._max_events, self._ttl],
+        )
+        return int(seq)
+
+
+def decode_message(raw: str | bytes) -> RunEvent:
+    """A pub/sub message as published above: ``<type>\\t<payload>``."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    type_, _, payload = text.partition("\t")
+    return _clean(RunEvent.decode(type_, payload))
+
+
+def _clean(event: RunEvent) -> RunEvent:
+    event.data.pop("_", None)
+    return event
+
+
+async def replay(redis: Redis, run_id: str, *, after: int) -> list[RunEvent]:
+    """Buffered events with a sequence number above ``after``, in order."""
+    entries = await redis.xrange(stream_key(run_id), min=f"{after + 1}-0", max="+")
+    return [entry_event(fields) for _, fields in entries or ()]
+
+
+def entry_event(fields: Any) -> RunEvent:
+    """The event stored in one stream entry (its ``type`` and ``data`` fields)."""
+    return _clean(RunEvent.decode(fields[b"type"], fields[b"data"]))

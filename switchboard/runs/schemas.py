@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class ChatRequest(BaseModel):
+    # The configured limit (RUNS_MAX_MESSAGE_CHARS) answers 413; this bound only keeps absurd
+    # bodies from being parsed as text at all.
+    message: str = Field(min_length=1)
+    conversation_id: uuid.UUID | None = None
+    agent: str | None = Field(None, min_length=1, max_length=64)
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the message is empty")
+        return value
+
+
+class ChatAccepted(BaseModel):
+    run_id: uuid.UUID
+    conversation_id: uuid.UUID
+    status: str
+    stream_url: str
+
+
+class Usage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+
+
+class RunError(BaseModel):
+    code: str
+    message: str
+
+
+class RunRead(BaseModel):
+    id: uuid.UUID
+    conversation_id: uuid.UUID
+    status: str
+    agent: str
+    usage: Usage
+    error: RunError | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class ConversationSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    title: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationPage(BaseModel):
+    items: list[ConversationSummary]
+    next_cursor: str | None
+
+
+class MessageRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    role: str
+    content: str
+    agent: str | None
+    created_at: datetime
+
+
+class ConversationRead(ConversationSummary):
+    messages: list[MessageRead]

@@ -1,0 +1,234 @@
+"""Starting, reading and cancelling runs; conversations as their owner sees them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from redis.asyncio import Redis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from switchboard.agents.errors import UnknownAgentError
+from switchboard.auth.principal import Principal
+from switchboard.conversations.repository import (
+    ConversationRepository,
+    decode_cursor,
+    encode_cursor,
+)
+from switchboard.kit.jobs import JobBuffer
+from switchboard.models import Conversation, Message, Run
+from switchboard.runs.errors import (
+    ConversationNotFoundError,
+    InvalidCursorError,
+    MessageTooLargeError,
+    RunFinishedError,
+    RunNotFoundError,
+)
+from switchboard.runs.events import EventPublisher, EventType, RunEvent, cancel_key, channel
+from switchboard.runs.schemas import (
+    ChatRequest,
+    ConversationPage,
+    ConversationRead,
+    ConversationSummary,
+    MessageRead,
+    RunError,
+    RunRead,
+    Usage,
+)
+from switchboard.runs.settings import RunsSettings
+
+log = structlog.get_logger("switchboard.runs")
+
+FINISHED = ("succeeded", "failed", "cancelled")
+TITLE_CHARS = 80
+
+
+def _ids(principal: Principal) -> tuple[uuid.UUID, uuid.UUID]:
+    return uuid.UUID(principal.tenant_id), uuid.UUID(principal.subject)
+
+
+@dataclass
+class RunService:
+    session: AsyncSession
+    settings: RunsSettings
+    publisher: EventPublisher
+
+    @property
+    def conversations(self) -> ConversationRepository:
+        return ConversationRepository(self.session)
+
+    async def start(
+        self,
+        principal: Principal,
+        request: ChatRequest,
+        *,
+        agents: Collection[str],
+        default_agent: str,
+        jobs: JobBuffer,
+    ) -> Run:
+        """Stores the user's message and a queued run, publishes ``run.queued`` (always event
+        1) and buffers the job, which is sent only after the caller commits."""
+        if len(request.message) > self.settings.max_message_chars:
+            raise MessageTooLargeError(
+                f"The message has {len(request.message)} characters;"
+                f" the limit is {self.settings.max_message_chars}."
+            )
+        agent = request.agent or default_agent
+        if agent not in agents:
+            raise UnknownAgentError(agent)
+        tenant_id, user_id = _ids(principal)
+        now = datetime.now(UTC)
+        if request.conversation_id is not None:
+            conversation = await self.conversations.get(
+                tenant_id, user_id, request.conversation_id, lock=True
+            )
+            if conversation is None:
+                raise ConversationNotFoundError("There is no such conversation.")
+            conversation.updated_at = now
+        else:
+            conversation = Conversation(
+                tenant_id=tenant_id,
+                user_id=user_id,
+                title=" ".join(request.message.split())[:TITLE_CHARS],
+                updated_at=now,
+            )
+            self.session.add(conversation)
+            await self.session.flush()
+        run = Run(
+            tenant_id=tenant_id,
+            user_id=user_id,
+            conversation_id=conversation.id,
+            status="queued",
+            entry_agent=agent,
+        )
+        self.session.add(run)
+        await self.session.flush()
+        self.session.add(
+            Message(
+                conversation_id=conversation.id,
+                position=await self.conversations.next_position(conversation.id),
+                role="user",
+                content=request.message,
+                run_id=run.id,
+            )
+        )
+        await self.session.flush()
+        await self.publisher.publish(
+            str(run.id), EventType.queued, conversation_id=str(conversation.id)
+        )
+        jobs.enqueue("runs.execute", str(run.id))
+        log.info("runs.queued", run_id=str(run.id), agent=agent)
+        return run
+
+    async def _run(self, principal: Principal, run_id: uuid.UUID) -> Run:
+        tenant_id, user_id = _ids(principal)
+        run = (
+            await self.session.scalars(
+                select(Run).where(
+                    Run.id == run_id, Run.tenant_id == tenant_id, Run.user_id == user_id
+                )
+            )
+        ).one_or_none()
+        if run is None:
+            raise RunNotFoundError("There is no such run.")
+        return run
+
+    async def get(self, principal: Principal, run_id: uuid.UUID) -> RunRead:
+        return run_read(await self._run(principal, run_id))
+
+    async def check_access(self, principal: Principal, run_id: uuid.UUID) -> None:
+        await self._run(principal, run_id)
+
+    async def cancel(self, principal: Principal, run_id: uuid.UUID, redis: Redis) -> None:
+        """Raises the run's cancel flag; whichever worker runs it stops within a moment."""
+        run = await self._run(principal, run_id)
+        if run.status in FINISHED:
+            raise RunFinishedError(f"The run has already {run.status}.")
+        ttl = self.settings.buffer_ttl_seconds
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.set(cancel_key(str(run.id)), b"1", ex=ttl)
+            pipe.publish(channel(str(run.id)) + ":cancel", b"1")
+            await pipe.execute()
+        log.info("runs.cancel_requested", run_id=str(run.id))
+
+    # --- conversations ------------------------------------------------------------------
+
+    async def conversation_page(
+        self, principal: Principal, *, limit: int, cursor: str | None
+    ) -> ConversationPage:
+        tenant_id, user_id = _ids(principal)
+        try:
+            after = decode_cursor(cursor) if cursor else None
+        except ValueError:
+            raise InvalidCursorError("The cursor is not one this API returned.") from None
+        rows = await self.conversations.page(tenant_id, user_id, limit=limit + 1, after=after)
+        items, more = rows[:limit], len(rows) > limit
+        next_cursor = encode_cursor(items[-1].updated_at, items[-1].id) if more else None
+        return ConversationPage(
+            items=[ConversationSummary.model_validate(item) for item in items],
+            next_cursor=next_cursor,
+        )
+
+    async def conversation(
+        self, principal: Principal, conversation_id: uuid.UUID
+    ) -> ConversationRead:
+        tenant_id, user_id = _ids(principal)
+        conversation = await self.conversations.get(tenant_id, user_id, conversation_id)
+        if conversation is None:
+            raise ConversationNotFoundError("There is no such conversation.")
+        messages = await self.conversations.messages(conversation.id)
+        return ConversationRead(
+            id=conversation.id,
+            title=conversation.title,
+            created_at=conversation.created_at,
+            updated_at=conversation.updated_at,
+            messages=[MessageRead.model_validate(message) for message in messages],
+        )
+
+    async def delete_conversation(self, principal: Principal, conversation_id: uuid.UUID) -> None:
+        tenant_id, user_id = _ids(principal)
+        conversation = await self.conversations.get(tenant_id, user_id, conversation_id)
+        if conversation is None:
+            raise ConversationNotFoundError("There is no such conversation.")
+        await self.conversations.delete(conversation)
+        log.info("conversations.deleted", conversation_id=str(conversation_id))
+
+
+async def terminal_event(session: AsyncSession, run_id: uuid.UUID, seq: int) -> RunEvent | None:
+    """The terminal event of a finished run, rebuilt from Postgres, numbered ``seq``."""
+    run = await session.get(Run, run_id)
+    if run is None or run.status not in FINISHED:
+        return None
+    data: dict[str, object]
+    if run.status == "succeeded":
+        kind = EventType.completed
+        data = {"usage": {"input_tokens": run.input_tokens, "output_tokens": run.output_tokens}}
+    elif run.status == "failed":
+        kind = EventType.failed
+        data = {"error": {"code": run.error_code, "message": run.error_message}}
+    else:
+        kind, data = EventType.cancelled, {}
+    return RunEvent(run_id=str(run.id), seq=seq, type=kind, data=data)
+
+
+def run_read(run: Run) -> RunRead:
+    error = (
+        RunError(code=run.error_code, message=run.error_message or "")
+        if run.error_code is not None
+        else None
+    )
+    return RunRead(
+        id=run.id,
+        conversation_id=run.conversation_id,
+        status=run.status,
+        agent=run.final_agent or run.entry_agent,
+        usage=Usage(input_tokens=run.input_tokens, output_tokens=run.output_tokens),
+        error=error,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+    )

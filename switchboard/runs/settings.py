@@ -1,0 +1,29 @@
+"""Settings of agent runs and their event streams: ``RUNS_*`` variables."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class RunsSettings(BaseModel):
+    max_message_chars: int = Field(
+        32_000, ge=1, description="Longest chat message accepted; longer ones get 413."
+    )
+    buffer_max_events: int = Field(
+        20_000, ge=100, description="Events kept per run for replay (a capped Redis stream)."
+    )
+    buffer_ttl_seconds: int = Field(
+        3600, ge=60, description="How long a run's replay buffer outlives its last event."
+    )
+    ping_seconds: float = Field(
+        10, gt=0, le=15, description="SSE comment sent on an idle stream at least this often."
+    )
+    send_timeout_seconds: float = Field(
+        30, gt=0, description="A stream whose client stops reading for this long is closed."
+    )
+    cancel_poll_seconds: float = Field(
+        0.2, gt=0, le=1, description="How often a worker checks a run's cancel flag."
+    )
+    history_messages: int = Field(
+        50, ge=0, description="Earlier messages of the conversation sent to the agent."
+    )

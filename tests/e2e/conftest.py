@@ -1,0 +1,55 @@
+"""Whole-system fixtures: the API on its own connection pool, a real worker, real Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from httpx import AsyncClient
+
+from switchboard.auth.keyring import KeySnapshot
+from tests.support.processes import free_port, serving
+from tests.support.worker import WorkerProcess
+
+PASSWORD = "a long enough passphrase"
+
+
+# Module scope: the process must exit (and write its coverage data) before the session ends.
+@pytest.fixture(scope="module")
+def api_server(
+    committed_keys: KeySnapshot, worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``python -m api`` on a free port: streams reach the client as uvicorn sends them."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("api") / "api.log"
+    with serving("api", {"API_PORT": str(port)}, f"{base}/health/live", log):
+        yield base
+
+
+@pytest.fixture
+async def api(api_server: str) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(base_url=api_server, timeout=30) as client:
+        yield client
+
+
+async def sign_up(api: AsyncClient) -> dict[str, str]:
+    """A new tenant and owner; the Authorization header of its access token."""
+    email = f"e2e-{uuid.uuid4().hex[:10]}@example.com"
+    registered = await api.post(
+        "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "tenant_name": "T"}
+    )
+    assert registered.status_code == 201, registered.text
+    pair = await api.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    return {"Authorization": f"Bearer {pair.json()['access_token']}"}
+
+
+@pytest.fixture
+async def alice(api: AsyncClient) -> dict[str, str]:
+    return await sign_up(api)
+
+
+@pytest.fixture
+async def bob(api: AsyncClient) -> dict[str, str]:
+    return await sign_up(api)
