@@ -30,7 +30,7 @@ migrate: services ## Create the database if needed and apply migrations
 	@uv run --frozen switchboard db ensure
 	uv run --frozen alembic upgrade head
 
-dev: migrate ## Run API, worker, beat and Flower together (Ctrl-C stops all)
+dev: migrate ## Run API, workers, beat and Flower together (Ctrl-C stops all)
 	@uv run --frozen switchboard auth keys rotate
 	@rm -rf "$(METRICS_DIR)" && mkdir -p "$(METRICS_DIR)"
 	@uv run --frozen switchboard config urls

@@ -28,6 +28,7 @@ def event_stream(events: AsyncIterator[RunEvent], settings: RunsSettings) -> Eve
     return EventSourceResponse(
         _frames(events),
         headers=HEADERS,
-        ping=int(settings.ping_seconds),
+        ping=max(1, int(settings.ping_seconds)),
+        ping_message_factory=lambda: ServerSentEvent(comment="ping"),
         send_timeout=settings.send_timeout_seconds,
     )

@@ -15,8 +15,8 @@ class RunsSettings(BaseModel):
     buffer_ttl_seconds: int = Field(
         3600, ge=60, description="How long a run's replay buffer outlives its last event."
     )
-    ping_seconds: float = Field(
-        10, gt=0, le=15, description="SSE comment sent on an idle stream at least this often."
+    ping_seconds: int = Field(
+        10, ge=1, le=15, description="SSE comment sent on an idle stream at least this often."
     )
     send_timeout_seconds: float = Field(
         30, gt=0, description="A stream whose client stops reading for this long is closed."

@@ -48,6 +48,8 @@ async def follow(
             if isinstance(item, Resync) or item.seq > last + 1:
                 batch = await replay(redis, run_id, after=last)
             elif item.seq <= last:
+                if item.type.is_terminal:
+                    return  # the client already had everything
                 continue
             else:
                 batch = [item]

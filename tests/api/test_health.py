@@ -8,7 +8,9 @@ from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
 from api.main import create_app
+from switchboard.auth.keyring import KeySnapshot
 from switchboard.settings import Settings
+from tests.support.auth import access_header, claims_for, forge
 
 
 def closed_port() -> int:
@@ -63,3 +65,33 @@ async def test_ready_answers_503_naming_redis_when_it_is_unreachable(
     assert body["checks"]["redis"]["error"]
     assert body["checks"]["postgres"]["ok"] is True
     assert body["checks"]["broker"]["ok"] is True
+
+
+async def test_postgres_down_answers_503_not_500(
+    settings: Settings, committed_keys: KeySnapshot
+) -> None:
+    broken = settings.model_copy(
+        update={
+            "database": settings.database.model_copy(
+                update={"url": f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/x"}
+            )
+        }
+    )
+    assert committed_keys.signing_kid is not None
+    token = forge(
+        access_header(committed_keys.signing_kid), claims_for(settings), committed_keys.signing_key
+    )
+    app = create_app(broken)
+    async with LifespanManager(app) as manager:
+        transport = ASGITransport(manager.app)
+        async with AsyncClient(transport=transport, base_url="http://testserver") as client:
+            response = await client.post(
+                "/api/v1/chat",
+                json={"message": "hello"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "service_unavailable"
+    assert response.headers["retry-after"] == "5"
