@@ -7,20 +7,39 @@ from collections.abc import AsyncIterator
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from switchboard.runs.errors import EventsLostError
 from switchboard.runs.events import RunEvent
+from switchboard.runs.metrics import EVENTS_RELAYED, STREAMS_INTERRUPTED, STREAMS_OPEN
 from switchboard.runs.settings import RunsSettings
 
 # Proxies must neither cache the stream nor buffer it (nginx honours X-Accel-Buffering).
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+STREAM_ERROR = "stream.error"
+
+
+def _data(payload: dict[str, object]) -> str:
+    return json.dumps(payload, separators=(",", ":"))
+
+
 async def _frames(events: AsyncIterator[RunEvent]) -> AsyncIterator[ServerSentEvent]:
-    async for event in events:
+    STREAMS_OPEN.inc()
+    try:
+        async for event in events:
+            yield ServerSentEvent(
+                id=str(event.seq), event=event.type.value, data=_data(event.payload())
+            )
+            EVENTS_RELAYED.inc()
+    except EventsLostError as exc:
+        # No id: the client's Last-Event-ID stays at the last event it really received.
+        STREAMS_INTERRUPTED.labels(exc.code).inc()
         yield ServerSentEvent(
-            id=str(event.seq),
-            event=event.type.value,
-            data=json.dumps(event.payload(), separators=(",", ":")),
+            event=STREAM_ERROR,
+            data=_data({"run_id": exc.run_id, "code": exc.code, "message": str(exc)}),
         )
+    finally:
+        STREAMS_OPEN.dec()
 
 
 def event_stream(events: AsyncIterator[RunEvent], settings: RunsSettings) -> EventSourceResponse:

@@ -101,6 +101,12 @@ class CelerySettings(BaseModel):
         description="Seconds before an unacknowledged task is redelivered to another worker.",
     )
     result_expires_seconds: int = Field(3600, ge=60, description="Lifetime of stored results.")
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of a worker's Prometheus /metrics (0: none). Keep it internal.",
+    )
 
 
 class BeatSettings(BaseModel):

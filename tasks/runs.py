@@ -8,6 +8,7 @@ from switchboard.agents.factory import AgentRuntime, create_agent_runtime
 from switchboard.runs.backend import DatabaseToolBackend
 from switchboard.runs.events import EventPublisher
 from switchboard.runs.executor import RunExecutor
+from switchboard.runs.sweep import SweepReport, sweep_runs
 from workers.celery_app import celery_app, settings
 from workers.runtime import get_runtime
 
@@ -17,17 +18,21 @@ def agent_runtime() -> AgentRuntime:
     return create_agent_runtime(settings.openai, settings.offline)
 
 
+def publisher() -> EventPublisher:
+    return EventPublisher(
+        get_runtime().resources.redis,
+        max_events=settings.runs.buffer_max_events,
+        ttl_seconds=settings.runs.buffer_ttl_seconds,
+    )
+
+
 def executor() -> RunExecutor:
     resources = get_runtime().resources
     runtime = agent_runtime()
     return RunExecutor(
         sessionmaker=resources.sessionmaker,
         redis=resources.redis,
-        publisher=EventPublisher(
-            resources.redis,
-            max_events=settings.runs.buffer_max_events,
-            ttl_seconds=settings.runs.buffer_ttl_seconds,
-        ),
+        publisher=publisher(),
         registry=runtime.registry,
         run_config=runtime.run_config,
         backend=DatabaseToolBackend(resources.sessionmaker),
@@ -39,3 +44,13 @@ def executor() -> RunExecutor:
 def execute(run_id: str) -> str:
     """Runs the agent for ``run_id`` and publishes its events; the run's row holds the result."""
     return get_runtime().run(executor().execute(run_id))
+
+
+@celery_app.task(name="runs.sweep")
+def sweep() -> dict[str, int]:
+    """Fails runs whose worker was lost and runs whose job never reached a worker."""
+    resources = get_runtime().resources
+    report: SweepReport = get_runtime().run(
+        sweep_runs(resources.sessionmaker, resources.redis, publisher(), settings.runs)
+    )
+    return {"suspected": report.suspected, "lost": report.lost, "expired": report.expired}

@@ -15,6 +15,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             # A heartbeat nobody ran in time is stale; do not let them pile up behind an outage.
             "options": {"expires": max(settings.beat.heartbeat_seconds, 30.0)},
         },
+        "runs-sweep": {
+            "task": "runs.sweep",
+            "schedule": settings.runs.sweep_seconds,
+            "options": {"expires": settings.runs.sweep_seconds},
+        },
         "auth-keys-rotate": {
             "task": "auth.keys.rotate",
             "schedule": settings.auth.rotation_check_minutes * 60,

@@ -13,6 +13,8 @@ _EXCHANGE = Exchange("switchboard", type="direct")
 
 # Routing by task-name prefix keeps every producer (API, tasks, CLI) agreeing on queues.
 TASK_ROUTES = {
+    # First match wins: the sweep must not wait behind a backlog of agent runs.
+    "runs.sweep": {"queue": "maintenance"},
     "runs.*": {"queue": "runs"},
     "auth.*": {"queue": "maintenance"},
     "billing.*": {"queue": "maintenance"},

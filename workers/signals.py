@@ -9,8 +9,10 @@ from typing import Any
 import structlog
 from celery import signals
 from celery.app.task import Task
+from prometheus_client import start_http_server
 
 from switchboard.kit.logging import configure_logging
+from switchboard.kit.metrics import exposition_registry
 from switchboard.ops.schemas import TaskFailureCreate
 from switchboard.ops.service import record_task_failure
 from workers.celery_app import settings
@@ -25,6 +27,15 @@ REQUEST_ID_HEADER = "request_id"
 def _setup_logging(**_: Any) -> None:
     service = "beat" if "beat" in sys.argv[1:] else "worker"
     configure_logging(settings.log, settings.environment, service=service)
+
+
+@signals.worker_ready.connect
+def _serve_metrics(**_: Any) -> None:
+    # The main process serves; with PROMETHEUS_MULTIPROC_DIR it adds up its pool's children.
+    port = settings.celery.metrics_port
+    if port:
+        start_http_server(port, registry=exposition_registry())
+        log.info("worker.metrics_serving", port=port)
 
 
 @signals.before_task_publish.connect

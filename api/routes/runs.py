@@ -14,6 +14,7 @@ from switchboard.agents.registry import AgentRegistry
 from switchboard.auth.errors import InvalidTokenError
 from switchboard.auth.principal import Principal
 from switchboard.auth.tokens import TokenType
+from switchboard.conversations.postgres import PostgresConversationRepository
 from switchboard.runs.errors import InvalidLastEventIdError
 from switchboard.runs.events import EventPublisher, RunEvent
 from switchboard.runs.hub import EventHub
@@ -44,7 +45,9 @@ async def get_runs(uow: UoW, resources: AppResources, settings: AppSettings) -> 
         max_events=settings.runs.buffer_max_events,
         ttl_seconds=settings.runs.buffer_ttl_seconds,
     )
-    return RunService(uow.session, settings.runs, publisher)
+    return RunService(
+        uow.session, settings.runs, publisher, PostgresConversationRepository(uow.session)
+    )
 
 
 Registry = Annotated[AgentRegistry, Depends(get_registry)]

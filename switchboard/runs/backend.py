@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 
 from switchboard.agents.context import ConversationHit, UsageSummary
-from switchboard.conversations.repository import ConversationRepository
+from switchboard.conversations.postgres import PostgresConversationRepository
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Run
 
@@ -33,7 +33,7 @@ class DatabaseToolBackend:
         self, *, tenant_id: str, user_id: str, query: str, limit: int
     ) -> list[ConversationHit]:
         async with self._sessionmaker() as session:
-            rows = await ConversationRepository(session).search(
+            rows = await PostgresConversationRepository(session).search(
                 uuid.UUID(tenant_id), uuid.UUID(user_id), query, limit=limit
             )
         return [

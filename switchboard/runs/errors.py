@@ -31,3 +31,17 @@ class InvalidLastEventIdError(AppError):
     status = 422
     code = "run.invalid_last_event_id"
     title = "Unprocessable content"
+
+
+class EventsLostError(Exception):
+    """Events a stream still owed its client are gone from Redis (data lost or trimmed)."""
+
+    code = "events_lost"
+
+    def __init__(self, run_id: str, after: int) -> None:
+        super().__init__(
+            f"Events after {after} of this run are no longer available; read the run and its"
+            " conversation for the outcome."
+        )
+        self.run_id = run_id
+        self.after = after

@@ -66,9 +66,25 @@ def _seq_key(run_id: str) -> str:
     return f"run:{run_id}:seq"
 
 
-# KEYS: seq, stream, channel. ARGV: type, data JSON, run id, max events, ttl seconds.
+def lease_key(run_id: str) -> str:
+    """Held by the worker running the run, renewed while it runs: its absence means lost."""
+    return f"run:{run_id}:lease"
+
+
+def suspect_key(run_id: str) -> str:
+    return f"run:{run_id}:suspect"
+
+
+# KEYS: seq, stream, channel. ARGV: type, data JSON, run id, max events, ttl seconds, floor.
+# The floor is the last number its writer saw: after Redis lost its data (a restart without
+# persistence) the counter would start again at 1 and reuse numbers clients already hold.
 _PUBLISH = """
 local seq = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[6])
+if seq <= floor then
+  seq = floor + 1
+  redis.call('SET', KEYS[1], seq)
+end
 local payload = cjson.decode(ARGV[2])
 payload['run_id'] = ARGV[3]
 payload['seq'] = seq
@@ -87,12 +103,13 @@ class EventPublisher:
         self._max_events = max_events
         self._ttl = ttl_seconds
 
-    async def publish(self, run_id: str, type_: EventType, **data: Any) -> int:
+    async def publish(self, run_id: str, type_: EventType, *, after: int = 0, **data: Any) -> int:
+        """Numbers and sends one event; ``after`` is the last number the caller published."""
         # An empty dict must stay an object: cjson turns {} into [] unless it has a key.
         body = json.dumps(data) if data else '{"_": 0}'
         seq = await self._script(
             keys=[_seq_key(run_id), stream_key(run_id), channel(run_id)],
-            args=[type_.value, body, run_id, self._max_events, self._ttl],
+            args=[type_.value, body, run_id, self._max_events, self._ttl, after],
         )
         return int(seq)
 

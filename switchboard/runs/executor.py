@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,10 +26,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.agents.context import AgentContext, ToolBackend
 from switchboard.agents.registry import AgentRegistry
-from switchboard.conversations.repository import ConversationRepository
+from switchboard.conversations.postgres import PostgresConversationRepository
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Message, Run
-from switchboard.runs.events import EventPublisher, EventType, cancel_key
+from switchboard.runs.emitter import REDIS_DOWN, RunEmitter
+from switchboard.runs.events import EventPublisher, EventType, cancel_key, lease_key
+from switchboard.runs.metrics import (
+    QUEUE_WAIT,
+    RUNS_ACTIVE,
+    RUNS_FINISHED,
+    RUNS_STARTED,
+    TIME_TO_FIRST_TOKEN,
+)
 from switchboard.runs.settings import RunsSettings
 
 log = structlog.get_logger("switchboard.runs")
@@ -48,8 +57,10 @@ class _Reply:
 @dataclass
 class _Progress:
     agent: str
+    events: RunEmitter
     replies: list[_Reply] = field(default_factory=list)
     tool_names: dict[str, str] = field(default_factory=dict)
+    first_token_at: float | None = None
 
 
 @dataclass
@@ -67,19 +78,33 @@ class RunExecutor:
         run = await self._claim(run_id)
         if run is None:
             return "skipped"
-        if await self.redis.exists(cancel_key(run_id)):
-            await self._finish_cancelled(run, _Progress(agent=run.entry_agent))
+        RUNS_STARTED.labels(run.entry_agent).inc()
+        QUEUE_WAIT.observe(_seconds_since(run.created_at))
+        # Event 1 (run.queued) was published by the API when it created the run.
+        progress = _Progress(
+            agent=run.entry_agent, events=RunEmitter(self.publisher, run_id, last=1)
+        )
+        RUNS_ACTIVE.inc()
+        try:
+            status = await self._execute(run, progress)
+        finally:
+            RUNS_ACTIVE.dec()
+        RUNS_FINISHED.labels(status).inc()
+        return status
+
+    async def _execute(self, run: Run, progress: _Progress) -> str:
+        if await self._cancel_requested(str(run.id)):
+            await self._finish_cancelled(run, progress)
             return "cancelled"
-        await self.publisher.publish(run_id, EventType.started, agent=run.entry_agent)
-        progress = _Progress(agent=run.entry_agent)
+        await progress.events.emit(EventType.started, agent=run.entry_agent)
         try:
             usage = await self._stream(run, progress)
         except RunCancelled:
             await self._finish_cancelled(run, progress)
             return "cancelled"
         except Exception as exc:
-            log.exception("runs.failed", run_id=run_id)
-            await self._finish_failed(run, "agent_error", _safe_message(exc))
+            log.exception("runs.failed", run_id=str(run.id))
+            await self._finish_failed(run, progress, "agent_error", _safe_message(exc))
             return "failed"
         await self._finish_succeeded(run, progress, usage)
         return "succeeded"
@@ -94,17 +119,16 @@ class RunExecutor:
                 .returning(Run)
             )
             if claimed is not None:
+                await self._renew_lease(run_id)
                 return claimed
-            run = await session.get(Run, uuid.UUID(run_id))
-        if run is not None and run.status == "running":
-            # Delivered again after the worker running it died: its events and partial reply
-            # are gone with that worker, so the run fails rather than answering twice.
-            await self._finish_failed(run, "worker_lost", "The worker running this run was lost.")
+        # Taken, finished or deleted. A run redelivered while still running (its worker died,
+        # or the broker connection dropped and the message came back) is left to the sweep,
+        # which tells the two apart by the run's lease.
         return None
 
     async def _history(self, run: Run) -> list[TResponseInputItem]:
         async with self.sessionmaker() as session:
-            messages = await ConversationRepository(session).messages(
+            messages = await PostgresConversationRepository(session).messages(
                 run.conversation_id, last=self.settings.history_messages
             )
         items: list[TResponseInputItem] = []
@@ -126,46 +150,69 @@ class RunExecutor:
             context=context,
             run_config=self.run_config(),
         )
-        watcher = asyncio.create_task(self._watch_cancel(str(run.id), result.cancel))
+        stop = asyncio.Event()
+        guard = asyncio.create_task(self._guard(str(run.id), result.cancel, stop))
         try:
             async for event in result.stream_events():
-                await self._translate(str(run.id), event, progress)
+                await self._translate(run, event, progress)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-        if watcher_cancelled(watcher):
+            # A flag, not Task.cancel(): redis-py can swallow a cancellation that lands
+            # inside a command, which would leave this await hanging for ever.
+            stop.set()
+            cancelled = await guard
+        if cancelled:
             raise RunCancelled
         usage = result.context_wrapper.usage
         progress.agent = result.last_agent.name
         return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
 
-    async def _watch_cancel(self, run_id: str, cancel: Callable[[], None]) -> bool:
-        # Polling a key keeps cancel working from any API process to any worker, with no
-        # connection per run; the period bounds how late a cancel lands.
-        while not await self.redis.exists(cancel_key(run_id)):  # noqa: ASYNC110
-            await asyncio.sleep(self.settings.cancel_poll_seconds)
-        cancel()
-        return True
+    async def _guard(self, run_id: str, cancel: Callable[[], None], stop: asyncio.Event) -> bool:
+        """Until ``stop``: renews the run's lease and watches its cancel flag.
 
-    async def _translate(self, run_id: str, event: StreamEvent, progress: _Progress) -> None:
-        publish = self.publisher.publish
+        Polling a key keeps cancel working from any API process to any worker, with no
+        connection per run; the period bounds how late a cancel lands.
+        """
+        renew_every = self.settings.lease_seconds / 3
+        renewed = time.monotonic()
+        while not stop.is_set():
+            if await self._cancel_requested(run_id):
+                cancel()
+                return True
+            if time.monotonic() - renewed >= renew_every:
+                await self._renew_lease(run_id)
+                renewed = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.cancel_poll_seconds)
+        return False
+
+    async def _cancel_requested(self, run_id: str) -> bool:
+        try:
+            return bool(await self.redis.exists(cancel_key(run_id)))
+        except REDIS_DOWN:
+            return False  # Redis is away: the run goes on, and so do its cancel checks
+
+    async def _renew_lease(self, run_id: str) -> None:
+        with contextlib.suppress(*REDIS_DOWN):
+            await self.redis.set(lease_key(run_id), b"1", ex=self.settings.lease_seconds)
+
+    async def _translate(self, run: Run, event: StreamEvent, progress: _Progress) -> None:
+        emit = progress.events.emit
         if event.type == "raw_response_event":
             if event.data.type == "response.output_text.delta":
-                await publish(
-                    run_id, EventType.message_delta, delta=event.data.delta, agent=progress.agent
-                )
+                if progress.first_token_at is None:
+                    progress.first_token_at = time.monotonic()
+                    TIME_TO_FIRST_TOKEN.observe(_seconds_since(run.created_at))
+                await emit(EventType.message_delta, delta=event.data.delta, agent=progress.agent)
         elif event.type == "agent_updated_stream_event":
             if event.new_agent.name != progress.agent:
                 progress.agent = event.new_agent.name
-                await publish(run_id, EventType.agent_updated, agent=progress.agent)
+                await emit(EventType.agent_updated, agent=progress.agent)
         elif event.name == "tool_called":
             raw: Any = event.item.raw_item
             name = str(getattr(raw, "name", "tool"))
             call_id = str(getattr(raw, "call_id", ""))
             progress.tool_names[call_id] = name
-            await publish(
-                run_id,
+            await emit(
                 EventType.tool_called,
                 tool=name,
                 arguments=_arguments(getattr(raw, "arguments", "")),
@@ -179,8 +226,7 @@ class RunExecutor:
                 else getattr(output_raw, "call_id", "")
             )
             output: Any = getattr(event.item, "output", "")
-            await publish(
-                run_id,
+            await emit(
                 EventType.tool_output,
                 tool=progress.tool_names.get(call_id, "tool"),
                 output=str(output),
@@ -201,7 +247,9 @@ class RunExecutor:
                 output_tokens=usage["output_tokens"],
             )
             if finished:
-                position = await ConversationRepository(session).next_position(run.conversation_id)
+                position = await PostgresConversationRepository(session).next_position(
+                    run.conversation_id
+                )
                 session.add_all(
                     Message(
                         id=reply.message_id,
@@ -218,25 +266,24 @@ class RunExecutor:
         if not finished:
             return
         for reply in progress.replies:
-            await self.publisher.publish(
-                str(run.id),
+            await progress.events.emit(
                 EventType.message_completed,
                 message_id=str(reply.message_id),
                 content=reply.content,
                 agent=reply.agent,
             )
-        await self.publisher.publish(str(run.id), EventType.completed, usage=usage)
+        await progress.events.emit(EventType.completed, usage=usage)
+        await self._end(run, progress)
         log.info("runs.succeeded", run_id=str(run.id), **usage)
 
-    async def _finish_failed(self, run: Run, code: str, message: str) -> None:
+    async def _finish_failed(self, run: Run, progress: _Progress, code: str, message: str) -> None:
         async with self.sessionmaker() as session, session.begin():
             finished = await self._set_final(
                 session, run, status="failed", error_code=code, error_message=message
             )
         if finished:
-            await self.publisher.publish(
-                str(run.id), EventType.failed, error={"code": code, "message": message}
-            )
+            await progress.events.emit(EventType.failed, error={"code": code, "message": message})
+            await self._end(run, progress)
 
     async def _finish_cancelled(self, run: Run, progress: _Progress) -> None:
         async with self.sessionmaker() as session, session.begin():
@@ -244,8 +291,15 @@ class RunExecutor:
                 session, run, status="cancelled", final_agent=progress.agent
             )
         if finished:
-            await self.publisher.publish(str(run.id), EventType.cancelled)
+            await progress.events.emit(EventType.cancelled)
+            await self._end(run, progress)
             log.info("runs.cancelled", run_id=str(run.id))
+
+    async def _end(self, run: Run, progress: _Progress) -> None:
+        """The final state is committed: deliver what Redis still owes, then drop the lease."""
+        await progress.events.flush(within=self.settings.publish_retry_seconds)
+        with contextlib.suppress(*REDIS_DOWN):
+            await self.redis.delete(lease_key(str(run.id)))
 
     async def _set_final(self, session: AsyncSession, run: Run, **values: Any) -> bool:
         """False if the run was deleted (with its conversation) or finished meanwhile."""
@@ -258,8 +312,8 @@ class RunExecutor:
         return updated is not None
 
 
-def watcher_cancelled(watcher: asyncio.Task[bool]) -> bool:
-    return watcher.done() and not watcher.cancelled() and watcher.result() is True
+def _seconds_since(moment: datetime) -> float:
+    return max(0.0, (datetime.now(UTC) - moment).total_seconds())
 
 
 def _arguments(raw: object) -> object:

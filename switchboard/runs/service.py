@@ -57,9 +57,7 @@ class RunService:
     settings: RunsSettings
     publisher: EventPublisher
 
-    @property
-    def conversations(self) -> ConversationRepository:
-        return ConversationRepository(self.session)
+    conversations: ConversationRepository
 
     async def start(
         self,
@@ -96,8 +94,7 @@ class RunService:
                 title=" ".join(request.message.split())[:TITLE_CHARS],
                 updated_at=now,
             )
-            self.session.add(conversation)
-            await self.session.flush()
+            await self.conversations.add_conversation(conversation)
         run = Run(
             tenant_id=tenant_id,
             user_id=user_id,
@@ -107,7 +104,7 @@ class RunService:
         )
         self.session.add(run)
         await self.session.flush()
-        self.session.add(
+        await self.conversations.add_message(
             Message(
                 conversation_id=conversation.id,
                 position=await self.conversations.next_position(conversation.id),
@@ -116,7 +113,6 @@ class RunService:
                 run_id=run.id,
             )
         )
-        await self.session.flush()
         await self.publisher.publish(
             str(run.id), EventType.queued, conversation_id=str(conversation.id)
         )

@@ -27,3 +27,17 @@ class RunsSettings(BaseModel):
     history_messages: int = Field(
         50, ge=0, description="Earlier messages of the conversation sent to the agent."
     )
+    lease_seconds: int = Field(
+        15,
+        ge=2,
+        description="A running run's worker lease; the sweep fails runs whose lease lapsed.",
+    )
+    sweep_seconds: float = Field(
+        10, gt=0, description="How often beat sweeps for lost and never-started runs."
+    )
+    queue_timeout_seconds: int = Field(
+        900, ge=60, description="A run still queued after this long is failed (job lost)."
+    )
+    publish_retry_seconds: float = Field(
+        30, ge=0, description="How long a finished run's worker retries events Redis refused."
+    )

@@ -10,15 +10,37 @@ from httpx import AsyncClient
 
 from switchboard.auth.keyring import KeySnapshot
 from tests.support.processes import free_port, serving
-from tests.support.worker import WorkerProcess
+from tests.support.worker import start_worker, stop_worker, wait_until_ready
 
 PASSWORD = "a long enough passphrase"
+
+
+@pytest.fixture(scope="module")
+def runs_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A worker of its own, as production runs them: the runs queue on a thread pool.
+    Yields the address of its /metrics."""
+    port = free_port()
+    process = start_worker(
+        tmp_path_factory.mktemp("runs-worker"),
+        pool="threads",
+        concurrency=20,
+        queues="runs",
+        # wait_until_ready reads the "ready." line
+        env={"LOG_LEVEL": "INFO", "CELERY_METRICS_PORT": str(port)},
+    )
+    try:
+        wait_until_ready(process)
+        yield f"http://127.0.0.1:{port}/metrics"
+    finally:
+        stop_worker(process)
 
 
 # Module scope: the process must exit (and write its coverage data) before the session ends.
 @pytest.fixture(scope="module")
 def api_server(
-    committed_keys: KeySnapshot, worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory
+    committed_keys: KeySnapshot,
+    runs_worker: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     """``python -m api`` on a free port: streams reach the client as uvicorn sends them."""
     port = free_port()

@@ -12,7 +12,7 @@ import httpx
 
 @dataclass(frozen=True)
 class Frame:
-    id: int
+    id: int | None  # only stream.error frames have none
     event: str
     data: dict[str, Any]
 
@@ -23,7 +23,8 @@ async def frames(response: httpx.Response) -> AsyncIterator[Frame]:
     async for line in response.aiter_lines():
         if line == "":
             if "data" in fields:
-                yield Frame(int(fields["id"]), fields["event"], json.loads(fields["data"]))
+                seq = int(fields["id"]) if "id" in fields else None
+                yield Frame(seq, fields["event"], json.loads(fields["data"]))
             fields = {}
         elif not line.startswith(":"):
             name, _, value = line.partition(":")

@@ -16,7 +16,9 @@ import pytest
 from celery import Celery
 
 ROOT = Path(__file__).resolve().parents[2]
-QUEUES = "default,runs,maintenance"
+# Agent runs go to their own thread-pool worker, as in production (tests/e2e): the Agents SDK
+# starts threads at import, which a prefork child must not inherit mid-operation.
+QUEUES = "default,maintenance"
 
 
 @dataclass
@@ -33,7 +35,14 @@ def celery_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "--app=tests.support.worker_app:celery_app", *args]
 
 
-def start_worker(tmp_dir: Path, *, pool: str = "prefork", concurrency: int = 1) -> WorkerProcess:
+def start_worker(
+    tmp_dir: Path,
+    *,
+    pool: str = "prefork",
+    concurrency: int = 1,
+    queues: str = QUEUES,
+    env: dict[str, str] | None = None,
+) -> WorkerProcess:
     hostname = f"test-{uuid.uuid4().hex[:8]}@%h"
     log_path = tmp_dir / f"worker-{hostname.split('@')[0]}.log"
     with log_path.open("wb") as log_file:
@@ -42,18 +51,27 @@ def start_worker(tmp_dir: Path, *, pool: str = "prefork", concurrency: int = 1) 
                 "worker",
                 f"--pool={pool}",
                 f"--concurrency={concurrency}",
-                f"--queues={QUEUES}",
+                f"--queues={queues}",
                 f"--hostname={hostname}",
                 "--without-gossip",
                 "--without-mingle",
                 "--loglevel=INFO",
             ),
             cwd=ROOT,
-            env=dict(os.environ),
+            env={**os.environ, **(env or {})},
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
     return WorkerProcess(process, hostname, log_path)
+
+
+def wait_until_ready(worker: WorkerProcess, timeout: float = 30.0) -> None:
+    """For a worker that takes no ping (another queue): its log says when it consumes."""
+    deadline = time.monotonic() + timeout
+    while "ready." not in worker.log():
+        if worker.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"worker not ready:\n{worker.log()}")
+        time.sleep(0.2)
 
 
 def wait_until_consuming(app: Celery, worker: WorkerProcess, timeout: float = 30.0) -> None:

@@ -1,0 +1,103 @@
+"""Conversations on Postgres. Every query filters by the caller's tenant and user."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import delete, func, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from switchboard.models import Conversation, Message
+
+
+class PostgresConversationRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add_conversation(self, conversation: Conversation) -> None:
+        self.session.add(conversation)
+        await self.session.flush()
+
+    async def add_message(self, message: Message) -> None:
+        self.session.add(message)
+        await self.session.flush()
+
+    async def get(
+        self,
+        tenant_id: uuid.UUID,
+        user_id: uuid.UUID,
+        conversation_id: uuid.UUID,
+        *,
+        lock: bool = False,
+    ) -> Conversation | None:
+        query = select(Conversation).where(
+            Conversation.id == conversation_id,
+            Conversation.tenant_id == tenant_id,
+            Conversation.user_id == user_id,
+        )
+        if lock:
+            query = query.with_for_update()
+        return (await self.session.scalars(query)).one_or_none()
+
+    async def page(
+        self,
+        tenant_id: uuid.UUID,
+        user_id: uuid.UUID,
+        *,
+        limit: int,
+        after: tuple[datetime, uuid.UUID] | None,
+    ) -> list[Conversation]:
+        query = (
+            select(Conversation)
+            .where(Conversation.tenant_id == tenant_id, Conversation.user_id == user_id)
+            .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(
+                tuple_(Conversation.updated_at, Conversation.id) < tuple_(after[0], after[1])
+            )
+        return list((await self.session.scalars(query)).all())
+
+    async def messages(
+        self, conversation_id: uuid.UUID, *, last: int | None = None
+    ) -> list[Message]:
+        query = select(Message).where(Message.conversation_id == conversation_id)
+        if last is None:
+            return list((await self.session.scalars(query.order_by(Message.position))).all())
+        newest = (
+            await self.session.scalars(query.order_by(Message.position.desc()).limit(last))
+        ).all()
+        return list(reversed(newest))
+
+    async def next_position(self, conversation_id: uuid.UUID) -> int:
+        query = select(func.coalesce(func.max(Message.position) + 1, 0)).where(
+            Message.conversation_id == conversation_id
+        )
+        return int((await self.session.scalar(query)) or 0)
+
+    async def delete(self, conversation: Conversation) -> None:
+        await self.session.execute(delete(Conversation).where(Conversation.id == conversation.id))
+
+    async def search(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, query: str, *, limit: int
+    ) -> list[tuple[Conversation, Message]]:
+        words = [word for word in query.split() if len(word) > 2][:8] or [query]
+        pattern = [Message.content.ilike(f"%{_escape(word)}%", escape="\\") for word in words]
+        rows = await self.session.execute(
+            select(Conversation, Message)
+            .join(Message, Message.conversation_id == Conversation.id)
+            .where(
+                Conversation.tenant_id == tenant_id,
+                Conversation.user_id == user_id,
+                or_(*pattern),
+            )
+            .order_by(Message.created_at.desc())
+            .limit(limit)
+        )
+        return [(row[0], row[1]) for row in rows]
+
+
+def _escape(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

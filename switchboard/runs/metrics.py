@@ -1,0 +1,35 @@
+"""Prometheus metrics of runs (recorded by workers) and of their streams (recorded by the API)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+RUNS_STARTED = Counter("runs_started_total", "Runs a worker began, by entry agent.", ["agent"])
+RUNS_FINISHED = Counter("runs_finished_total", "Runs that reached a final status.", ["status"])
+RUNS_ACTIVE = Gauge(
+    "runs_active", "Runs executing in this worker process now.", multiprocess_mode="livesum"
+)
+QUEUE_WAIT = Histogram(
+    "runs_queue_wait_seconds",
+    "From the run's creation to a worker claiming it.",
+    buckets=LATENCY_BUCKETS,
+)
+TIME_TO_FIRST_TOKEN = Histogram(
+    "runs_time_to_first_token_seconds",
+    "From the run's creation to its first message delta being published.",
+    buckets=LATENCY_BUCKETS,
+)
+EVENTS_PUBLISHED = Counter("runs_events_published_total", "Run events published.", ["event"])
+PUBLISH_FAILURES = Counter(
+    "runs_event_publish_failures_total", "Publishes that failed and were held for a retry."
+)
+
+STREAMS_OPEN = Gauge(
+    "runs_streams_open", "SSE streams open in this API process.", multiprocess_mode="livesum"
+)
+EVENTS_RELAYED = Counter("runs_events_relayed_total", "Run events sent to SSE clients.")
+STREAMS_INTERRUPTED = Counter(
+    "runs_streams_interrupted_total", "Streams ended early because events were lost.", ["reason"]
+)

@@ -1,0 +1,153 @@
+"""Ending runs nobody will finish: their worker died, or their job never reached a worker.
+
+A worker holds a lease on each run it executes (a Redis key it renews every third of
+``RUNS_LEASE_SECONDS``). The sweep, run by beat, fails a running run whose lease has been
+missing on two sightings at least a lease apart (so a Redis restart, which drops every lease
+until the workers renew them, fails nothing), and a queued run older than
+``RUNS_QUEUE_TIMEOUT_SECONDS`` (its job was lost, for example with a Redis that keeps nothing
+on disk). Each gets its ``run.failed`` event, so open streams end instead of waiting.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from redis.asyncio import Redis
+from sqlalchemy import select, update
+
+from switchboard.kit.db import SessionMaker
+from switchboard.models import Run
+from switchboard.runs.emitter import RunEmitter
+from switchboard.runs.events import EventPublisher, EventType, lease_key, suspect_key
+from switchboard.runs.metrics import RUNS_FINISHED
+from switchboard.runs.settings import RunsSettings
+
+log = structlog.get_logger("switchboard.runs")
+
+WORKER_LOST = ("worker_lost", "The worker running this run was lost.")
+QUEUE_TIMEOUT = ("queue_timeout", "No worker started this run in time.")
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    suspected: int
+    lost: int
+    expired: int
+
+
+async def fail_run(
+    sessionmaker: SessionMaker,
+    publisher: EventPublisher,
+    run_id: uuid.UUID,
+    *,
+    status: str,
+    error: tuple[str, str],
+) -> bool:
+    """Fails the run if it is still in ``status``; True if this call ended it."""
+    code, message = error
+    async with sessionmaker() as session, session.begin():
+        ended = await session.scalar(
+            update(Run)
+            .where(Run.id == run_id, Run.status == status)
+            .values(
+                status="failed",
+                error_code=code,
+                error_message=message,
+                finished_at=datetime.now(UTC),
+            )
+            .returning(Run.id)
+        )
+    if ended is None:
+        return False
+    RUNS_FINISHED.labels("failed").inc()
+    log.warning("runs.ended_by_sweep", run_id=str(run_id), code=code)
+    # The final state is committed; the event is best effort and the stream falls back to
+    # Postgres if Redis cannot take it now.
+    events = RunEmitter(publisher, str(run_id))
+    await events.emit(EventType.failed, error={"code": code, "message": message})
+    await events.flush(within=2)
+    return True
+
+
+async def fail_lost_run(
+    sessionmaker: SessionMaker, publisher: EventPublisher, run_id: uuid.UUID
+) -> bool:
+    return await fail_run(sessionmaker, publisher, run_id, status="running", error=WORKER_LOST)
+
+
+async def sweep_runs(
+    sessionmaker: SessionMaker,
+    redis: Redis,
+    publisher: EventPublisher,
+    settings: RunsSettings,
+    *,
+    batch: int = 500,
+) -> SweepReport:
+    now = datetime.now(UTC)
+    lease = timedelta(seconds=settings.lease_seconds)
+    async with sessionmaker() as session:
+        running = list(
+            await session.scalars(
+                select(Run.id)
+                .where(Run.status == "running", Run.started_at < now - lease)
+                .order_by(Run.started_at)
+                .limit(batch)
+            )
+        )
+        stale = list(
+            await session.scalars(
+                select(Run.id)
+                .where(
+                    Run.status == "queued",
+                    Run.created_at < now - timedelta(seconds=settings.queue_timeout_seconds),
+                )
+                .order_by(Run.created_at)
+                .limit(batch)
+            )
+        )
+    suspected, lost = await _without_lease(redis, running, settings.lease_seconds)
+    ended = 0
+    for run_id in lost:
+        ended += await fail_lost_run(sessionmaker, publisher, run_id)
+    expired = 0
+    for run_id in stale:
+        expired += await fail_run(
+            sessionmaker, publisher, run_id, status="queued", error=QUEUE_TIMEOUT
+        )
+    report = SweepReport(suspected=len(suspected), lost=ended, expired=expired)
+    if suspected or ended or expired:
+        log.info("runs.swept", suspected=len(suspected), lost=ended, expired=expired)
+    return report
+
+
+async def _without_lease(
+    redis: Redis, runs: list[uuid.UUID], lease_seconds: int
+) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """Runs seen without a lease for the first time, and those missing it for a lease."""
+    if not runs:
+        return [], []
+    async with redis.pipeline(transaction=False) as pipe:
+        for run_id in runs:
+            pipe.exists(lease_key(str(run_id)))
+        held = await pipe.execute()
+    missing = [run_id for run_id, has_lease in zip(runs, held, strict=True) if not has_lease]
+    if not missing:
+        return [], []
+    now = time.time()
+    async with redis.pipeline(transaction=False) as pipe:
+        for run_id in missing:
+            # The first sighting is kept (NX); a renewed lease does not clear it, so it
+            # expires on its own well after a live worker would have renewed.
+            pipe.set(suspect_key(str(run_id)), str(now), nx=True, ex=lease_seconds * 4)
+            pipe.get(suspect_key(str(run_id)))
+        answers = await pipe.execute()
+    suspected: list[uuid.UUID] = []
+    lost: list[uuid.UUID] = []
+    for index, run_id in enumerate(missing):
+        first_seen = float(answers[2 * index + 1] or now)
+        (lost if now - first_seen >= lease_seconds else suspected).append(run_id)
+    return suspected, lost

@@ -1,0 +1,160 @@
+"""Following a run's events against real Redis: replay, live, duplicates, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from switchboard.runs.errors import EventsLostError
+from switchboard.runs.events import EventPublisher, EventType, RunEvent
+from switchboard.runs.hub import QUEUE_SIZE, EventHub
+from switchboard.runs.stream import follow
+
+
+@pytest.fixture
+async def hub(redis: Redis) -> AsyncIterator[EventHub]:
+    hub = EventHub(redis, reconnect_seconds=0.05)
+    yield hub
+    await hub.stop()
+
+
+@pytest.fixture
+def publisher(redis: Redis) -> EventPublisher:
+    return EventPublisher(redis, max_events=5000, ttl_seconds=300)
+
+
+async def _never_finished(seq: int) -> RunEvent | None:
+    return None
+
+
+async def _collect(run_id: str, after: int, hub: EventHub, redis: Redis) -> list[RunEvent]:
+    return [
+        event
+        async for event in follow(
+            run_id, after=after, hub=hub, redis=redis, terminal_from_database=_never_finished
+        )
+    ]
+
+
+async def _until_subscribed(hub: EventHub) -> None:
+    for _ in range(200):
+        if hub.open_streams and hub._ready.is_set():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the stream never subscribed")
+
+
+async def test_replays_then_follows_live_each_event_once(
+    redis: Redis, hub: EventHub, publisher: EventPublisher
+) -> None:
+    run_id = str(uuid.uuid4())
+    for index in range(3):
+        await publisher.publish(run_id, EventType.message_delta, delta=f"w{index} ", agent="a")
+
+    following = asyncio.create_task(_collect(run_id, 1, hub, redis))
+    await _until_subscribed(hub)
+    for index in range(3, 6):
+        await publisher.publish(run_id, EventType.message_delta, delta=f"w{index} ", agent="a")
+    await publisher.publish(run_id, EventType.completed, usage={"input_tokens": 1})
+    events = await asyncio.wait_for(following, 10)
+
+    assert [event.seq for event in events] == [2, 3, 4, 5, 6, 7]
+    assert events[-1].type is EventType.completed
+    assert events[-1].data == {"usage": {"input_tokens": 1}}
+    assert hub.open_streams == 0
+
+
+async def test_a_dropped_redis_connection_loses_nothing(
+    redis: Redis, hub: EventHub, publisher: EventPublisher
+) -> None:
+    run_id = str(uuid.uuid4())
+    await publisher.publish(run_id, EventType.started, agent="triage")
+    following = asyncio.create_task(_collect(run_id, 0, hub, redis))
+    await _until_subscribed(hub)
+
+    await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    for index in range(5):
+        await publisher.publish(run_id, EventType.message_delta, delta=str(index), agent="a")
+    await publisher.publish(run_id, EventType.cancelled)
+    events = await asyncio.wait_for(following, 10)
+
+    assert [event.seq for event in events] == list(range(1, 8))
+
+
+async def test_a_slow_reader_catches_up_from_the_buffer(
+    redis: Redis, hub: EventHub, publisher: EventPublisher
+) -> None:
+    run_id = str(uuid.uuid4())
+    stream = follow(run_id, after=0, hub=hub, redis=redis, terminal_from_database=_never_finished)
+    first = asyncio.create_task(anext(stream))
+    await _until_subscribed(hub)
+    total = QUEUE_SIZE + 200
+    for index in range(total):
+        await publisher.publish(run_id, EventType.message_delta, delta=str(index), agent="a")
+    await publisher.publish(run_id, EventType.completed, usage={})
+
+    events = [await asyncio.wait_for(first, 10)]
+    events += [event async for event in stream]
+
+    assert [event.seq for event in events] == list(range(1, total + 2))
+
+
+async def test_a_client_past_the_end_gets_nothing_more(
+    redis: Redis, hub: EventHub, publisher: EventPublisher
+) -> None:
+    run_id = str(uuid.uuid4())
+    await publisher.publish(run_id, EventType.started, agent="triage")
+    await publisher.publish(run_id, EventType.failed, error={"code": "x", "message": "y"})
+
+    assert await asyncio.wait_for(_collect(run_id, 2, hub, redis), 5) == []
+
+
+async def test_a_gap_in_the_buffer_ends_the_stream_with_events_lost(
+    redis: Redis, hub: EventHub, publisher: EventPublisher
+) -> None:
+    run_id = str(uuid.uuid4())
+    for index in range(4):
+        await publisher.publish(run_id, EventType.message_delta, delta=str(index), agent="a")
+    await redis.xdel(f"run:{run_id}:events", "2-1")  # as if trimmed or lost
+
+    received: list[RunEvent] = []
+    with pytest.raises(EventsLostError) as lost:
+        async for event in follow(
+            run_id, after=0, hub=hub, redis=redis, terminal_from_database=_never_finished
+        ):
+            received.append(event)
+
+    assert [event.seq for event in received] == [1]
+    assert (lost.value.run_id, lost.value.after) == (run_id, 1)
+
+
+async def test_a_silent_stream_reads_the_buffer_again(
+    redis: Redis, hub: EventHub, publisher: EventPublisher
+) -> None:
+    """Pub/sub is at most once: a missed terminal event is found in the buffer anyway."""
+    run_id = str(uuid.uuid4())
+    await publisher.publish(run_id, EventType.started, agent="triage")
+    stream = follow(
+        run_id,
+        after=1,
+        hub=hub,
+        redis=redis,
+        terminal_from_database=_never_finished,
+        resync_seconds=0.1,
+    )
+    pending = asyncio.create_task(anext(stream))
+    await _until_subscribed(hub)
+    # Written to the buffer only, never published: no live message will come.
+    await redis.xadd(
+        f"run:{run_id}:events",
+        {"type": "run.completed", "data": f'{{"run_id":"{run_id}","seq":2,"usage":{{}}}}'},
+        id="2-1",
+    )
+
+    event = await asyncio.wait_for(pending, 5)
+
+    assert (event.seq, event.type) == (2, EventType.completed)
