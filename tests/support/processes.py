@@ -14,6 +14,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
+# Starting a process imports the whole stack (the Agents SDK among it) under coverage: on a
+# busy two-core machine that can take tens of seconds.
+STARTUP_SECONDS = 90.0
 
 
 def free_port() -> int:
@@ -55,7 +58,7 @@ def serving(
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STARTUP_SECONDS
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"{module} exited:\n{log_path.read_text()}")

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
+from tests.support.processes import STARTUP_SECONDS
+
 ROOT = Path(__file__).resolve().parents[2]
 # Agent runs go to their own thread-pool worker, as in production (tests/e2e): the Agents SDK
 # starts threads at import, which a prefork child must not inherit mid-operation.
@@ -65,7 +67,7 @@ def start_worker(
     return WorkerProcess(process, hostname, log_path)
 
 
-def wait_until_ready(worker: WorkerProcess, timeout: float = 30.0) -> None:
+def wait_until_ready(worker: WorkerProcess, timeout: float = STARTUP_SECONDS) -> None:
     """For a worker that takes no ping (another queue): its log says when it consumes."""
     deadline = time.monotonic() + timeout
     while "ready." not in worker.log():
@@ -74,7 +76,9 @@ def wait_until_ready(worker: WorkerProcess, timeout: float = 30.0) -> None:
         time.sleep(0.2)
 
 
-def wait_until_consuming(app: Celery, worker: WorkerProcess, timeout: float = 30.0) -> None:
+def wait_until_consuming(
+    app: Celery, worker: WorkerProcess, timeout: float = STARTUP_SECONDS
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if worker.process.poll() is not None:

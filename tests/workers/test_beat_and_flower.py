@@ -14,7 +14,7 @@ import redis as redis_sync
 
 from switchboard.ops.service import HEARTBEAT_KEY
 from switchboard.settings import Settings
-from tests.support.processes import ROOT, free_port, serving
+from tests.support.processes import ROOT, STARTUP_SECONDS, free_port, serving
 from tests.support.worker import WorkerProcess
 
 BEAT_ENV = {"BEAT_HEARTBEAT_SECONDS": "0.5", "BEAT_LOCK_TIMEOUT_SECONDS": "5", "LOG_LEVEL": "DEBUG"}
@@ -63,7 +63,7 @@ def test_two_beats_fire_each_entry_once_and_fail_over(
     logs = [tmp_path / "beat-a.log", tmp_path / "beat-b.log"]
     beats = [_start_beat(path) for path in logs]
     try:
-        _wait_for_more_heartbeats(client, 0, timeout=30)
+        _wait_for_more_heartbeats(client, 0, timeout=STARTUP_SECONDS)
         assert len(_lock_holders(logs)) == 1
 
         window = 4.0
