@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from switchboard.agents.settings import OfflineSettings, OpenAISettings
 from switchboard.auth.settings import AuthSettings, IdpMode, NonceBackend
+from switchboard.billing.settings import BillingSettings, StripeSettings
 from switchboard.identity.settings import IdentitySettings
 from switchboard.kit.secrets import insecure_default, is_insecure_default
 from switchboard.runs.settings import RunsSettings
@@ -163,6 +164,8 @@ class Settings(BaseSettings):
     openai: OpenAISettings = OpenAISettings()
     offline: OfflineSettings = OfflineSettings()
     runs: RunsSettings = RunsSettings()
+    stripe: StripeSettings = StripeSettings()
+    billing: BillingSettings = BillingSettings()
 
     @model_validator(mode="after")
     def _demo_idp_only_in_development(self) -> Settings:

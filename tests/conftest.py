@@ -6,7 +6,9 @@ the settings cache read it at import time.
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import tempfile
 import uuid
 
@@ -15,6 +17,17 @@ TEST_DATABASE = f"switchboard_test_{_RUN}"
 TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "15"))
 PG_HOST = os.environ.get("TEST_PG_HOST", "127.0.0.1")
 REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# Every process of the session (workers included) calls the local Stripe of tests/billing.
+STRIPE_PORT = _free_port()
+STRIPE_WEBHOOK_SECRET = "whsec_switchboard_test_secret"
 
 os.environ.update(
     ENVIRONMENT="test",
@@ -31,6 +44,17 @@ os.environ.update(
     IDENTITY_BCRYPT_COST="4",
     # Every in-process request comes from 127.0.0.1; tests of the limit set their own.
     IDENTITY_LOGIN_IP_MAX_ATTEMPTS="1000000",
+    STRIPE_API_KEY="sk_test_switchboard",
+    STRIPE_API_BASE=f"http://127.0.0.1:{STRIPE_PORT}",
+    STRIPE_WEBHOOK_SECRET=STRIPE_WEBHOOK_SECRET,
+    STRIPE_TIMEOUT_SECONDS="2",
+    BILLING_PLAN_PRICES=json.dumps(
+        {
+            "starter": {"seat": "price_starter_seat", "usage": "price_tokens"},
+            "team": {"seat": "price_team_seat", "usage": "price_tokens"},
+            "business": {"seat": "price_business_seat", "usage": "price_tokens"},
+        }
+    ),
 )
 os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 

@@ -20,6 +20,12 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": settings.runs.sweep_seconds,
             "options": {"expires": settings.runs.sweep_seconds},
         },
+        "billing-usage-report": {
+            "task": "billing.usage.report",
+            "schedule": settings.billing.report_seconds,
+            # A report that waited past the next one is redundant: the next one sends it all.
+            "options": {"expires": settings.billing.report_seconds},
+        },
         "auth-keys-rotate": {
             "task": "auth.keys.rotate",
             "schedule": settings.auth.rotation_check_minutes * 60,

@@ -22,7 +22,7 @@ TASK_ROUTES = {
     "system.*": {"queue": "maintenance"},
 }
 
-TASK_MODULES = ["tasks.system", "tasks.auth", "tasks.runs"]
+TASK_MODULES = ["tasks.system", "tasks.auth", "tasks.runs", "tasks.billing"]
 
 
 def create_celery(settings: Settings) -> Celery:

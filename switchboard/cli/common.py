@@ -6,7 +6,7 @@ from typing import TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchboard.kit.db import create_engine, create_sessionmaker
+from switchboard.kit.db import SessionMaker, create_engine, create_sessionmaker
 from switchboard.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
@@ -28,5 +28,14 @@ async def transaction(
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
             return await work(session, settings)
+    finally:
+        await engine.dispose()
+
+
+async def with_sessionmaker(settings: Settings, work: Callable[[SessionMaker], Awaitable[T]]) -> T:
+    """Runs ``work`` with sessions on a short-lived engine; ``work`` commits what it must."""
+    engine = create_engine(settings.database, application_name="switchboard-cli")
+    try:
+        return await work(create_sessionmaker(engine))
     finally:
         await engine.dispose()

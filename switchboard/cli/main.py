@@ -8,6 +8,7 @@ import json
 import typer
 
 from switchboard.cli.auth import app as auth_app
+from switchboard.cli.billing import app as billing_app
 from switchboard.cli.common import load_or_exit
 from switchboard.cli.identity import app as identity_app
 from switchboard.kit.logging import configure_logging
@@ -35,6 +36,7 @@ app.add_typer(services_app, name="services")
 app.add_typer(db_app, name="db")
 app.add_typer(auth_app, name="auth")
 app.add_typer(identity_app, name="identity")
+app.add_typer(billing_app, name="billing")
 
 
 @config_app.command("check")

@@ -2,6 +2,13 @@
 
 from switchboard.models.auth import KeyState, SigningKey
 from switchboard.models.base import Base
+from switchboard.models.billing import (
+    BillingCustomer,
+    Plan,
+    StripeEvent,
+    Subscription,
+    UsageRecord,
+)
 from switchboard.models.conversations import Conversation, Message, Run
 from switchboard.models.identity import (
     Membership,
@@ -18,18 +25,23 @@ from switchboard.models.ops import TaskFailure
 
 __all__ = [
     "Base",
+    "BillingCustomer",
     "Conversation",
     "KeyState",
     "Membership",
     "Message",
     "PasswordResetToken",
+    "Plan",
     "RefreshToken",
     "Run",
     "ServiceAccount",
     "ServiceAccountCredential",
     "SigningKey",
+    "StripeEvent",
+    "Subscription",
     "TaskFailure",
     "Tenant",
+    "UsageRecord",
     "User",
     "UserLoginEvent",
     "UserProfile",

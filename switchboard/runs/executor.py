@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.agents.context import AgentContext, ToolBackend
 from switchboard.agents.registry import AgentRegistry
+from switchboard.billing.service import record_run_usage
 from switchboard.conversations.postgres import PostgresConversationRepository
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Message, Run
@@ -262,6 +263,15 @@ class RunExecutor:
                         output_tokens=usage["output_tokens"] if offset == 0 else None,
                     )
                     for offset, reply in enumerate(progress.replies)
+                )
+                # Billed with the reply, in the same commit: a finished run is metered once.
+                await record_run_usage(
+                    session,
+                    tenant_id=run.tenant_id,
+                    run_id=run.id,
+                    input_tokens=usage["input_tokens"],
+                    output_tokens=usage["output_tokens"],
+                    at=datetime.now(UTC),
                 )
         if not finished:
             return

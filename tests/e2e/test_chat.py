@@ -65,6 +65,13 @@ async def test_chat_stream_relays_every_event_and_stores_the_reply(
         ("assistant", message),
     ]
     assert conversation["messages"][1]["id"] == completed.data["message_id"]
+    # The finished run's tokens are metered for billing, in the same transaction.
+    metered = (await api.get("/api/v1/billing/usage", headers=alice)).json()
+    assert (metered["runs"], metered["input_tokens"], metered["output_tokens"]) == (
+        1,
+        usage["input_tokens"],
+        usage["output_tokens"],
+    )
 
 
 async def test_billing_words_hand_off_to_the_billing_agent(

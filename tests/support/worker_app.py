@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from kombu import Queue
+
 from workers.celery_app import celery_app
 
-__all__ = ["celery_app"]
+__all__ = ["ISOLATED_QUEUE", "celery_app"]
+
+# No shared worker consumes it: for a test that must know which process runs its task.
+ISOLATED_QUEUE = "tests-isolated"
+_default = celery_app.conf.task_queues[0]
+celery_app.conf.task_queues = [
+    *celery_app.conf.task_queues,
+    Queue(ISOLATED_QUEUE, _default.exchange, routing_key=ISOLATED_QUEUE),
+]
 
 
 @celery_app.task(name="tests.fail", ignore_result=False)

@@ -1,0 +1,203 @@
+"""Reporting metered tokens to Stripe exactly once, from our side.
+
+Every finished run leaves one ``usage_record`` (``pending``). A report first folds a tenant's
+pending records into a batch: in one transaction they get a batch id and the state
+``sending``. Only then is the batch's meter event sent, with ``identifier`` and idempotency key
+``usage-<batch id>``. Success marks the records ``reported``. A failure, a timeout or a dead
+worker leaves them ``sending``, and the next report sends the same batch with the same
+identifier: Stripe keeps one event per identifier, so the tokens count once whatever happened
+to the first attempt. Records of a tenant with no Stripe customer are ``skipped``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy import func, select, update
+
+from switchboard.billing.errors import PermanentStripeError
+from switchboard.billing.gateway import TRANSIENT, StripeGateway
+from switchboard.billing.metrics import USAGE_REPORT_FAILURES, USAGE_REPORTED
+from switchboard.kit.db import SessionMaker
+from switchboard.models import BillingCustomer, UsageRecord
+
+log = structlog.get_logger("switchboard.billing")
+
+NO_BATCH = uuid.UUID(int=0)  # pending records, not yet in a batch (dry run)
+
+
+@dataclass(frozen=True)
+class Batch:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    customer_id: str
+    records: int
+    tokens: int
+    # The newest run in it: every attempt must send the same parameters, or Stripe refuses
+    # the idempotency key.
+    at: datetime
+
+    @property
+    def identifier(self) -> str:
+        return f"usage-{self.id}"
+
+
+@dataclass
+class ReportSummary:
+    reported: list[Batch] = field(default_factory=list)
+    failed: list[Batch] = field(default_factory=list)
+    skipped_records: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return sum(batch.tokens for batch in self.reported)
+
+
+async def unreported(sessionmaker: SessionMaker) -> list[Batch]:
+    """What a report would send now, without changing anything (``--dry-run``)."""
+    async with sessionmaker() as session:
+        rows = await session.execute(
+            select(
+                UsageRecord.tenant_id,
+                UsageRecord.report_batch_id,
+                BillingCustomer.stripe_customer_id,
+                func.count(),
+                func.sum(UsageRecord.input_tokens + UsageRecord.output_tokens),
+                func.max(UsageRecord.created_at),
+            )
+            .outerjoin(BillingCustomer, BillingCustomer.tenant_id == UsageRecord.tenant_id)
+            .where(UsageRecord.report_state.in_(("pending", "sending")))
+            .group_by(
+                UsageRecord.tenant_id,
+                UsageRecord.report_batch_id,
+                BillingCustomer.stripe_customer_id,
+            )
+        )
+        return [
+            Batch(batch_id or NO_BATCH, tenant_id, customer_id or "", count, int(tokens), at)
+            for tenant_id, batch_id, customer_id, count, tokens, at in rows
+        ]
+
+
+async def report_usage(
+    sessionmaker: SessionMaker, gateway: StripeGateway, *, batch_size: int
+) -> ReportSummary:
+    summary = ReportSummary()
+    summary.skipped_records = await _skip_unbillable(sessionmaker)
+    await _form_batches(sessionmaker, batch_size)
+    for batch in await _open_batches(sessionmaker):
+        try:
+            await gateway.report_tokens(
+                batch.identifier, customer_id=batch.customer_id, tokens=batch.tokens, at=batch.at
+            )
+        except (*TRANSIENT, PermanentStripeError) as exc:
+            USAGE_REPORT_FAILURES.inc()
+            await _note_failure(sessionmaker, batch, f"{type(exc).__name__}: {exc}")
+            summary.failed.append(batch)
+            continue
+        await _mark_reported(sessionmaker, batch)
+        USAGE_REPORTED.inc(batch.tokens)
+        summary.reported.append(batch)
+    if summary.reported or summary.failed:
+        log.info(
+            "billing.usage_reported",
+            batches=len(summary.reported),
+            tokens=summary.tokens,
+            failed=len(summary.failed),
+        )
+    return summary
+
+
+async def _skip_unbillable(sessionmaker: SessionMaker) -> int:
+    async with sessionmaker() as session, session.begin():
+        billable = select(BillingCustomer.tenant_id).where(
+            BillingCustomer.stripe_customer_id.is_not(None)
+        )
+        result = await session.execute(
+            update(UsageRecord)
+            .where(UsageRecord.report_state == "pending", UsageRecord.tenant_id.not_in(billable))
+            .values(report_state="skipped")
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def _form_batches(sessionmaker: SessionMaker, batch_size: int) -> None:
+    """Folds each tenant's pending records into batches of at most ``batch_size``."""
+    async with sessionmaker() as session, session.begin():
+        pending = (
+            await session.execute(
+                select(UsageRecord.id, UsageRecord.tenant_id)
+                .where(UsageRecord.report_state == "pending")
+                .order_by(UsageRecord.tenant_id, UsageRecord.created_at)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        by_tenant: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+        for record_id, tenant_id in pending:
+            by_tenant[tenant_id].append(record_id)
+        for ids in by_tenant.values():
+            for start in range(0, len(ids), batch_size):
+                await session.execute(
+                    update(UsageRecord)
+                    .where(UsageRecord.id.in_(ids[start : start + batch_size]))
+                    .values(report_state="sending", report_batch_id=uuid.uuid4())
+                )
+
+
+async def _open_batches(sessionmaker: SessionMaker) -> list[Batch]:
+    async with sessionmaker() as session:
+        rows = await session.execute(
+            select(
+                UsageRecord.report_batch_id,
+                UsageRecord.tenant_id,
+                BillingCustomer.stripe_customer_id,
+                func.count(),
+                func.sum(UsageRecord.input_tokens + UsageRecord.output_tokens),
+                func.max(UsageRecord.created_at),
+            )
+            .join(BillingCustomer, BillingCustomer.tenant_id == UsageRecord.tenant_id)
+            .where(
+                UsageRecord.report_state == "sending",
+                UsageRecord.report_batch_id.is_not(None),
+                BillingCustomer.stripe_customer_id.is_not(None),
+            )
+            .group_by(
+                UsageRecord.report_batch_id,
+                UsageRecord.tenant_id,
+                BillingCustomer.stripe_customer_id,
+            )
+        )
+        return [
+            Batch(batch_id or NO_BATCH, tenant_id, customer_id or "", count, int(tokens), at)
+            for batch_id, tenant_id, customer_id, count, tokens, at in rows
+        ]
+
+
+async def _mark_reported(sessionmaker: SessionMaker, batch: Batch) -> None:
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(UsageRecord)
+            .where(UsageRecord.report_batch_id == batch.id, UsageRecord.report_state == "sending")
+            .values(
+                report_state="reported",
+                reported_quantity=UsageRecord.input_tokens + UsageRecord.output_tokens,
+                stripe_identifier=batch.identifier,
+                reported_at=datetime.now(UTC),
+                report_attempts=UsageRecord.report_attempts + 1,
+                last_error=None,
+            )
+        )
+
+
+async def _note_failure(sessionmaker: SessionMaker, batch: Batch, error: str) -> None:
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(UsageRecord)
+            .where(UsageRecord.report_batch_id == batch.id)
+            .values(report_attempts=UsageRecord.report_attempts + 1, last_error=error[:1000])
+        )
+    log.warning("billing.usage_report_failed", batch=str(batch.id), error=error)

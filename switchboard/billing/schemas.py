@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class PlanRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    code: str
+    name: str
+    seat_price_cents: int
+    included_tokens: int
+
+
+class SubscriptionRead(BaseModel):
+    plan_code: str
+    status: str
+    seats: int
+    current_period_end: datetime | None
+    cancel_at_period_end: bool
+
+
+class SubscriptionStart(BaseModel):
+    plan_code: str = Field(min_length=1, max_length=32)
+    seats: int = Field(1, ge=1, le=10_000)
+
+
+class SubscriptionChange(BaseModel):
+    plan_code: str | None = Field(None, min_length=1, max_length=32)
+    seats: int | None = Field(None, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _something(self) -> SubscriptionChange:
+        if self.plan_code is None and self.seats is None:
+            raise ValueError("give plan_code, seats or both")
+        return self
+
+
+class UsageRead(BaseModel):
+    period_start: datetime
+    period_end: datetime
+    input_tokens: int
+    output_tokens: int
+    runs: int
+    reported_quantity: int

@@ -1,0 +1,64 @@
+"""Billing jobs on the maintenance queue: Stripe subscriptions, usage reports, webhooks."""
+
+from __future__ import annotations
+
+import uuid
+from functools import cache
+from typing import Any
+
+from switchboard.billing.gateway import TRANSIENT, StripeGateway
+from switchboard.billing.reporting import report_usage
+from switchboard.billing.sync import sync_subscription
+from switchboard.billing.webhooks import process
+from workers.celery_app import celery_app, settings
+from workers.runtime import get_runtime
+
+
+class UsageNotFullyReportedError(Exception):
+    """Some batches failed; the task retries them (the same batches, the same identifiers)."""
+
+
+@cache
+def gateway() -> StripeGateway:
+    return StripeGateway(settings.stripe)
+
+
+# Stripe's transient failures retry with exponential backoff and jitter, with the same
+# idempotency keys; anything else is recorded by the failure signal and left for an operator.
+RETRY: dict[str, Any] = {
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": 2,
+    "retry_backoff_max": 600,
+    "retry_jitter": True,
+    "max_retries": settings.billing.report_max_retries,
+}
+
+
+@celery_app.task(name="billing.subscriptions.sync", **RETRY)
+def sync(subscription_id: str) -> str:
+    """Brings the subscription at Stripe in line with the tenant's latest request."""
+    resources = get_runtime().resources
+    return get_runtime().run(
+        sync_subscription(resources.sessionmaker, gateway(), uuid.UUID(subscription_id))
+    )
+
+
+@celery_app.task(
+    name="billing.usage.report",
+    **{**RETRY, "autoretry_for": (*TRANSIENT, UsageNotFullyReportedError)},
+)
+def report() -> dict[str, int]:
+    """Reports every unreported usage record, batched per tenant, each batch once."""
+    resources = get_runtime().resources
+    summary = get_runtime().run(
+        report_usage(resources.sessionmaker, gateway(), batch_size=settings.billing.report_batch)
+    )
+    if summary.failed:
+        raise UsageNotFullyReportedError(f"{len(summary.failed)} batches failed")
+    return {"batches": len(summary.reported), "tokens": summary.tokens}
+
+
+@celery_app.task(name="billing.webhooks.process", **RETRY)
+def process_webhook(event_id: str) -> str:
+    """Applies one stored Stripe event, at most once."""
+    return get_runtime().run(process(get_runtime().resources.sessionmaker, event_id))
