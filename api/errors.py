@@ -11,9 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from switchboard.kit.db import DATABASE_UNAVAILABLE
 from switchboard.kit.errors import AppError
 
 log = structlog.get_logger("switchboard.api")
@@ -102,6 +102,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for unavailable in (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError):
+    for unavailable in (*DATABASE_UNAVAILABLE, RedisConnectionError, RedisTimeoutError):
         app.add_exception_handler(unavailable, _dependency_down)
     app.add_exception_handler(Exception, _unhandled)

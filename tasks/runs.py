@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 from switchboard.agents.factory import AgentRuntime, create_agent_runtime
+from switchboard.kit.db import DATABASE_UNAVAILABLE
 from switchboard.runs.backend import DatabaseToolBackend
 from switchboard.runs.events import EventPublisher
 from switchboard.runs.executor import RunExecutor
@@ -40,7 +41,15 @@ def executor() -> RunExecutor:
     )
 
 
-@celery_app.task(name="runs.execute")
+# Postgres out of reach before the run was claimed: it is still queued, so try again soon.
+# (Later failures are the executor's: it retries its final write, the sweep ends the rest.)
+@celery_app.task(
+    name="runs.execute",
+    autoretry_for=DATABASE_UNAVAILABLE,
+    retry_backoff=1,
+    retry_backoff_max=30,
+    max_retries=10,
+)
 def execute(run_id: str) -> str:
     """Runs the agent for ``run_id`` and publishes its events; the run's row holds the result."""
     return get_runtime().run(executor().execute(run_id))

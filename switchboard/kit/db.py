@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -13,6 +15,14 @@ from sqlalchemy.ext.asyncio import (
 from switchboard.settings import DatabaseSettings
 
 SessionMaker = async_sessionmaker[AsyncSession]
+
+# Postgres is down, unreachable, or every pooled connection stayed busy past the pool timeout:
+# worth another try later, unlike an error in the statement itself.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+)
 
 
 def database_url(raw: str) -> URL:

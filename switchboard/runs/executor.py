@@ -12,7 +12,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +28,7 @@ from switchboard.agents.context import AgentContext, ToolBackend
 from switchboard.agents.registry import AgentRegistry
 from switchboard.billing.service import record_run_usage
 from switchboard.conversations.postgres import PostgresConversationRepository
-from switchboard.kit.db import SessionMaker
+from switchboard.kit.db import DATABASE_UNAVAILABLE, SessionMaker
 from switchboard.models import Message, Run
 from switchboard.runs.emitter import REDIS_DOWN, RunEmitter
 from switchboard.runs.events import EventPublisher, EventType, cancel_key, lease_key
@@ -42,6 +42,9 @@ from switchboard.runs.metrics import (
 from switchboard.runs.settings import RunsSettings
 
 log = structlog.get_logger("switchboard.runs")
+
+# Pauses between attempts at a run's final write; the lease is renewed before each.
+FINAL_WRITE_RETRY_DELAYS = (0.5, 1.0, 2.0)
 
 
 class RunCancelled(Exception):
@@ -119,13 +122,12 @@ class RunExecutor:
                 .values(status="running", started_at=datetime.now(UTC), attempt=Run.attempt + 1)
                 .returning(Run)
             )
-            if claimed is not None:
-                await self._renew_lease(run_id)
-                return claimed
         # Taken, finished or deleted. A run redelivered while still running (its worker died,
         # or the broker connection dropped and the message came back) is left to the sweep,
         # which tells the two apart by the run's lease.
-        return None
+        if claimed is not None:
+            await self._renew_lease(run_id)
+        return claimed
 
     async def _history(self, run: Run) -> list[TResponseInputItem]:
         async with self.sessionmaker() as session:
@@ -238,7 +240,7 @@ class RunExecutor:
                 progress.replies.append(_Reply(uuid.uuid4(), text, progress.agent))
 
     async def _finish_succeeded(self, run: Run, progress: _Progress, usage: dict[str, int]) -> None:
-        async with self.sessionmaker() as session, session.begin():
+        async def write(session: AsyncSession) -> bool:
             finished = await self._set_final(
                 session,
                 run,
@@ -273,7 +275,9 @@ class RunExecutor:
                     output_tokens=usage["output_tokens"],
                     at=datetime.now(UTC),
                 )
-        if not finished:
+            return finished
+
+        if not await self._write_final(run, write):
             return
         for reply in progress.replies:
             await progress.events.emit(
@@ -287,23 +291,45 @@ class RunExecutor:
         log.info("runs.succeeded", run_id=str(run.id), **usage)
 
     async def _finish_failed(self, run: Run, progress: _Progress, code: str, message: str) -> None:
-        async with self.sessionmaker() as session, session.begin():
-            finished = await self._set_final(
+        async def write(session: AsyncSession) -> bool:
+            return await self._set_final(
                 session, run, status="failed", error_code=code, error_message=message
             )
-        if finished:
+
+        if await self._write_final(run, write):
             await progress.events.emit(EventType.failed, error={"code": code, "message": message})
             await self._end(run, progress)
 
     async def _finish_cancelled(self, run: Run, progress: _Progress) -> None:
-        async with self.sessionmaker() as session, session.begin():
-            finished = await self._set_final(
+        async def write(session: AsyncSession) -> bool:
+            return await self._set_final(
                 session, run, status="cancelled", final_agent=progress.agent
             )
-        if finished:
+
+        if await self._write_final(run, write):
             await progress.events.emit(EventType.cancelled)
             await self._end(run, progress)
             log.info("runs.cancelled", run_id=str(run.id))
+
+    async def _write_final(
+        self, run: Run, write: Callable[[AsyncSession], Awaitable[bool]]
+    ) -> bool:
+        """The run's final transaction, tried again while Postgres is briefly out of reach
+        (down, or every pooled connection busy). If it never commits, the run's lease lapses
+        and the sweep fails it, so its streams still end; whichever commits first wins."""
+        for delay in (*FINAL_WRITE_RETRY_DELAYS, None):
+            try:
+                async with self.sessionmaker() as session, session.begin():
+                    return await write(session)
+            except DATABASE_UNAVAILABLE as exc:
+                if delay is None:
+                    raise
+                log.warning(
+                    "runs.final_write_retried", run_id=str(run.id), error=type(exc).__name__
+                )
+                await self._renew_lease(str(run.id))  # still ours: keep the sweep away
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
 
     async def _end(self, run: Run, progress: _Progress) -> None:
         """The final state is committed: deliver what Redis still owes, then drop the lease."""

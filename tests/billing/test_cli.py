@@ -84,4 +84,7 @@ async def test_report_usage_exits_1_when_stripe_fails(
     assert result.exit_code == 1
     assert "failed" in result.stdout
     assert {r.report_state for r in await records(committed, tenant)} == {"sending"}
-    stripe_api.reset()
+    stripe_api.reset()  # Stripe is back: the next report sends the batch
+    again = await asyncio.to_thread(runner.invoke, app, ["billing", "report-usage"])
+    assert again.exit_code == 0, again.output
+    assert {r.report_state for r in await records(committed, tenant)} == {"reported"}

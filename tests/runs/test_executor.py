@@ -1,0 +1,67 @@
+"""A run's final write survives a moment without database connections."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from switchboard.agents.factory import create_agent_runtime
+from switchboard.kit.db import create_engine
+from switchboard.models import Run
+from switchboard.runs.backend import DatabaseToolBackend
+from switchboard.runs.emitter import RunEmitter
+from switchboard.runs.events import EventPublisher, lease_key, replay
+from switchboard.runs.executor import RunExecutor, _Progress
+from switchboard.settings import Settings
+from tests.runs.test_sweep import _run, _status
+
+
+@pytest.fixture
+async def one_connection(settings: Settings, migrated_database: str) -> AsyncIterator[AsyncEngine]:
+    """A pool of exactly one connection that gives up waiting for it after 0.2 s."""
+    database = settings.database.model_copy(
+        update={"pool_size": 1, "max_overflow": 0, "pool_timeout_seconds": 0.2}
+    )
+    engine = create_engine(database)
+    yield engine
+    await engine.dispose()
+
+
+async def test_the_final_write_waits_out_a_busy_pool(
+    one_connection: AsyncEngine, engine: AsyncEngine, redis: Redis, settings: Settings
+) -> None:
+    committed = async_sessionmaker(engine, expire_on_commit=False)
+    run_id = await _run(committed, status="running", age=timedelta(seconds=1))
+    sessionmaker = async_sessionmaker(one_connection, expire_on_commit=False)
+    publisher = EventPublisher(redis, max_events=100, ttl_seconds=60)
+    runtime = create_agent_runtime(settings.openai, settings.offline)
+    executor = RunExecutor(
+        sessionmaker=sessionmaker,
+        redis=redis,
+        publisher=publisher,
+        registry=runtime.registry,
+        run_config=runtime.run_config,
+        backend=DatabaseToolBackend(sessionmaker),
+        settings=settings.runs,
+    )
+    async with committed() as session:
+        run = await session.get(Run, run_id)
+    assert run is not None
+    progress = _Progress(agent="triage", events=RunEmitter(publisher, str(run_id), last=1))
+
+    held = await one_connection.connect()  # every other checkout times out meanwhile
+    finishing = asyncio.create_task(executor._finish_failed(run, progress, "agent_error", "x"))
+    await asyncio.sleep(1.0)
+    assert not finishing.done()
+    assert await redis.exists(lease_key(str(run_id)))  # renewed while it waits
+    await held.close()
+    await asyncio.wait_for(finishing, timeout=10)
+
+    assert await _status(committed, run_id) == ("failed", "agent_error")
+    events = await replay(redis, str(run_id), after=0)
+    assert [event.type for event in events][-1] == "run.failed"
