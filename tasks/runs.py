@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from functools import cache
 
 from switchboard.agents.factory import AgentRuntime, create_agent_runtime
 from switchboard.kit.db import DATABASE_UNAVAILABLE
 from switchboard.runs.backend import DatabaseToolBackend
+from switchboard.runs.cancel import CancelNotices
 from switchboard.runs.events import EventPublisher
 from switchboard.runs.executor import RunExecutor
 from switchboard.runs.sweep import SweepReport, sweep_runs
@@ -27,6 +30,19 @@ def publisher() -> EventPublisher:
     )
 
 
+_notices: dict[int, CancelNotices] = {}
+_notices_lock = threading.Lock()
+
+
+def cancel_notices() -> CancelNotices:
+    """One listener per worker process (and per fork of it)."""
+    with _notices_lock:
+        pid = os.getpid()
+        if pid not in _notices:
+            _notices[pid] = CancelNotices(get_runtime().resources.redis)
+        return _notices[pid]
+
+
 def executor() -> RunExecutor:
     resources = get_runtime().resources
     runtime = agent_runtime()
@@ -38,6 +54,7 @@ def executor() -> RunExecutor:
         run_config=runtime.run_config,
         backend=DatabaseToolBackend(resources.sessionmaker),
         settings=settings.runs,
+        notices=cancel_notices(),
     )
 
 

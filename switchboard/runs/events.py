@@ -59,7 +59,16 @@ def channel(run_id: str) -> str:
 
 
 def cancel_key(run_id: str) -> str:
+    """The run's cancel flag; a notice is published on the channel of the same name."""
     return f"run:{run_id}:cancel"
+
+
+CANCEL_PATTERN = cancel_key("*")
+
+
+def run_of_cancel_channel(name: bytes | str) -> str:
+    text = name.decode() if isinstance(name, bytes) else name
+    return text.removeprefix("run:").removesuffix(":cancel")
 
 
 def _seq_key(run_id: str) -> str:

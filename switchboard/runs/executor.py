@@ -30,6 +30,7 @@ from switchboard.billing.service import record_run_usage
 from switchboard.conversations.postgres import PostgresConversationRepository
 from switchboard.kit.db import DATABASE_UNAVAILABLE, SessionMaker
 from switchboard.models import Message, Run
+from switchboard.runs.cancel import CancelNotices
 from switchboard.runs.emitter import REDIS_DOWN, RunEmitter
 from switchboard.runs.events import EventPublisher, EventType, cancel_key, lease_key
 from switchboard.runs.metrics import (
@@ -76,6 +77,7 @@ class RunExecutor:
     run_config: Callable[[], RunConfig]
     backend: ToolBackend
     settings: RunsSettings
+    notices: CancelNotices
 
     async def execute(self, run_id: str) -> str:
         """Runs it if it is queued; returns the final status."""
@@ -153,8 +155,8 @@ class RunExecutor:
             context=context,
             run_config=self.run_config(),
         )
-        stop = asyncio.Event()
-        guard = asyncio.create_task(self._guard(str(run.id), result.cancel, stop))
+        stop, wake = asyncio.Event(), asyncio.Event()
+        guard = asyncio.create_task(self._guard(str(run.id), result.cancel, stop, wake))
         try:
             async for event in result.stream_events():
                 await self._translate(run, event, progress)
@@ -162,6 +164,7 @@ class RunExecutor:
             # A flag, not Task.cancel(): redis-py can swallow a cancellation that lands
             # inside a command, which would leave this await hanging for ever.
             stop.set()
+            wake.set()
             cancelled = await guard
         if cancelled:
             raise RunCancelled
@@ -169,23 +172,33 @@ class RunExecutor:
         progress.agent = result.last_agent.name
         return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
 
-    async def _guard(self, run_id: str, cancel: Callable[[], None], stop: asyncio.Event) -> bool:
+    async def _guard(
+        self, run_id: str, cancel: Callable[[], None], stop: asyncio.Event, wake: asyncio.Event
+    ) -> bool:
         """Until ``stop``: renews the run's lease and watches its cancel flag.
 
-        Polling a key keeps cancel working from any API process to any worker, with no
-        connection per run; the period bounds how late a cancel lands.
+        A cancel notice wakes it at once; reading the flag now and then covers a notice
+        missed while Redis was away. Neither needs a connection per run.
         """
         renew_every = self.settings.lease_seconds / 3
-        renewed = time.monotonic()
-        while not stop.is_set():
-            if await self._cancel_requested(run_id):
-                cancel()
-                return True
-            if time.monotonic() - renewed >= renew_every:
-                await self._renew_lease(run_id)
-                renewed = time.monotonic()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.cancel_poll_seconds)
+        poll_every = self.settings.cancel_poll_seconds
+        renewed, polled = time.monotonic(), -poll_every
+        with self.notices.watch(run_id, wake):
+            while not stop.is_set():
+                noticed = wake.is_set()
+                wake.clear()
+                now = time.monotonic()
+                if noticed or now - polled >= poll_every:
+                    polled = now
+                    if await self._cancel_requested(run_id):
+                        cancel()
+                        return True
+                if now - renewed >= renew_every:
+                    await self._renew_lease(run_id)
+                    renewed = now
+                pause = min(polled + poll_every, renewed + renew_every) - time.monotonic()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), max(pause, 0.01))
         return False
 
     async def _cancel_requested(self, run_id: str) -> bool:

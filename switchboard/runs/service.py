@@ -28,7 +28,7 @@ from switchboard.runs.errors import (
     RunFinishedError,
     RunNotFoundError,
 )
-from switchboard.runs.events import EventPublisher, EventType, RunEvent, cancel_key, channel
+from switchboard.runs.events import EventPublisher, EventType, RunEvent, cancel_key
 from switchboard.runs.schemas import (
     ChatRequest,
     ConversationPage,
@@ -147,7 +147,7 @@ class RunService:
         ttl = self.settings.buffer_ttl_seconds
         async with redis.pipeline(transaction=True) as pipe:
             pipe.set(cancel_key(str(run.id)), b"1", ex=ttl)
-            pipe.publish(channel(str(run.id)) + ":cancel", b"1")
+            pipe.publish(cancel_key(str(run.id)), b"1")
             await pipe.execute()
         log.info("runs.cancel_requested", run_id=str(run.id))
 

@@ -22,7 +22,10 @@ class RunsSettings(BaseModel):
         30, gt=0, description="A stream whose client stops reading for this long is closed."
     )
     cancel_poll_seconds: float = Field(
-        0.2, gt=0, le=1, description="How often a worker checks a run's cancel flag."
+        2,
+        gt=0,
+        description="How often a worker reads a run's cancel flag, in case its cancel notice"
+        " (pub/sub, acted on at once) was missed.",
     )
     history_messages: int = Field(
         50, ge=0, description="Earlier messages of the conversation sent to the agent."

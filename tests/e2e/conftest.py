@@ -25,8 +25,13 @@ def runs_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pool="threads",
         concurrency=20,
         queues="runs",
-        # wait_until_ready reads the "ready." line
-        env={"LOG_LEVEL": "INFO", "CELERY_METRICS_PORT": str(port)},
+        # wait_until_ready reads the "ready." line. The cancel flag is read rarely, so a run
+        # cancelled within the tests' deadlines was stopped by its cancel notice.
+        env={
+            "LOG_LEVEL": "INFO",
+            "CELERY_METRICS_PORT": str(port),
+            "RUNS_CANCEL_POLL_SECONDS": "120",
+        },
     )
     try:
         wait_until_ready(process)

@@ -14,6 +14,7 @@ from switchboard.agents.factory import create_agent_runtime
 from switchboard.kit.db import create_engine
 from switchboard.models import Run
 from switchboard.runs.backend import DatabaseToolBackend
+from switchboard.runs.cancel import CancelNotices
 from switchboard.runs.emitter import RunEmitter
 from switchboard.runs.events import EventPublisher, lease_key, replay
 from switchboard.runs.executor import RunExecutor, _Progress
@@ -48,6 +49,7 @@ async def test_the_final_write_waits_out_a_busy_pool(
         run_config=runtime.run_config,
         backend=DatabaseToolBackend(sessionmaker),
         settings=settings.runs,
+        notices=CancelNotices(redis),
     )
     async with committed() as session:
         run = await session.get(Run, run_id)
