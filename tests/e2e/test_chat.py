@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 
 import httpx
@@ -9,7 +11,9 @@ from httpx import AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
+from switchboard.auth.keyring import KeySnapshot
 from switchboard.runs.events import stream_key
+from tests.support.auth import forge
 from tests.support.sse import Frame, collect, frames
 
 TERMINAL = {"run.completed", "run.failed", "run.cancelled"}
@@ -94,6 +98,29 @@ async def test_tool_calls_are_streamed(api: AsyncClient, alice: dict[str, str]) 
     assert called.data["agent"] == "triage"
     assert output.data["output"].startswith("20")
     check_contract(frames)
+
+
+def _expired_copy(ticket: str, keys: KeySnapshot) -> str:
+    """The same ticket, validly signed by our key, but past its expiry (and the leeway)."""
+    header, payload, _ = ticket.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims.update(iat=claims["iat"] - 3600, nbf=claims["nbf"] - 3600, exp=claims["iat"] - 600)
+    head = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    return forge(head, claims, keys.signing_key)
+
+
+async def test_an_expired_ticket_opens_nothing(
+    api: AsyncClient, alice: dict[str, str], committed_keys: KeySnapshot
+) -> None:
+    body = (await api.post("/api/v1/chat", json={"message": "one"}, headers=alice)).json()
+    url, ticket = body["stream_url"].split("ticket=")
+
+    fresh = await api.get(f"{url}ticket={ticket}", headers={"Last-Event-ID": "999"})
+    expired = await api.get(f"{url}ticket={_expired_copy(ticket, committed_keys)}")
+
+    assert fresh.status_code == 200  # the untouched ticket works: only the expiry differs
+    assert expired.status_code == 401
+    assert expired.json()["code"] == "auth.invalid_token"
 
 
 async def test_chat_returns_a_ticketed_stream_url(api: AsyncClient, alice: dict[str, str]) -> None:
@@ -259,6 +286,18 @@ async def test_bad_input_gets_clear_problems(
             422,
         ),
         "someone else's run": (await api.get(f"/api/v1/runs/{run_id}", headers=bob), 404),
+        "read someone else's conversation": (
+            await api.get(f"/api/v1/conversations/{conversation_id}", headers=bob),
+            404,
+        ),
+        "delete someone else's conversation": (
+            await api.delete(f"/api/v1/conversations/{conversation_id}", headers=bob),
+            404,
+        ),
+        "cancel someone else's run": (
+            await api.post(f"/api/v1/runs/{accepted['run_id']}/cancel", headers=bob),
+            404,
+        ),
         "someone else's stream": (
             await api.get(f"/api/v1/runs/{run_id}/stream", headers=bob),
             404,
@@ -292,6 +331,9 @@ async def test_bad_input_gets_clear_problems(
     for name, (response, status) in cases.items():
         assert response.status_code == status, (name, response.text)
         assert response.headers["content-type"] == "application/problem+json", name
+    # Bob's attempts changed nothing of Alice's.
+    kept = await api.get(f"/api/v1/conversations/{conversation_id}", headers=alice)
+    assert kept.status_code == 200
 
 
 def _sample(text: str, name: str, **labels: str) -> float:
