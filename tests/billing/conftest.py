@@ -7,8 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from asgi_lifespan import LifespanManager
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from api.main import create_app
@@ -18,6 +17,7 @@ from switchboard.kit.db import SessionMaker
 from switchboard.models import BillingCustomer, Tenant
 from switchboard.settings import Settings
 from tests.conftest import STRIPE_PORT
+from tests.support.app import serving
 from tests.support.auth import access_header, claims_for, forge
 from tests.support.stripe_server import StripeServer
 
@@ -55,10 +55,8 @@ async def priced_plans(committed: SessionMaker, settings: Settings) -> None:
 @pytest.fixture
 async def live_client(settings: Settings) -> AsyncIterator[AsyncClient]:
     """The app as deployed: every request commits, its jobs reach the broker after commit."""
-    async with LifespanManager(create_app(settings)) as manager:
-        transport = ASGITransport(manager.app, raise_app_exceptions=False)
-        async with AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client
+    async with serving(create_app(settings)) as client:
+        yield client
 
 
 async def new_tenant(sessionmaker: SessionMaker, *, customer: str | None = None) -> uuid.UUID:

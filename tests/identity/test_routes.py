@@ -9,15 +9,19 @@ import bcrypt
 import pytest
 from fastapi import Depends, FastAPI
 from httpx import AsyncClient
+from pydantic import SecretStr
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.deps import RequireRole
+from api.main import create_app
 from switchboard.auth.keyring import KeySnapshot
 from switchboard.auth.principal import Principal
 from switchboard.identity.secrets import keyed_hash
-from switchboard.models import PasswordResetToken, RefreshToken, UserLoginEvent
+from switchboard.kit.db import SessionMaker
+from switchboard.models import PasswordResetToken, RefreshToken, User, UserLoginEvent
 from switchboard.settings import Settings
+from tests.support.app import in_test_transaction
 from tests.support.auth import access_header, claims_for, forge
 
 PASSWORD = "a long enough passphrase"
@@ -409,3 +413,93 @@ async def test_login_into_a_tenant_of_which_one_is_no_member_fails(client: Async
 
     assert response.status_code == 401
     assert response.json()["code"] == "identity.invalid_credentials"
+
+
+async def test_a_family_ends_at_its_absolute_lifetime_however_often_it_rotates(
+    client: AsyncClient, db_session: AsyncSession
+) -> None:
+    email = new_email()
+    await register(client, email)
+    first = await login(client, email)
+    second = (
+        await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    ).json()
+    selectors = [pair["refresh_token"][3:].split(".")[0] for pair in (first, second)]
+    rows = (
+        await db_session.scalars(select(RefreshToken).where(RefreshToken.selector.in_(selectors)))
+    ).all()
+    assert len({row.family_id for row in rows}) == 1
+    assert len({row.family_expires_at for row in rows}) == 1  # rotation does not extend it
+
+    await db_session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == rows[0].family_id)
+        .values(family_expires_at=func.now() - func.make_interval(0, 0, 0, 0, 0, 1))
+    )
+    await db_session.commit()
+    ended = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]}
+    )
+
+    assert ended.status_code == 401
+    assert ended.headers["content-type"] == PROBLEM
+
+
+async def test_login_upgrades_the_hash_to_the_newest_pepper(
+    client: AsyncClient, db_session: AsyncSession, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    email = new_email()
+    registered = await register(client, email)
+    user_id = uuid.UUID(registered["user"]["id"])
+    before = await db_session.get(User, user_id)
+    assert before is not None
+    old_hash, old_version = before.password_hash, before.pepper_version
+    peppers = dict(settings.identity.password_peppers)
+    peppers[max(peppers) + 1] = SecretStr("a brand new pepper, rotated in")
+    rotated = settings.model_copy(
+        update={"identity": settings.identity.model_copy(update={"password_peppers": peppers})}
+    )
+
+    # The API redeployed with the new pepper added.
+    async with in_test_transaction(create_app(rotated), sessionmaker) as redeployed:
+        await login(redeployed, email)
+        db_session.expire_all()
+        after = await db_session.get(User, user_id)
+        again = await redeployed.post(
+            "/api/v1/auth/login", json={"email": email, "password": PASSWORD}
+        )
+
+    assert after is not None
+    assert after.pepper_version == old_version + 1
+    assert after.password_hash != old_hash
+    assert again.status_code == 200  # the upgraded hash verifies
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/auth/login", {"email": "a" * 10_000 + "@example.com", "password": PASSWORD}),
+        ("/api/v1/auth/login", {"email": "not an email", "password": PASSWORD}),
+        ("/api/v1/auth/login", {"email": "a@example.com", "password": "p" * 10_000}),
+        ("/api/v1/auth/password/forgot", {"email": "b" * 10_000 + "@example.com"}),
+        ("/api/v1/auth/password/forgot", {"email": "@@"}),
+        ("/api/v1/auth/password/reset", {"token": "t" * 10_000, "new_password": PASSWORD}),
+        ("/api/v1/auth/password/reset", {"token": "tok", "new_password": "p" * 10_000}),
+    ],
+    ids=[
+        "login huge email",
+        "login malformed email",
+        "login huge password",
+        "forgot huge email",
+        "forgot malformed email",
+        "reset huge token",
+        "reset huge password",
+    ],
+)
+async def test_oversized_and_malformed_fields_are_422_problems(
+    client: AsyncClient, path: str, body: dict[str, str]
+) -> None:
+    response = await client.post(path, json=body)
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == PROBLEM
