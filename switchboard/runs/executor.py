@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from agents import ItemHelpers, RunConfig, Runner, TResponseInputItem
@@ -44,8 +44,10 @@ from switchboard.runs.settings import RunsSettings
 
 log = structlog.get_logger("switchboard.runs")
 
-# Pauses between attempts at a run's final write; the lease is renewed before each.
-FINAL_WRITE_RETRY_DELAYS = (0.5, 1.0, 2.0)
+# Pauses between attempts at a claimed run's database work; the lease is renewed before each.
+DATABASE_RETRY_DELAYS = (0.5, 1.0, 2.0)
+
+T = TypeVar("T")
 
 
 class RunCancelled(Exception):
@@ -132,12 +134,13 @@ class RunExecutor:
         return claimed
 
     async def _history(self, run: Run) -> list[TResponseInputItem]:
-        async with self.sessionmaker() as session:
-            messages = await PostgresConversationRepository(session).messages(
+        async def read(session: AsyncSession) -> list[Message]:
+            return await PostgresConversationRepository(session).messages(
                 run.conversation_id, last=self.settings.history_messages
             )
+
         items: list[TResponseInputItem] = []
-        for message in messages:
+        for message in await self._with_database(run, read):
             role = "user" if message.role == "user" else "assistant"
             items.append({"role": role, "content": message.content})  # type: ignore[misc,arg-type]
         return items
@@ -290,7 +293,7 @@ class RunExecutor:
                 )
             return finished
 
-        if not await self._write_final(run, write):
+        if not await self._with_database(run, write):
             return
         for reply in progress.replies:
             await progress.events.emit(
@@ -309,7 +312,7 @@ class RunExecutor:
                 session, run, status="failed", error_code=code, error_message=message
             )
 
-        if await self._write_final(run, write):
+        if await self._with_database(run, write):
             await progress.events.emit(EventType.failed, error={"code": code, "message": message})
             await self._end(run, progress)
 
@@ -319,27 +322,24 @@ class RunExecutor:
                 session, run, status="cancelled", final_agent=progress.agent
             )
 
-        if await self._write_final(run, write):
+        if await self._with_database(run, write):
             await progress.events.emit(EventType.cancelled)
             await self._end(run, progress)
             log.info("runs.cancelled", run_id=str(run.id))
 
-    async def _write_final(
-        self, run: Run, write: Callable[[AsyncSession], Awaitable[bool]]
-    ) -> bool:
-        """The run's final transaction, tried again while Postgres is briefly out of reach
-        (down, or every pooled connection busy). If it never commits, the run's lease lapses
-        and the sweep fails it, so its streams still end; whichever commits first wins."""
-        for delay in (*FINAL_WRITE_RETRY_DELAYS, None):
+    async def _with_database(self, run: Run, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """One transaction of a claimed run, tried again while Postgres is briefly out of
+        reach (down, or every pooled connection busy under load). Should the final write never
+        commit, the run's lease lapses and the sweep fails it, so its streams still end;
+        whichever commits first wins."""
+        for delay in (*DATABASE_RETRY_DELAYS, None):
             try:
                 async with self.sessionmaker() as session, session.begin():
-                    return await write(session)
+                    return await work(session)
             except DATABASE_UNAVAILABLE as exc:
                 if delay is None:
                     raise
-                log.warning(
-                    "runs.final_write_retried", run_id=str(run.id), error=type(exc).__name__
-                )
+                log.warning("runs.database_retried", run_id=str(run.id), error=type(exc).__name__)
                 await self._renew_lease(str(run.id))  # still ours: keep the sweep away
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
