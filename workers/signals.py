@@ -15,7 +15,9 @@ from switchboard.kit.logging import configure_logging
 from switchboard.kit.metrics import exposition_registry
 from switchboard.ops.schemas import TaskFailureCreate
 from switchboard.ops.service import record_task_failure
-from workers.celery_app import settings
+from workers import metrics
+from workers.celery_app import QUEUES, settings
+from workers.metrics import QueueLengths
 from workers.runtime import get_runtime
 
 log = structlog.get_logger("switchboard.worker")
@@ -30,12 +32,39 @@ def _setup_logging(**_: Any) -> None:
 
 
 @signals.worker_ready.connect
-def _serve_metrics(**_: Any) -> None:
+def _serve_metrics(sender: Any = None, **_: Any) -> None:
     # The main process serves; with PROMETHEUS_MULTIPROC_DIR it adds up its pool's children.
     port = settings.celery.metrics_port
     if port:
-        start_http_server(port, registry=exposition_registry())
+        registry = exposition_registry()
+        registry.register(QueueLengths(str(settings.celery.broker_url), QUEUES))
+        start_http_server(port, registry=registry)
         log.info("worker.metrics_serving", port=port)
+
+
+@signals.after_task_publish.connect
+def _count_sent(sender: str | None = None, **_: Any) -> None:
+    metrics.count(sender or "unknown", "sent")
+
+
+@signals.task_prerun.connect
+def _count_started(task_id: str, task: Task[Any, Any], **_: Any) -> None:
+    metrics.task_started(task_id, task.name)
+
+
+@signals.task_postrun.connect
+def _time_task(task_id: str, task: Task[Any, Any], **_: Any) -> None:
+    metrics.task_ended(task_id, task.name)
+
+
+@signals.task_success.connect
+def _count_success(sender: Task[Any, Any], **_: Any) -> None:
+    metrics.count(sender.name, "succeeded")
+
+
+@signals.task_retry.connect
+def _count_retry(sender: Task[Any, Any], **_: Any) -> None:
+    metrics.count(sender.name, "retried")
 
 
 @signals.before_task_publish.connect
@@ -78,6 +107,7 @@ def _record_failure(
     einfo: Any = None,
     **_: Any,
 ) -> None:
+    metrics.count(sender.name, "failed")
     log.error("task.failed", error=type(exception).__name__, message=str(exception))
     failure = TaskFailureCreate(
         task_id=task_id,

@@ -61,7 +61,9 @@ def config_urls() -> None:
     typer.echo(
         f"\n  API      {base}  (OpenAPI docs {base}/docs)"
         f"\n  Ready    {base}/health/ready"
-        f"\n  Metrics  {base}/metrics"
+        f"\n  Metrics  {base}/metrics  (every process of this machine)"
+        "\n  Workers  http://127.0.0.1:9101/metrics (default, maintenance),"
+        " http://127.0.0.1:9102/metrics (runs): tasks and queue lengths"
         f"\n  Flower   {flower}  (basic auth, user {settings.flower.user})"
         "\n  Worker and beat log to this terminal; Ctrl-C stops everything.\n"
     )
