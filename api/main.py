@@ -12,7 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from api.errors import install_error_handlers
 from api.metrics import metrics_endpoint
 from api.middleware import BodySizeLimitMiddleware, MetricsMiddleware, RequestContextMiddleware
-from api.routes import admin, auth, billing, conversations, health, jwks, runs
+from api.routes import admin, auth, billing, conversations, health, jwks, runs, tenant
 from switchboard.agents.factory import create_agent_runtime
 from switchboard.auth.authority import TokenAuthority
 from switchboard.auth.keyring import KeyRing
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
     app.include_router(runs.router)
     app.include_router(conversations.router)
     app.include_router(billing.router)
+    app.include_router(tenant.router)
     app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
     return app
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
 from switchboard.billing.gateway import TRANSIENT, StripeGateway
 from switchboard.billing.reporting import report_usage
 from switchboard.billing.sync import sync_subscription
-from switchboard.billing.webhooks import process
+from switchboard.billing.webhooks import process, unprocessed
 from workers.celery_app import celery_app, settings
 from workers.runtime import get_runtime
 
@@ -62,3 +63,15 @@ def report() -> dict[str, int]:
 def process_webhook(event_id: str) -> str:
     """Applies one stored Stripe event, at most once."""
     return get_runtime().run(process(get_runtime().resources.sessionmaker, event_id))
+
+
+@celery_app.task(name="billing.webhooks.resend")
+def resend_webhooks() -> int:
+    """Enqueues again the events stored but left unprocessed for a while."""
+    older_than = timedelta(seconds=settings.billing.webhook_resend_seconds)
+    ids = get_runtime().run(
+        unprocessed(get_runtime().resources.sessionmaker, older_than=older_than)
+    )
+    for event_id in ids:
+        process_webhook.delay(event_id)
+    return len(ids)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery.schedules import crontab
+
 from switchboard.settings import Settings
 
 
@@ -26,8 +28,17 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             # A report that waited past the next one is redundant: the next one sends it all.
             "options": {"expires": settings.billing.report_seconds},
         },
+        "billing-webhooks-resend": {
+            "task": "billing.webhooks.resend",
+            "schedule": settings.billing.webhook_resend_seconds,
+            "options": {"expires": settings.billing.webhook_resend_seconds},
+        },
         "auth-keys-rotate": {
             "task": "auth.keys.rotate",
             "schedule": settings.auth.rotation_check_minutes * 60,
+        },
+        "retention-run": {
+            "task": "retention.run",
+            "schedule": crontab(minute=settings.retention.minute, hour=settings.retention.hour_utc),
         },
     }

@@ -22,7 +22,7 @@ TASK_ROUTES = {
     "system.*": {"queue": "maintenance"},
 }
 
-TASK_MODULES = ["tasks.system", "tasks.auth", "tasks.runs", "tasks.billing"]
+TASK_MODULES = ["tasks.system", "tasks.auth", "tasks.runs", "tasks.billing", "tasks.retention"]
 
 
 def create_celery(settings: Settings) -> Celery:

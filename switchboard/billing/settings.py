@@ -47,3 +47,9 @@ class BillingSettings(BaseModel):
     report_max_retries: int = Field(
         8, ge=0, description="Retries of a failed report task, with exponential backoff."
     )
+    webhook_resend_seconds: float = Field(
+        300,
+        gt=0,
+        description="How often beat re-enqueues webhook events stored but not processed for"
+        " that long.",
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import stripe
@@ -80,6 +80,25 @@ async def store(session: AsyncSession, event: dict[str, Any]) -> bool:
     new = inserted is not None
     WEBHOOK_EVENTS.labels(event["type"], "received" if new else "duplicate").inc()
     return new
+
+
+async def unprocessed(
+    sessionmaker: SessionMaker, *, older_than: timedelta, limit: int = 1000
+) -> list[str]:
+    """Events stored but not applied for a while: their job was lost (the API could not reach
+    the broker after storing them, and Stripe's redelivery found them stored) or keeps
+    failing. Enqueued again by beat; processing twice is impossible."""
+    async with sessionmaker() as session:
+        rows = await session.scalars(
+            select(StripeEvent.id)
+            .where(
+                StripeEvent.processed_at.is_(None),
+                StripeEvent.received_at < datetime.now(UTC) - older_than,
+            )
+            .order_by(StripeEvent.received_at)
+            .limit(limit)
+        )
+        return list(rows)
 
 
 async def process(sessionmaker: SessionMaker, event_id: str) -> str:

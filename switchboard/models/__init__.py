@@ -22,6 +22,7 @@ from switchboard.models.identity import (
     UserProfile,
 )
 from switchboard.models.ops import TaskFailure
+from switchboard.models.retention import TenantDataDeletion
 
 __all__ = [
     "Base",
@@ -41,6 +42,7 @@ __all__ = [
     "Subscription",
     "TaskFailure",
     "Tenant",
+    "TenantDataDeletion",
     "UsageRecord",
     "User",
     "UserLoginEvent",

@@ -107,6 +107,8 @@ class UsageRecord(UUIDPrimaryKey, CreatedAt, Base):
             "report_state IN ('pending', 'sending', 'reported', 'skipped')", name="state_known"
         ),
         Index("ix_usage_record_tenant_period", "tenant_id", "period_start"),
+        # Marking a batch reported (or failed) finds its rows by batch id.
+        Index("ix_usage_record_report_batch_id", "report_batch_id"),
         Index(
             "ix_usage_record_unreported",
             "report_state",
@@ -135,4 +137,5 @@ class StripeEvent(Base):
             "received_at",
             postgresql_where=text("processed_at IS NULL"),
         ),
+        Index("ix_stripe_event_processed_at", "processed_at"),
     )

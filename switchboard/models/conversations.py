@@ -24,6 +24,8 @@ class Conversation(UUIDPrimaryKey, CreatedAt, Base):
     __table_args__ = (
         # Listing is "my conversations, most recent first", paged by (updated_at, id).
         Index("ix_conversation_owner_recent", "tenant_id", "user_id", "updated_at", "id"),
+        # Retention finds idle conversations across tenants.
+        Index("ix_conversation_updated_at", "updated_at"),
     )
 
 

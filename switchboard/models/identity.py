@@ -27,6 +27,8 @@ class Tenant(UUIDPrimaryKey, CreatedAt, Base):
     __tablename__ = "tenant"
 
     name: Mapped[str] = mapped_column(String(200))
+    # Days an idle conversation is kept; None: RETENTION_CONVERSATION_DAYS.
+    retention_days: Mapped[int | None]
 
 
 class User(UUIDPrimaryKey, CreatedAt, Base):

@@ -14,7 +14,8 @@ from switchboard.billing.service import record_run_usage
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Subscription
 from switchboard.settings import Settings
-from tests.billing.conftest import bearer, new_tenant
+from tests.billing.conftest import new_tenant
+from tests.support.auth import bearer
 
 URL = "/api/v1/billing/subscription"
 PROBLEM = "application/problem+json"

@@ -13,7 +13,8 @@ from switchboard.auth.keyring import KeySnapshot
 from switchboard.kit.db import SessionMaker
 from switchboard.models import BillingCustomer, Subscription
 from switchboard.settings import Settings
-from tests.billing.conftest import bearer, new_tenant
+from tests.billing.conftest import new_tenant
+from tests.support.auth import bearer
 from tests.support.stripe_server import StripeServer
 from tests.support.waiting import eventually
 

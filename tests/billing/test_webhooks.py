@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import stripe
+from celery import Celery
 from httpx import AsyncClient
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from switchboard.billing import webhooks
 from switchboard.kit.db import SessionMaker
@@ -243,3 +244,33 @@ async def test_a_worker_applies_a_delivered_event_once(
     assert (row.result, row.attempts) == ("applied", 1)
     assert current is not None
     assert current.status == "past_due"
+
+
+@pytest.mark.usefixtures("worker")
+async def test_an_event_whose_job_was_lost_is_sent_again(
+    celery_app: Celery, committed: SessionMaker
+) -> None:
+    """Stored, but the API never reached the broker: beat's resend picks it up."""
+    stale, fresh = event("charge.refunded", {"id": "ch_1"}), event("charge.refunded", {})
+    async with committed() as session, session.begin():
+        for payload in (stale, fresh):
+            assert await webhooks.store(session, payload)
+        await session.execute(
+            update(StripeEvent)
+            .where(StripeEvent.id == stale["id"])
+            .values(received_at=datetime.now(UTC) - timedelta(hours=1))
+        )
+
+    waiting = await webhooks.unprocessed(committed, older_than=timedelta(minutes=5))
+    assert stale["id"] in waiting
+    assert fresh["id"] not in waiting  # its own job may still be on the way
+    celery_app.send_task("billing.webhooks.resend")
+
+    async def processed() -> StripeEvent | None:
+        async with committed() as session:
+            row = await session.get(StripeEvent, stale["id"])
+        return row if row is not None and row.processed_at is not None else None
+
+    row = await eventually(processed, timeout=30)
+    assert row.result == "ignored"
+    assert stale["id"] not in await webhooks.unprocessed(committed, older_than=timedelta(0))

@@ -54,3 +54,10 @@ def app(settings: Settings, sessionmaker: SessionMaker) -> FastAPI:
 async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
     async with serving(app) as client:
         yield client
+
+
+@pytest.fixture
+async def live_client(settings: Settings) -> AsyncIterator[AsyncClient]:
+    """The app as deployed: every request commits, its jobs reach the broker after commit."""
+    async with serving(create_app(settings)) as client:
+        yield client

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,3 +81,27 @@ def access_header(kid: str, **overrides: Any) -> dict[str, Any]:
     header = {"alg": "EdDSA", "typ": TokenType.access.value, "kid": kid}
     header.update(overrides)
     return {key: value for key, value in header.items() if value is not _MISSING}
+
+
+def bearer(
+    keys: KeySnapshot,
+    settings: Settings,
+    tenant_id: uuid.UUID,
+    role: str,
+    *,
+    subject: uuid.UUID | None = None,
+) -> dict[str, str]:
+    """The Authorization header of a member of the tenant with this role."""
+    assert keys.signing_kid is not None
+    token = forge(
+        access_header(keys.signing_kid),
+        claims_for(
+            settings,
+            sub=str(subject or uuid.uuid4()),
+            tid=str(tenant_id),
+            roles=[role],
+            jti=uuid.uuid4().hex,
+        ),
+        keys.signing_key,
+    )
+    return {"Authorization": f"Bearer {token}"}

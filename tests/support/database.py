@@ -92,3 +92,9 @@ def sessionmaker(db_connection: AsyncConnection) -> SessionMaker:
 async def db_session(sessionmaker: SessionMaker) -> AsyncIterator[AsyncSession]:
     async with sessionmaker() as session:
         yield session
+
+
+@pytest.fixture
+def committed(engine: AsyncEngine) -> SessionMaker:
+    """Sessions that really commit, for what another process (a worker) must see."""
+    return async_sessionmaker(engine, expire_on_commit=False)

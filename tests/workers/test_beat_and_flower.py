@@ -17,7 +17,13 @@ from switchboard.settings import Settings
 from tests.support.processes import ROOT, STARTUP_SECONDS, free_port, serving
 from tests.support.worker import WorkerProcess
 
-BEAT_ENV = {"BEAT_HEARTBEAT_SECONDS": "0.5", "BEAT_LOCK_TIMEOUT_SECONDS": "5", "LOG_LEVEL": "DEBUG"}
+# A lock short enough for a quick failover, long enough that a beat stalled for a few seconds
+# on a loaded two-core machine does not lose it mid-test.
+BEAT_ENV = {
+    "BEAT_HEARTBEAT_SECONDS": "0.5",
+    "BEAT_LOCK_TIMEOUT_SECONDS": "10",
+    "LOG_LEVEL": "DEBUG",
+}
 
 
 def _start_beat(log_path: Path) -> subprocess.Popen[bytes]:
@@ -78,7 +84,7 @@ def test_two_beats_fire_each_entry_once_and_fail_over(
         beats[holder].send_signal(signal.SIGKILL)
         beats[holder].wait()
         after_kill = _heartbeats(client)
-        _wait_for_more_heartbeats(client, after_kill + 1, timeout=20)
+        _wait_for_more_heartbeats(client, after_kill + 1, timeout=40)
         assert _lock_holders(logs) == [0, 1]
     finally:
         for beat in beats:

@@ -50,13 +50,14 @@ def metrics_url(tmp_path: Path) -> Iterator[str]:
 def test_a_workers_metrics_count_its_tasks_and_the_queues(
     celery_app: Celery, metrics_url: str
 ) -> None:
+    before = httpx.get(metrics_url, timeout=5).text
     assert celery_app.send_task("system.ping", queue=ISOLATED_QUEUE).get(timeout=30) == "pong"
     failed = celery_app.send_task("tests.fail", args=["on purpose"], queue=ISOLATED_QUEUE)
     with pytest.raises(ValueError, match="on purpose"):
         failed.get(timeout=30)
-    # Three messages nobody consumes: the isolated queue is empty again, "default" is not.
+    # Three messages for "runs", which no worker consumes at this point of the session.
     for _ in range(3):
-        celery_app.send_task("tests.nobody", queue="default")
+        celery_app.send_task("tests.nobody", queue="runs")
 
     # The result is stored before the worker's last signals run: scrape until they have.
     deadline = time.monotonic() + 10
@@ -77,7 +78,9 @@ def test_a_workers_metrics_count_its_tasks_and_the_queues(
     assert sample(text, "celery_task_runtime_seconds_count", task="system.ping") == 1
     assert sample(text, "celery_task_runtime_seconds_count", task="tests.fail") == 1
     assert sample(text, "celery_queue_length", queue=ISOLATED_QUEUE) is None  # not ours to list
-    default = sample(text, "celery_queue_length", queue="default")
-    assert default is not None
-    assert default >= 3
-    assert sample(text, "celery_queue_length", queue="runs") is not None
+    waiting = sample(text, "celery_queue_length", queue="runs")
+    waited = sample(before, "celery_queue_length", queue="runs")
+    assert waiting is not None
+    assert waited is not None
+    assert waiting - waited == 3
+    assert sample(text, "celery_queue_length", queue="maintenance") is not None

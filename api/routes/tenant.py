@@ -1,0 +1,45 @@
+"""The tenant's own data: deleting all of it, on its owner's word."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from api.deps import RequireRole, UoW
+from switchboard.auth.principal import Principal
+from switchboard.retention import tenant_data
+from switchboard.retention.schemas import TenantDeletionRead
+
+router = APIRouter(prefix="/api/v1/tenant", tags=["tenant"])
+
+Owner = Annotated[Principal, Depends(RequireRole("owner"))]
+OwnerOrAdmin = Annotated[Principal, Depends(RequireRole("owner", "admin"))]
+
+
+@router.delete("/data", status_code=202, response_model=TenantDeletionRead)
+async def delete_data(
+    principal: Owner,
+    uow: UoW,
+    response: Response,
+    confirm: Annotated[str, Query(description="The tenant's id, to confirm.", max_length=64)],
+) -> TenantDeletionRead:
+    """Delete all of the tenant's data (conversations, runs, members, sessions, service
+    accounts). Owner only; enqueued; the request is kept as an audit record."""
+    deletion = await tenant_data.request_deletion(
+        uow.session,
+        tenant_id=uuid.UUID(principal.tenant_id),
+        user_id=uuid.UUID(principal.subject),
+        confirm=confirm,
+        jobs=uow.jobs,
+    )
+    response.headers["Location"] = f"/api/v1/tenant/data/deletions/{deletion.id}"
+    return TenantDeletionRead.model_validate(deletion)
+
+
+@router.get("/data/deletions/{deletion_id}", response_model=TenantDeletionRead)
+async def deletion(deletion_id: uuid.UUID, principal: OwnerOrAdmin, uow: UoW) -> TenantDeletionRead:
+    """A deletion request of this tenant: its status and what it deleted."""
+    found = await tenant_data.get_deletion(uow.session, uuid.UUID(principal.tenant_id), deletion_id)
+    return TenantDeletionRead.model_validate(found)
