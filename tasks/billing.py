@@ -70,7 +70,11 @@ def resend_webhooks() -> int:
     """Enqueues again the events stored but left unprocessed for a while."""
     older_than = timedelta(seconds=settings.billing.webhook_resend_seconds)
     ids = get_runtime().run(
-        unprocessed(get_runtime().resources.sessionmaker, older_than=older_than)
+        unprocessed(
+            get_runtime().resources.sessionmaker,
+            older_than=older_than,
+            max_attempts=settings.billing.webhook_max_attempts,
+        )
     )
     for event_id in ids:
         process_webhook.delay(event_id)

@@ -53,3 +53,6 @@ class BillingSettings(BaseModel):
         description="How often beat re-enqueues webhook events stored but not processed for"
         " that long.",
     )
+    webhook_max_attempts: int = Field(
+        20, ge=1, description="Failed processing attempts after which an event is left alone."
+    )

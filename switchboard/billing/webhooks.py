@@ -83,7 +83,7 @@ async def store(session: AsyncSession, event: dict[str, Any]) -> bool:
 
 
 async def unprocessed(
-    sessionmaker: SessionMaker, *, older_than: timedelta, limit: int = 1000
+    sessionmaker: SessionMaker, *, older_than: timedelta, max_attempts: int, limit: int = 1000
 ) -> list[str]:
     """Events stored but not applied for a while: their job was lost (the API could not reach
     the broker after storing them, and Stripe's redelivery found them stored) or keeps
@@ -94,6 +94,8 @@ async def unprocessed(
             .where(
                 StripeEvent.processed_at.is_(None),
                 StripeEvent.received_at < datetime.now(UTC) - older_than,
+                # One that failed this often needs a person (its last_error says why).
+                StripeEvent.attempts < max_attempts,
             )
             .order_by(StripeEvent.received_at)
             .limit(limit)

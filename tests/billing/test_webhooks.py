@@ -261,9 +261,15 @@ async def test_an_event_whose_job_was_lost_is_sent_again(
             .values(received_at=datetime.now(UTC) - timedelta(hours=1))
         )
 
-    waiting = await webhooks.unprocessed(committed, older_than=timedelta(minutes=5))
+    waiting = await webhooks.unprocessed(
+        committed, older_than=timedelta(minutes=5), max_attempts=20
+    )
     assert stale["id"] in waiting
     assert fresh["id"] not in waiting  # its own job may still be on the way
+    given_up = await webhooks.unprocessed(
+        committed, older_than=timedelta(minutes=5), max_attempts=0
+    )
+    assert stale["id"] not in given_up
     celery_app.send_task("billing.webhooks.resend")
 
     async def processed() -> StripeEvent | None:
@@ -273,4 +279,6 @@ async def test_an_event_whose_job_was_lost_is_sent_again(
 
     row = await eventually(processed, timeout=30)
     assert row.result == "ignored"
-    assert stale["id"] not in await webhooks.unprocessed(committed, older_than=timedelta(0))
+    assert stale["id"] not in await webhooks.unprocessed(
+        committed, older_than=timedelta(0), max_attempts=20
+    )
