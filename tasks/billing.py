@@ -9,7 +9,7 @@ from typing import Any
 
 from switchboard.billing.gateway import TRANSIENT, StripeGateway
 from switchboard.billing.reporting import report_usage
-from switchboard.billing.sync import sync_subscription
+from switchboard.billing.sync import sync_subscription, unsynced
 from switchboard.billing.webhooks import process, unprocessed
 from workers.celery_app import celery_app, settings
 from workers.runtime import get_runtime
@@ -42,6 +42,16 @@ def sync(subscription_id: str) -> str:
     return get_runtime().run(
         sync_subscription(resources.sessionmaker, gateway(), uuid.UUID(subscription_id))
     )
+
+
+@celery_app.task(name="billing.subscriptions.resend")
+def resend_subscriptions() -> int:
+    """Enqueues again the subscription changes that have waited too long for Stripe."""
+    older_than = timedelta(seconds=settings.billing.subscription_resend_seconds)
+    ids = get_runtime().run(unsynced(get_runtime().resources.sessionmaker, older_than=older_than))
+    for subscription_id in ids:
+        sync.delay(str(subscription_id))
+    return len(ids)
 
 
 @celery_app.task(

@@ -33,6 +33,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": settings.billing.webhook_resend_seconds,
             "options": {"expires": settings.billing.webhook_resend_seconds},
         },
+        "billing-subscriptions-resend": {
+            "task": "billing.subscriptions.resend",
+            "schedule": settings.billing.subscription_resend_seconds,
+            "options": {"expires": settings.billing.subscription_resend_seconds},
+        },
         "auth-keys-rotate": {
             "task": "auth.keys.rotate",
             "schedule": settings.auth.rotation_check_minutes * 60,

@@ -53,6 +53,12 @@ class BillingSettings(BaseModel):
         description="How often beat re-enqueues webhook events stored but not processed for"
         " that long.",
     )
+    subscription_resend_seconds: float = Field(
+        600,
+        gt=0,
+        description="How often beat re-enqueues subscription changes not yet synced to Stripe"
+        " after that long.",
+    )
     webhook_max_attempts: int = Field(
         20, ge=1, description="Failed processing attempts after which an event is left alone."
     )

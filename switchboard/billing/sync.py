@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import select
@@ -85,6 +85,21 @@ async def sync_subscription(
         "billing.subscription_synced", subscription_id=str(subscription_id), status=state.status
     )
     return "synced"
+
+
+async def unsynced(sessionmaker: SessionMaker, *, older_than: timedelta) -> list[uuid.UUID]:
+    """Subscriptions whose latest intent has waited that long for Stripe: the job was lost
+    (the API committed but could not reach the broker) or gave up on a long Stripe outage.
+    Enqueued again by beat; the keys make a repeat harmless."""
+    async with sessionmaker() as session:
+        rows = await session.scalars(
+            select(Subscription.id).where(
+                Subscription.synced_version < Subscription.sync_version,
+                Subscription.status.not_in(("canceled", "failed", "incomplete_expired")),
+                Subscription.updated_at < datetime.now(UTC) - older_than,
+            )
+        )
+        return list(rows)
 
 
 async def _intent(sessionmaker: SessionMaker, subscription_id: uuid.UUID) -> _Intent | None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from celery import Celery
 from httpx import AsyncClient
 from sqlalchemy import select
 
 from switchboard.auth.keyring import KeySnapshot
+from switchboard.billing.sync import unsynced
 from switchboard.kit.db import SessionMaker
 from switchboard.models import BillingCustomer, Subscription
 from switchboard.settings import Settings
@@ -150,3 +153,22 @@ async def test_a_refused_subscription_fails_and_the_tenant_may_start_again(
     assert (await live_client.get(URL, headers=owner)).status_code == 404
     again = await live_client.post(URL, json={"plan_code": "team"}, headers=owner)
     assert again.status_code == 201
+
+
+async def test_an_intent_whose_job_was_lost_is_sent_again(
+    celery_app: Celery, committed: SessionMaker, stripe_api: StripeServer, tenant: uuid.UUID
+) -> None:
+    """Committed, but the API never reached the broker: beat's resend picks it up."""
+    async with committed() as session, session.begin():
+        waiting = Subscription(tenant_id=tenant, plan_code="team", seats=2)
+        session.add(waiting)
+        await session.flush()
+        waiting.updated_at = datetime.now(UTC) - timedelta(hours=1)
+
+    assert waiting.id in await unsynced(committed, older_than=timedelta(minutes=10))
+    celery_app.send_task("billing.subscriptions.resend")
+    mine = await synced(committed, tenant, status="active")
+
+    assert mine.id == waiting.id
+    assert [s["id"] for s in of_tenant(stripe_api, tenant)] == [mine.stripe_subscription_id]
+    assert waiting.id not in await unsynced(committed, older_than=timedelta(0))
