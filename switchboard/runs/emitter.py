@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from itertools import islice
 from typing import Any
 
 import structlog
@@ -27,13 +28,26 @@ REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 RETRY_PAUSE_SECONDS = 0.5
 
 
+# Most events sent in one call: big enough to amortise a round trip, small enough that a
+# single call never holds Redis for long.
+BATCH = 100
+
+
 class RunEmitter:
+    """Events are sent in order, several at a time when several are waiting. ``emit`` returns
+    once everything queued so far is sent (or held while Redis is away); ``emit_soon`` only
+    queues, and a background send takes the event with whatever else is waiting by then, so a
+    fast model stream is not paced by Redis round trips."""
+
     def __init__(self, publisher: EventPublisher, run_id: str, *, last: int = 0) -> None:
         self._publisher = publisher
         self._run_id = run_id
         self.last = last
         self._pending: deque[tuple[EventType, dict[str, Any]]] = deque()
         self._retry_at = 0.0
+        self._lock = asyncio.Lock()  # one send at a time keeps the numbers in order
+        self._sender: asyncio.Task[bool] | None = None
+        self._error: BaseException | None = None
 
     @property
     def pending(self) -> int:
@@ -41,8 +55,15 @@ class RunEmitter:
 
     async def emit(self, type_: EventType, **data: Any) -> None:
         self._pending.append((type_, data))
+        self._raise_failure()
         if time.monotonic() >= self._retry_at:
             await self._drain()
+
+    def emit_soon(self, type_: EventType, **data: Any) -> None:
+        self._pending.append((type_, data))
+        self._raise_failure()
+        if (self._sender is None or self._sender.done()) and time.monotonic() >= self._retry_at:
+            self._sender = asyncio.create_task(self._send_in_background())
 
     async def flush(self, *, within: float, pause: float = RETRY_PAUSE_SECONDS) -> bool:
         """Keeps trying for ``within`` seconds; False if events are still held."""
@@ -52,20 +73,35 @@ class RunEmitter:
                 log.error("runs.events_dropped", run_id=self._run_id, count=self.pending)
                 return False
             await asyncio.sleep(pause)
+        self._raise_failure()
         return True
 
+    async def _send_in_background(self) -> bool:
+        try:
+            return await self._drain()
+        except Exception as exc:  # surfaces on the run's next emit or flush
+            self._error = exc
+            return False
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
     async def _drain(self) -> bool:
-        while self._pending:
-            type_, data = self._pending[0]
-            try:
-                self.last = await self._publisher.publish(
-                    self._run_id, type_, after=self.last, **data
-                )
-            except REDIS_DOWN as exc:
-                PUBLISH_FAILURES.inc()
-                self._retry_at = time.monotonic() + RETRY_PAUSE_SECONDS
-                log.warning("runs.publish_held", run_id=self._run_id, error=type(exc).__name__)
-                return False
-            self._pending.popleft()
-            EVENTS_PUBLISHED.labels(type_.value).inc()
-        return True
+        async with self._lock:
+            while self._pending:
+                batch = list(islice(self._pending, BATCH))
+                try:
+                    self.last = await self._publisher.publish_many(
+                        self._run_id, batch, after=self.last
+                    )
+                except REDIS_DOWN as exc:
+                    PUBLISH_FAILURES.inc()
+                    self._retry_at = time.monotonic() + RETRY_PAUSE_SECONDS
+                    log.warning("runs.publish_held", run_id=self._run_id, error=type(exc).__name__)
+                    return False
+                for type_, _ in batch:
+                    self._pending.popleft()
+                    EVENTS_PUBLISHED.labels(type_.value).inc()
+            return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,24 +85,30 @@ def suspect_key(run_id: str) -> str:
     return f"run:{run_id}:suspect"
 
 
-# KEYS: seq, stream, channel. ARGV: type, data JSON, run id, max events, ttl seconds, floor.
+# KEYS: seq, stream, channel. ARGV: run id, max events, ttl seconds, floor, then a type and a
+# data JSON per event. Several events in one call cost one round trip and one connection
+# checkout: a worker streaming many runs at once sends each run's waiting deltas together.
 # The floor is the last number its writer saw: after Redis lost its data (a restart without
 # persistence) the counter would start again at 1 and reuse numbers clients already hold.
 _PUBLISH = """
-local seq = redis.call('INCR', KEYS[1])
-local floor = tonumber(ARGV[6])
-if seq <= floor then
-  seq = floor + 1
-  redis.call('SET', KEYS[1], seq)
+local floor = tonumber(ARGV[4])
+local seq = 0
+for i = 5, #ARGV, 2 do
+  seq = redis.call('INCR', KEYS[1])
+  if seq <= floor then
+    seq = floor + 1
+    redis.call('SET', KEYS[1], seq)
+  end
+  floor = seq
+  local payload = cjson.decode(ARGV[i + 1])
+  payload['run_id'] = ARGV[1]
+  payload['seq'] = seq
+  local encoded = cjson.encode(payload)
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-1', 'type', ARGV[i], 'data', encoded)
+  redis.call('PUBLISH', KEYS[3], ARGV[i] .. '\\t' .. encoded)
 end
-local payload = cjson.decode(ARGV[2])
-payload['run_id'] = ARGV[3]
-payload['seq'] = seq
-local encoded = cjson.encode(payload)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', 'type', ARGV[1], 'data', encoded)
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('PUBLISH', KEYS[3], ARGV[1] .. '\\t' .. encoded)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 return seq
 """
 
@@ -114,11 +121,22 @@ class EventPublisher:
 
     async def publish(self, run_id: str, type_: EventType, *, after: int = 0, **data: Any) -> int:
         """Numbers and sends one event; ``after`` is the last number the caller published."""
-        # An empty dict must stay an object: cjson turns {} into [] unless it has a key.
-        body = json.dumps(data) if data else '{"_": 0}'
+        return await self.publish_many(run_id, [(type_, data)], after=after)
+
+    async def publish_many(
+        self,
+        run_id: str,
+        events: Sequence[tuple[EventType, Mapping[str, Any]]],
+        *,
+        after: int = 0,
+    ) -> int:
+        """Numbers and sends events in order, in one call; returns the last number."""
+        args: list[Any] = [run_id, self._max_events, self._ttl, after]
+        for type_, data in events:
+            # An empty dict must stay an object: cjson turns {} into [] unless it has a key.
+            args += [type_.value, json.dumps(data) if data else '{"_": 0}']
         seq = await self._script(
-            keys=[_seq_key(run_id), stream_key(run_id), channel(run_id)],
-            args=[type_.value, body, run_id, self._max_events, self._ttl, after],
+            keys=[_seq_key(run_id), stream_key(run_id), channel(run_id)], args=args
         )
         return int(seq)
 

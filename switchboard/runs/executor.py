@@ -221,7 +221,11 @@ class RunExecutor:
                 if progress.first_token_at is None:
                     progress.first_token_at = time.monotonic()
                     TIME_TO_FIRST_TOKEN.observe(_seconds_since(run.created_at))
-                await emit(EventType.message_delta, delta=event.data.delta, agent=progress.agent)
+                # Deltas go out in the background, several per call when the model is fast;
+                # every other event waits for them, so the order never changes.
+                progress.events.emit_soon(
+                    EventType.message_delta, delta=event.data.delta, agent=progress.agent
+                )
         elif event.type == "agent_updated_stream_event":
             if event.new_agent.name != progress.agent:
                 progress.agent = event.new_agent.name
