@@ -41,7 +41,6 @@ import re
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -56,16 +55,26 @@ import httpx
 import psycopg
 import redis
 from agents import Runner, TResponseInputItem
-from psycopg import sql
 
 from switchboard.agents.context import AgentContext, ConversationHit, UsageSummary
 from switchboard.agents.factory import AgentRuntime, create_agent_runtime
 from switchboard.settings import load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCH_REDIS_DB = os.environ.get("BENCH_REDIS_DB", "13")
-REDIS_URL = f"redis://127.0.0.1:6379/{BENCH_REDIS_DB}"
-ADMIN_CONNINFO = "host=127.0.0.1 user=postgres dbname=postgres"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.services, as a script
+from bench.services import (
+    REDIS_URL,
+    Service,
+    bench_env,
+    cpu_seconds,
+    create_database,
+    descendants,
+    drop_database,
+    p50_p99_ms,
+    run_module,
+    start_api,
+    start_worker,
+)
+
 PASSWORD = "a long enough passphrase"
 CHAT_STREAM = "/api/v1/chat/stream"
 TERMINAL = frozenset({"run.completed", "run.failed", "run.cancelled"})
@@ -83,115 +92,6 @@ def message_of(words: int) -> str:
 
 
 # --- processes --------------------------------------------------------------------------------
-
-
-def bench_env(database: str, key_dir: str) -> dict[str, str]:
-    """The test suite's settings (tests/conftest.py), on the bench's own database and Redis."""
-    return {
-        "ENVIRONMENT": "test",
-        "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}",
-        "REDIS_URL": REDIS_URL,
-        "CELERY_BROKER_URL": REDIS_URL,
-        "CELERY_RESULT_BACKEND": REDIS_URL,
-        "LOG_FORMAT": "json",
-        "LOG_LEVEL": "WARNING",
-        "AUTH_KEY_DIR": key_dir,
-        "AUTH_ISSUER": "https://switchboard.bench",
-        "AUTH_AUDIENCE": "switchboard-bench",
-        "IDENTITY_BCRYPT_COST": "4",
-        "IDENTITY_LOGIN_IP_MAX_ATTEMPTS": "100000000",
-        "OPENAI_API_KEY": "",  # the offline model, whatever the calling shell has
-        "OFFLINE_MODEL_TOKEN_DELAY_MS": "0",
-    }
-
-
-@dataclass
-class Service:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def tail(self, lines: int = 15) -> str:
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(line[:300] for line in text[-lines:])
-
-    def complaints(self, top: int = 8) -> str:
-        """Warnings and errors of its JSON log, counted by event, most frequent first."""
-        counts: dict[str, int] = {}
-        for raw in self.log_path.read_text(errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                entry = json.loads(raw)
-                if isinstance(entry, dict) and entry.get("level") in ("warning", "error"):
-                    event = str(entry.get("event", ""))
-                    detail = entry.get("error") or entry.get("exc") or ""
-                    key = f"{entry['level']} {re.sub(r'[0-9a-f-]{36}', '<id>', event)} {detail}"
-                    counts[key[:200]] = counts.get(key[:200], 0) + 1
-        ranked = sorted(counts.items(), key=lambda item: -item[1])[:top]
-        return "\n".join(f"    {count:6d} x {key}" for key, count in ranked) or "    (none)"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start(name: str, args: Sequence[str], env: dict[str, str], logs: Path) -> Service:
-    log_path = logs / f"{name}.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return Service(name, process, log_path)
-
-
-def start_api(env: dict[str, str], logs: Path, name: str) -> tuple[Service, str]:
-    port = free_port()
-    api = start(name, ["-m", "api"], {**env, "API_PORT": str(port)}, logs)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if api.process.poll() is not None:
-            raise RuntimeError(f"{name} exited:\n{api.tail()}")
-        try:
-            httpx.get(f"{base}/health/live", timeout=1)
-            return api, base
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not answer:\n{api.tail()}") from None
-            time.sleep(0.1)
-
-
-def start_worker(env: dict[str, str], logs: Path, name: str, concurrency: int) -> Service:
-    return start(
-        name,
-        [
-            "-m",
-            "celery",
-            "--app=workers.celery_app:celery_app",
-            "worker",
-            "--pool=threads",
-            f"--concurrency={concurrency}",
-            "--queues=runs",
-            "--without-gossip",
-            "--without-mingle",
-            f"--hostname={name}-{uuid.uuid4().hex[:6]}@%h",
-        ],
-        env,
-        logs,
-    )
-
 
 T = TypeVar("T")
 
@@ -230,42 +130,11 @@ def start_system(
 ) -> System:
     api, base = start_api(env, logs, f"api-{name}")
     services.append(api)
-    worker = start_worker(env, logs, f"worker-{name}", threads)
+    worker = start_worker(
+        env, logs, f"worker-{name}", pool="threads", concurrency=threads, queues="runs"
+    )
     services.append(worker)
     return System(api, worker, base, database)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def create_database(name: str) -> None:
-    drop_database(name)
-    with psycopg.connect(ADMIN_CONNINFO, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def drop_database(name: str) -> None:
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    with psycopg.connect(ADMIN_CONNINFO, autocommit=True) as conn:
-        conn.execute(drop)
-
-
-def run_module(env: dict[str, str], *args: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout}{done.stderr}")
 
 
 # --- /proc ------------------------------------------------------------------------------------
@@ -280,28 +149,6 @@ def rss_mib(pid: int) -> float:
                 if line.startswith("VmRSS:"):
                     total_kib += int(line.split()[1])
     return total_kib / 1024
-
-
-def descendants(pid: int) -> list[int]:
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                for child in (task / "children").read_text().split():
-                    found += [int(child), *descendants(int(child))]
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of the process (all its threads) and its descendants."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for member in [pid, *descendants(pid)]:
-        with contextlib.suppress(OSError):
-            stat = Path(f"/proc/{member}/stat").read_text()
-            fields = stat.rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
 
 
 def local_ports_to(pid: int, remote_port: int) -> set[int]:
@@ -616,14 +463,6 @@ async def runtime_run(runtime: AgentRuntime, message: str) -> tuple[float, int]:
 
 
 # --- figures ----------------------------------------------------------------------------------
-
-
-def p50_p99_ms(timings: Sequence[float]) -> tuple[float, float]:
-    if len(timings) < 2:
-        only = timings[0] * 1e3 if timings else float("nan")
-        return only, only
-    cuts = statistics.quantiles(timings, n=100, method="inclusive")
-    return statistics.median(timings) * 1e3, cuts[98] * 1e3
 
 
 def line(name: str, timings: Sequence[float]) -> float:
@@ -980,7 +819,12 @@ def main() -> None:
     database = f"switchboard_bench_stream_{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="switchboard-bench-stream-"))
     (work / "keys").mkdir()
-    env = bench_env(database, str(work / "keys"))
+    env = bench_env(
+        database,
+        str(work / "keys"),
+        IDENTITY_LOGIN_IP_MAX_ATTEMPTS="100000000",
+        OFFLINE_MODEL_TOKEN_DELAY_MS="0",
+    )
     os.environ.update(env)  # this process's runtime reads the same settings
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # children inherit os.environ
     settings = load_settings()

@@ -43,8 +43,6 @@ import os
 import random
 import shutil
 import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,174 +57,28 @@ import httpx
 import psycopg
 import redis
 import stripe
-from psycopg import sql
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests.support.stripe_server, when run as a script
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench, tests, as a script
+from bench.services import (
+    REDIS_URL,
+    Service,
+    bench_env,
+    cpu_seconds,
+    create_database,
+    drop_database,
+    free_port,
+    p50_p99_ms,
+    run_module,
+    start_api,
+    start_worker,
+)
 
-BENCH_REDIS_DB = os.environ.get("BENCH_REDIS_DB", "13")
-REDIS_URL = f"redis://127.0.0.1:6379/{BENCH_REDIS_DB}"
-ADMIN_CONNINFO = "host=127.0.0.1 user=postgres dbname=postgres"
 WEBHOOK_PATH = "/api/v1/billing/webhooks/stripe"
 WEBHOOK_SECRET = "whsec_switchboard_bench"
 STRIPE_API_KEY = "sk_test_bench"
 METER_EVENT_NAME = "switchboard_tokens"
 PROCESS_TASK = "billing.webhooks.process"
 ROUNDS = 5
-
-
-# --- processes --------------------------------------------------------------------------------
-
-
-def bench_env(database: str, key_dir: str) -> dict[str, str]:
-    """The test suite's settings (tests/conftest.py), on the bench's own database and Redis."""
-    return {
-        "ENVIRONMENT": "test",
-        "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}",
-        "REDIS_URL": REDIS_URL,
-        "CELERY_BROKER_URL": REDIS_URL,
-        "CELERY_RESULT_BACKEND": REDIS_URL,
-        "LOG_FORMAT": "json",
-        "LOG_LEVEL": "WARNING",
-        "AUTH_KEY_DIR": key_dir,
-        "AUTH_ISSUER": "https://switchboard.bench",
-        "AUTH_AUDIENCE": "switchboard-bench",
-        "IDENTITY_BCRYPT_COST": "4",
-        "OPENAI_API_KEY": "",
-        "STRIPE_API_KEY": "",
-        "STRIPE_API_BASE": "",
-        "STRIPE_WEBHOOK_SECRET": "",
-        "STRIPE_METER_EVENT_NAME": METER_EVENT_NAME,
-    }
-
-
-@dataclass
-class Service:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def tail(self, lines: int = 20) -> str:
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(line[:300] for line in text[-lines:])
-
-    def complaints(self, top: int = 8) -> str:
-        """Warnings and errors of its JSON log, counted by event, most frequent first."""
-        counts: dict[str, int] = {}
-        for raw in self.log_path.read_text(errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                entry = json.loads(raw)
-                if isinstance(entry, dict) and entry.get("level") in ("warning", "error"):
-                    detail = entry.get("error") or entry.get("exc") or ""
-                    key = f"{entry['level']} {entry.get('event', '')} {detail}"[:200]
-                    counts[key] = counts.get(key, 0) + 1
-        ranked = sorted(counts.items(), key=lambda item: -item[1])[:top]
-        return "\n".join(f"    {count:6d} x {key}" for key, count in ranked) or "    (none)"
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"{self.name} exited:\n{self.tail(30)}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start(name: str, args: Sequence[str], env: dict[str, str], logs: Path) -> Service:
-    log_path = logs / f"{name}.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return Service(name, process, log_path)
-
-
-def start_api(env: dict[str, str], logs: Path) -> tuple[Service, str]:
-    port = free_port()
-    api = start("api", ["-m", "api"], {**env, "API_PORT": str(port)}, logs)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        api.check_alive()
-        try:
-            httpx.get(f"{base}/health/live", timeout=1)
-            return api, base
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the API did not answer:\n{api.tail()}") from None
-            time.sleep(0.1)
-
-
-def start_worker(env: dict[str, str], logs: Path) -> Service:
-    return start(
-        "worker",
-        [
-            "-m",
-            "celery",
-            "--app=workers.celery_app:celery_app",
-            "worker",
-            "--pool=prefork",
-            "--concurrency=1",
-            "--queues=maintenance",
-            "--without-gossip",
-            "--without-mingle",
-            f"--hostname=bench-webhook-{uuid.uuid4().hex[:6]}@%h",
-        ],
-        env,
-        logs,
-    )
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def create_database(name: str) -> None:
-    drop_database(name)
-    with psycopg.connect(ADMIN_CONNINFO, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def drop_database(name: str) -> None:
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    with psycopg.connect(ADMIN_CONNINFO, autocommit=True) as conn:
-        conn.execute(drop)
-
-
-def run_module(env: dict[str, str], *args: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of the process (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- figures and checks -----------------------------------------------------------------------
@@ -240,14 +92,6 @@ class Checks:
         print(f"  check: {what}: {'ok' if ok else 'FAILED'}")
         if not ok:
             self.failed.append(what)
-
-
-def p50_p99_ms(timings: Sequence[float]) -> tuple[float, float]:
-    if len(timings) < 2:
-        only = timings[0] * 1e3 if timings else float("nan")
-        return only, only
-    cuts = statistics.quantiles(timings, n=100, method="inclusive")
-    return statistics.median(timings) * 1e3, cuts[98] * 1e3
 
 
 @dataclass
@@ -641,6 +485,10 @@ def usage_part(
                 "BILLING_REPORT_BATCH": str(args.batch),
             },
             logs,
+            "worker",
+            pool="prefork",
+            concurrency=1,
+            queues="maintenance",
         )
         services.append(worker)
         try:
@@ -650,13 +498,11 @@ def usage_part(
                 f" tenants (inserted in {inserted_in:.1f} s), batches of {args.batch}, one"
                 " prefork worker process (concurrency 1), the local fake Stripe in this process"
             )
-            cpu_worker = sum(cpu_seconds(pid) for pid in [worker.pid, *children(worker.pid)])
+            cpu_worker = cpu_seconds(worker.pid)
             sent_at = time.time()
             celery_app.send_task("billing.usage.report")
             elapsed = wait_reported(conninfo, args.usage_rows, worker, deadline=120)
-            cpu_worker = (
-                sum(cpu_seconds(pid) for pid in [worker.pid, *children(worker.pid)]) - cpu_worker
-            )
+            cpu_worker = cpu_seconds(worker.pid) - cpu_worker
         finally:
             worker.stop()
         events = fake.meter_events(METER_EVENT_NAME)
@@ -728,15 +574,6 @@ def usage_part(
         fake.stop()
 
 
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                found += [int(child) for child in (task / "children").read_text().split()]
-    return found
-
-
 # --- main -------------------------------------------------------------------------------------
 
 
@@ -756,7 +593,14 @@ def main() -> None:
     database = f"switchboard_bench_webhook_{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="switchboard-bench-webhook-"))
     (work / "keys").mkdir()
-    env = bench_env(database, str(work / "keys"))
+    env = bench_env(
+        database,
+        str(work / "keys"),
+        STRIPE_API_KEY="",
+        STRIPE_API_BASE="",
+        STRIPE_WEBHOOK_SECRET="",
+        STRIPE_METER_EVENT_NAME=METER_EVENT_NAME,
+    )
     os.environ.update(env)  # this process's Celery app and gateway read the same settings
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # children inherit os.environ
     services: list[Service] = []

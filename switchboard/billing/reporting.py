@@ -59,28 +59,7 @@ class ReportSummary:
 
 async def unreported(sessionmaker: SessionMaker) -> list[Batch]:
     """What a report would send now, without changing anything (``--dry-run``)."""
-    async with sessionmaker() as session:
-        rows = await session.execute(
-            select(
-                UsageRecord.tenant_id,
-                UsageRecord.report_batch_id,
-                BillingCustomer.stripe_customer_id,
-                func.count(),
-                func.sum(UsageRecord.input_tokens + UsageRecord.output_tokens),
-                func.max(UsageRecord.created_at),
-            )
-            .outerjoin(BillingCustomer, BillingCustomer.tenant_id == UsageRecord.tenant_id)
-            .where(UsageRecord.report_state.in_(("pending", "sending")))
-            .group_by(
-                UsageRecord.tenant_id,
-                UsageRecord.report_batch_id,
-                BillingCustomer.stripe_customer_id,
-            )
-        )
-        return [
-            Batch(batch_id or NO_BATCH, tenant_id, customer_id or "", count, int(tokens), at)
-            for tenant_id, batch_id, customer_id, count, tokens, at in rows
-        ]
+    return await _batches(sessionmaker, ("pending", "sending"), billable_only=False)
 
 
 async def report_usage(
@@ -149,28 +128,41 @@ async def _form_batches(sessionmaker: SessionMaker, batch_size: int) -> None:
 
 
 async def _open_batches(sessionmaker: SessionMaker) -> list[Batch]:
-    async with sessionmaker() as session:
-        rows = await session.execute(
-            select(
-                UsageRecord.report_batch_id,
-                UsageRecord.tenant_id,
-                BillingCustomer.stripe_customer_id,
-                func.count(),
-                func.sum(UsageRecord.input_tokens + UsageRecord.output_tokens),
-                func.max(UsageRecord.created_at),
-            )
-            .join(BillingCustomer, BillingCustomer.tenant_id == UsageRecord.tenant_id)
-            .where(
-                UsageRecord.report_state == "sending",
-                UsageRecord.report_batch_id.is_not(None),
-                BillingCustomer.stripe_customer_id.is_not(None),
-            )
-            .group_by(
-                UsageRecord.report_batch_id,
-                UsageRecord.tenant_id,
-                BillingCustomer.stripe_customer_id,
-            )
+    return await _batches(sessionmaker, ("sending",), billable_only=True)
+
+
+async def _batches(
+    sessionmaker: SessionMaker, states: tuple[str, ...], *, billable_only: bool
+) -> list[Batch]:
+    """Records in these states, summed per batch (pending ones form one row per tenant)."""
+    query = (
+        select(
+            UsageRecord.report_batch_id,
+            UsageRecord.tenant_id,
+            BillingCustomer.stripe_customer_id,
+            func.count(),
+            func.sum(UsageRecord.input_tokens + UsageRecord.output_tokens),
+            func.max(UsageRecord.created_at),
         )
+        .join(
+            BillingCustomer,
+            BillingCustomer.tenant_id == UsageRecord.tenant_id,
+            isouter=not billable_only,
+        )
+        .where(UsageRecord.report_state.in_(states))
+        .group_by(
+            UsageRecord.report_batch_id,
+            UsageRecord.tenant_id,
+            BillingCustomer.stripe_customer_id,
+        )
+    )
+    if billable_only:
+        query = query.where(
+            UsageRecord.report_batch_id.is_not(None),
+            BillingCustomer.stripe_customer_id.is_not(None),
+        )
+    async with sessionmaker() as session:
+        rows = await session.execute(query)
         return [
             Batch(batch_id or NO_BATCH, tenant_id, customer_id or "", count, int(tokens), at)
             for batch_id, tenant_id, customer_id, count, tokens, at in rows

@@ -30,10 +30,10 @@ from switchboard.billing.schemas import (
 )
 from switchboard.kit.jobs import JobBuffer
 from switchboard.models import Plan, Subscription, UsageRecord
+from switchboard.models.billing import ENDED_STATUSES
 
 log = structlog.get_logger("switchboard.billing")
 
-ENDED = ("canceled", "failed", "incomplete_expired")
 SYNC_TASK = "billing.subscriptions.sync"
 
 
@@ -118,7 +118,7 @@ class BillingService:
 
     async def _find_live(self, tenant_id: uuid.UUID, *, lock: bool = False) -> Subscription | None:
         query = select(Subscription).where(
-            Subscription.tenant_id == tenant_id, Subscription.status.not_in(ENDED)
+            Subscription.tenant_id == tenant_id, Subscription.status.not_in(ENDED_STATUSES)
         )
         if lock:
             query = query.with_for_update()

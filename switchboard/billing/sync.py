@@ -18,6 +18,7 @@ from switchboard.billing.errors import PermanentStripeError
 from switchboard.billing.gateway import StripeGateway, SubscriptionState
 from switchboard.kit.db import SessionMaker
 from switchboard.models import BillingCustomer, Plan, Subscription, Tenant
+from switchboard.models.billing import ENDED_STATUSES
 
 log = structlog.get_logger("switchboard.billing")
 
@@ -95,7 +96,7 @@ async def unsynced(sessionmaker: SessionMaker, *, older_than: timedelta) -> list
         rows = await session.scalars(
             select(Subscription.id).where(
                 Subscription.synced_version < Subscription.sync_version,
-                Subscription.status.not_in(("canceled", "failed", "incomplete_expired")),
+                Subscription.status.not_in(ENDED_STATUSES),
                 Subscription.updated_at < datetime.now(UTC) - older_than,
             )
         )

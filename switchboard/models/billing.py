@@ -24,6 +24,8 @@ SUBSCRIPTION_STATUSES = (
     "canceled",
     "failed",  # Stripe refused to create it
 )
+# A subscription in one of these is history: the tenant may start another.
+ENDED_STATUSES = ("canceled", "failed", "incomplete_expired")
 
 
 class Plan(CreatedAt, Base):
@@ -79,7 +81,9 @@ class Subscription(UUIDPrimaryKey, CreatedAt, Base):
             "uq_subscription_live_tenant",
             "tenant_id",
             unique=True,
-            postgresql_where=text("status NOT IN ('canceled', 'failed', 'incomplete_expired')"),
+            postgresql_where=text(
+                "status NOT IN (" + ", ".join(f"'{s}'" for s in ENDED_STATUSES) + ")"
+            ),
         ),
     )
 

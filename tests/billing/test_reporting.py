@@ -235,3 +235,25 @@ async def test_the_report_task_retries_stripe_failures_with_backoff(
     [identifier] = {r.stripe_identifier for r in rows}
     sent = [r for r in stripe_api.requests_to("POST", EVENTS) if r.idempotency_key == identifier]
     assert [r.status for r in sent] == [503, 503, 200]
+
+
+async def test_an_identifier_stripe_already_holds_counts_as_reported(
+    stripe_api: StripeServer, settings: Settings, gateway: StripeGateway
+) -> None:
+    """The first attempt's answer was lost and its idempotency key forgotten: Stripe refuses
+    the identifier, and the batch is taken as sent, not sent twice."""
+    identifier = f"usage-{uuid.uuid4()}"
+    stripe_api.client(settings.stripe.api_key.get_secret_value()).v1.billing.meter_events.create(
+        {
+            "event_name": settings.stripe.meter_event_name,
+            "identifier": identifier,
+            "payload": {"stripe_customer_id": "cus_lost", "value": "5"},
+        }
+    )
+
+    sent = await gateway.report_tokens(
+        identifier, customer_id="cus_lost", tokens=5, at=datetime.now(UTC)
+    )
+
+    assert sent is False
+    assert stripe_api.meter_event_totals(settings.stripe.meter_event_name)["cus_lost"] == 5
