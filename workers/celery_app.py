@@ -52,7 +52,10 @@ def create_celery(settings: Settings) -> Celery:
         task_create_missing_queues=False,
         task_routes=TASK_ROUTES,
         task_track_started=True,
-        task_send_sent_event=True,
+        # No task-sent event: it is a second broker publish on every send, in the API's
+        # request path. Flower shows a task from the moment a worker receives it; the backlog
+        # before that is the celery_queue_length metric.
+        task_send_sent_event=False,
         worker_send_task_events=True,
         worker_hijack_root_logger=False,
         enable_utc=True,

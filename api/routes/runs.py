@@ -20,7 +20,7 @@ from switchboard.runs.events import EventPublisher, RunEvent
 from switchboard.runs.hub import EventHub
 from switchboard.runs.schemas import ChatAccepted, ChatRequest, RunRead
 from switchboard.runs.service import RunService, terminal_event
-from switchboard.runs.stream import follow
+from switchboard.runs.stream import follow_batches
 
 router = APIRouter(prefix="/api/v1", tags=["chat"])
 
@@ -165,14 +165,14 @@ def _follow(
         async with resources.sessionmaker() as session:
             return await terminal_event(session, run_id, seq)
 
-    events = follow(
+    batches = follow_batches(
         str(run_id),
         after=after,
         hub=hub,
         redis=resources.redis,
         terminal_from_database=terminal,
     )
-    return event_stream(events, settings.runs)
+    return event_stream(batches, settings.runs)
 
 
 @router.post("/runs/{run_id}/cancel", status_code=202)

@@ -348,7 +348,8 @@ class _Stream:
 
     def delta(self, text: str) -> TResponseStreamEvent:
         self.text += text
-        return ResponseTextDeltaEvent(
+        # One per token: built without re-validating fields this code sets itself.
+        return ResponseTextDeltaEvent.model_construct(
             type="response.output_text.delta",
             item_id=self.item_id,
             output_index=0,

@@ -15,13 +15,13 @@ class PostgresConversationRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    # Added rows are written by the session's next flush (or query, or commit), so a request
+    # that adds several writes them together.
     async def add_conversation(self, conversation: Conversation) -> None:
         self.session.add(conversation)
-        await self.session.flush()
 
     async def add_message(self, message: Message) -> None:
         self.session.add(message)
-        await self.session.flush()
 
     async def get(
         self,

@@ -17,9 +17,13 @@ from switchboard.models import Conversation, Message
 
 
 class ConversationRepository(Protocol):
-    async def add_conversation(self, conversation: Conversation) -> None: ...
+    async def add_conversation(self, conversation: Conversation) -> None:
+        """Stored with the unit of work: at the latest when it commits."""
+        ...
 
-    async def add_message(self, message: Message) -> None: ...
+    async def add_message(self, message: Message) -> None:
+        """Stored with the unit of work: at the latest when it commits."""
+        ...
 
     async def get(
         self,

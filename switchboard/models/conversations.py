@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, func
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from switchboard.models.base import Base, CreatedAt, UUIDPrimaryKey
 
@@ -50,6 +50,10 @@ class Run(UUIDPrimaryKey, CreatedAt, Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 
+    # Never loaded (lazy="raise"): declared so that one flush inserts a new conversation, its
+    # run and the run's message in foreign-key order.
+    conversation: Mapped[Conversation] = relationship(lazy="raise")
+
     __table_args__ = (
         CheckConstraint(
             "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
@@ -74,6 +78,8 @@ class Message(UUIDPrimaryKey, CreatedAt, Base):
     )
     input_tokens: Mapped[int | None]
     output_tokens: Mapped[int | None]
+
+    run: Mapped[Run | None] = relationship(lazy="raise")  # as Run.conversation
 
     __table_args__ = (
         UniqueConstraint("conversation_id", "position"),

@@ -87,12 +87,15 @@ def suspect_key(run_id: str) -> str:
 
 # KEYS: seq, stream, channel. ARGV: run id, max events, ttl seconds, floor, then a type and a
 # data JSON per event. Several events in one call cost one round trip and one connection
-# checkout: a worker streaming many runs at once sends each run's waiting deltas together.
+# checkout, and go out as one pub/sub message (a line per event), so a subscriber parses and
+# relays them together: a worker streaming many runs at once sends each run's waiting deltas
+# together. Each event still gets a buffer entry of its own, which replay reads.
 # The floor is the last number its writer saw: after Redis lost its data (a restart without
 # persistence) the counter would start again at 1 and reuse numbers clients already hold.
 _PUBLISH = """
 local floor = tonumber(ARGV[4])
 local seq = 0
+local lines = {}
 for i = 5, #ARGV, 2 do
   seq = redis.call('INCR', KEYS[1])
   if seq <= floor then
@@ -105,8 +108,9 @@ for i = 5, #ARGV, 2 do
   payload['seq'] = seq
   local encoded = cjson.encode(payload)
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-1', 'type', ARGV[i], 'data', encoded)
-  redis.call('PUBLISH', KEYS[3], ARGV[i] .. '\\t' .. encoded)
+  lines[#lines + 1] = ARGV[i] .. '\\t' .. encoded
 end
+redis.call('PUBLISH', KEYS[3], table.concat(lines, '\\n'))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return seq
@@ -141,11 +145,10 @@ class EventPublisher:
         return int(seq)
 
 
-def decode_message(raw: str | bytes) -> RunEvent:
-    """A pub/sub message as published above: ``<type>\\t<payload>``."""
+def decode_message(raw: str | bytes) -> list[RunEvent]:
+    """A pub/sub message as published above: a ``<type>\\t<payload>`` line per event."""
     text = raw.decode() if isinstance(raw, bytes) else raw
-    type_, _, payload = text.partition("\t")
-    return _clean(RunEvent.decode(type_, payload))
+    return [_clean(RunEvent.decode(*line.split("\t", 1))) for line in text.split("\n")]
 
 
 def _clean(event: RunEvent) -> RunEvent:

@@ -83,9 +83,10 @@ class RunExecutor:
 
     async def execute(self, run_id: str) -> str:
         """Runs it if it is queued; returns the final status."""
-        run = await self._claim(run_id)
-        if run is None:
+        claimed = await self._claim(run_id)
+        if claimed is None:
             return "skipped"
+        run, history = claimed
         RUNS_STARTED.labels(run.entry_agent).inc()
         QUEUE_WAIT.observe(_seconds_since(run.created_at))
         # Event 1 (run.queued) was published by the API when it created the run.
@@ -94,19 +95,22 @@ class RunExecutor:
         )
         RUNS_ACTIVE.inc()
         try:
-            status = await self._execute(run, progress)
+            status = await self._execute(run, history, progress)
         finally:
             RUNS_ACTIVE.dec()
         RUNS_FINISHED.labels(status).inc()
         return status
 
-    async def _execute(self, run: Run, progress: _Progress) -> str:
-        if await self._cancel_requested(str(run.id)):
+    async def _execute(
+        self, run: Run, history: list[TResponseInputItem], progress: _Progress
+    ) -> str:
+        if await self._hold(str(run.id)):
             await self._finish_cancelled(run, progress)
             return "cancelled"
-        await progress.events.emit(EventType.started, agent=run.entry_agent)
+        # Sent while the agent starts; every later event queues behind it.
+        progress.events.emit_soon(EventType.started, agent=run.entry_agent)
         try:
-            usage = await self._stream(run, progress)
+            usage = await self._stream(run, history, progress)
         except RunCancelled:
             await self._finish_cancelled(run, progress)
             return "cancelled"
@@ -117,8 +121,12 @@ class RunExecutor:
         await self._finish_succeeded(run, progress, usage)
         return "succeeded"
 
-    async def _claim(self, run_id: str) -> Run | None:
-        """Moves the run from queued to running, or finds it taken or gone."""
+    async def _claim(self, run_id: str) -> tuple[Run, list[TResponseInputItem]] | None:
+        """Moves the run from queued to running and reads its conversation, in one
+        transaction; None if the run was taken, finished or deleted. A run redelivered while
+        still running (its worker died, or the broker connection dropped and the message came
+        back) is left to the sweep, which tells the two apart by the run's lease. Should
+        Postgres fail here, nothing is claimed and the task is retried."""
         async with self.sessionmaker() as session, session.begin():
             claimed: Run | None = await session.scalar(
                 update(Run)
@@ -126,26 +134,20 @@ class RunExecutor:
                 .values(status="running", started_at=datetime.now(UTC), attempt=Run.attempt + 1)
                 .returning(Run)
             )
-        # Taken, finished or deleted. A run redelivered while still running (its worker died,
-        # or the broker connection dropped and the message came back) is left to the sweep,
-        # which tells the two apart by the run's lease.
-        if claimed is not None:
-            await self._renew_lease(run_id)
-        return claimed
-
-    async def _history(self, run: Run) -> list[TResponseInputItem]:
-        async def read(session: AsyncSession) -> list[Message]:
-            return await PostgresConversationRepository(session).messages(
-                run.conversation_id, last=self.settings.history_messages
+            if claimed is None:
+                return None
+            messages = await PostgresConversationRepository(session).messages(
+                claimed.conversation_id, last=self.settings.history_messages
             )
+        history: list[TResponseInputItem] = [
+            {"role": "user" if m.role == "user" else "assistant", "content": m.content}
+            for m in messages
+        ]
+        return claimed, history
 
-        items: list[TResponseInputItem] = []
-        for message in await self._with_database(run, read):
-            role = "user" if message.role == "user" else "assistant"
-            items.append({"role": role, "content": message.content})  # type: ignore[misc,arg-type]
-        return items
-
-    async def _stream(self, run: Run, progress: _Progress) -> dict[str, int]:
+    async def _stream(
+        self, run: Run, history: list[TResponseInputItem], progress: _Progress
+    ) -> dict[str, int]:
         context = AgentContext(
             tenant_id=str(run.tenant_id),
             user_id=str(run.user_id),
@@ -154,7 +156,7 @@ class RunExecutor:
         )
         result = Runner.run_streamed(
             self.registry.agent(run.entry_agent),
-            await self._history(run),
+            history,
             context=context,
             run_config=self.run_config(),
         )
@@ -203,6 +205,17 @@ class RunExecutor:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), max(pause, 0.01))
         return False
+
+    async def _hold(self, run_id: str) -> bool:
+        """Takes the run's lease and reads its cancel flag, in one round trip."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(lease_key(run_id), b"1", ex=self.settings.lease_seconds)
+                pipe.exists(cancel_key(run_id))
+                _, cancelled = await pipe.execute()
+        except REDIS_DOWN:
+            return False  # Redis is away: the run goes on, and so do its cancel checks
+        return bool(cancelled)
 
     async def _cancel_requested(self, run_id: str) -> bool:
         try:

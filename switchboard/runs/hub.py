@@ -1,7 +1,8 @@
 """One Redis subscriber per process, fanning run events out to every open stream.
 
 However many streams are open, a process holds one pub/sub connection: a stream subscribes its
-run's channel on that connection and gets a queue. When the connection drops, the reader
+run's channel on that connection and gets a queue of event batches (a message carries every
+event its worker sent in one call). When the connection drops, the reader
 reconnects, resubscribes every channel and tells each subscription to resynchronise from the
 replay buffer, so nothing published meanwhile is lost.
 """
@@ -35,11 +36,11 @@ RESYNC = Resync()
 @dataclass(eq=False)
 class Subscription:
     run_id: str
-    queue: asyncio.Queue[RunEvent | Resync] = field(
+    queue: asyncio.Queue[list[RunEvent] | Resync] = field(
         default_factory=lambda: asyncio.Queue(QUEUE_SIZE)
     )
 
-    def offer(self, item: RunEvent | Resync) -> None:
+    def offer(self, item: list[RunEvent] | Resync) -> None:
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -141,9 +142,9 @@ class EventHub:
             if message is None or message["type"] != "message":
                 continue
             try:
-                event = decode_message(message["data"])
-            except (ValueError, KeyError):
+                events = decode_message(message["data"])
+            except (ValueError, KeyError, TypeError):
                 log.warning("runs.hub_bad_message")
                 continue
-            for subscription in tuple(self._subscriptions.get(event.run_id, ())):
-                subscription.offer(event)
+            for subscription in tuple(self._subscriptions.get(events[0].run_id, ())):
+                subscription.offer(events)

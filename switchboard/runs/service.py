@@ -87,15 +87,20 @@ class RunService:
             if conversation is None:
                 raise ConversationNotFoundError("There is no such conversation.")
             conversation.updated_at = now
+            position = await self.conversations.next_position(conversation.id)
         else:
             conversation = Conversation(
+                id=uuid.uuid4(),
                 tenant_id=tenant_id,
                 user_id=user_id,
                 title=" ".join(request.message.split())[:TITLE_CHARS],
                 updated_at=now,
             )
             await self.conversations.add_conversation(conversation)
+            position = 0
+        # Ids are chosen here, so the three rows go out in one flush, in foreign-key order.
         run = Run(
+            id=uuid.uuid4(),
             tenant_id=tenant_id,
             user_id=user_id,
             conversation_id=conversation.id,
@@ -103,16 +108,16 @@ class RunService:
             entry_agent=agent,
         )
         self.session.add(run)
-        await self.session.flush()
         await self.conversations.add_message(
             Message(
                 conversation_id=conversation.id,
-                position=await self.conversations.next_position(conversation.id),
+                position=position,
                 role="user",
                 content=request.message,
                 run_id=run.id,
             )
         )
+        await self.session.flush()
         await self.publisher.publish(
             str(run.id), EventType.queued, conversation_id=str(conversation.id)
         )

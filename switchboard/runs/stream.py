@@ -25,7 +25,32 @@ async def follow(
     terminal_from_database: TerminalLookup,
     resync_seconds: float = 15.0,
 ) -> AsyncIterator[RunEvent]:
-    """Events of ``run_id`` numbered above ``after``, ending with the terminal one.
+    """Events of ``run_id`` numbered above ``after``, one at a time (see ``follow_batches``)."""
+    batches = follow_batches(
+        run_id,
+        after=after,
+        hub=hub,
+        redis=redis,
+        terminal_from_database=terminal_from_database,
+        resync_seconds=resync_seconds,
+    )
+    async for batch in batches:
+        for event in batch:
+            yield event
+
+
+async def follow_batches(
+    run_id: str,
+    *,
+    after: int,
+    hub: EventHub,
+    redis: Redis,
+    terminal_from_database: TerminalLookup,
+    resync_seconds: float = 15.0,
+) -> AsyncIterator[list[RunEvent]]:
+    """Events of ``run_id`` numbered above ``after``, ending with the terminal one, in batches
+    of whatever has arrived by the time the reader asks (so a busy stream is written in fewer,
+    larger pieces).
 
     The subscription is taken before the buffer is read, so an event published in between
     arrives twice at worst, and the duplicate is dropped by its sequence number. Pub/sub
@@ -34,31 +59,43 @@ async def follow(
     """
     async with hub.subscribe(run_id) as subscription:
         last = after
-        item: RunEvent | Resync = RESYNC
+        items: list[list[RunEvent] | Resync] = [RESYNC]
         while True:
-            if isinstance(item, Resync) or item.seq > last + 1:
-                batch = await _catch_up(redis, run_id, last, terminal_from_database)
-                if batch is None:
-                    return  # the client already had the terminal event
-            elif item.seq <= last:
-                if item.type.is_terminal:
-                    return
-                batch = []
-            else:
-                batch = [item]
-            for event in batch:
-                if event.seq <= last:
-                    continue
-                if event.seq != last + 1:
-                    raise EventsLostError(run_id, last)
-                yield event
-                last = event.seq
-                if event.type.is_terminal:
-                    return
+            out: list[RunEvent] = []
+            for item in items:
+                if isinstance(item, Resync) or item[0].seq > last + 1:
+                    batch = await _catch_up(redis, run_id, last, terminal_from_database)
+                    if batch is None:  # the client already had the terminal event
+                        if out:
+                            yield out
+                        return
+                else:
+                    batch = item
+                for event in batch:
+                    if event.seq <= last:
+                        if event.type.is_terminal:
+                            if out:
+                                yield out
+                            return
+                        continue
+                    if event.seq != last + 1:
+                        if out:
+                            yield out
+                        raise EventsLostError(run_id, last)
+                    out.append(event)
+                    last = event.seq
+                    if event.type.is_terminal:
+                        yield out
+                        return
+            if out:
+                yield out
             try:
-                item = await asyncio.wait_for(subscription.queue.get(), resync_seconds)
+                async with asyncio.timeout(resync_seconds):
+                    items = [await subscription.queue.get()]
             except TimeoutError:
-                item = RESYNC
+                items = [RESYNC]
+            while not subscription.queue.empty():
+                items.append(subscription.queue.get_nowait())
 
 
 async def _catch_up(

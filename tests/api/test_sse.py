@@ -11,9 +11,9 @@ from switchboard.runs.events import EventType, RunEvent
 from switchboard.runs.settings import RunsSettings
 
 
-async def _slow_run() -> AsyncIterator[RunEvent]:
+async def _slow_run() -> AsyncIterator[list[RunEvent]]:
     await asyncio.sleep(1.3)
-    yield RunEvent("r", 1, EventType.cancelled)
+    yield [RunEvent("r", 1, EventType.cancelled)]
 
 
 async def test_idle_streams_get_ping_comments_and_end_after_the_terminal_event() -> None:
