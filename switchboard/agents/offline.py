@@ -348,8 +348,7 @@ class _Stream:
 
     def delta(self, text: str) -> TResponseStreamEvent:
         self.text += text
-        # One per token: built without re-validating fields this code sets itself.
-        return ResponseTextDeltaEvent.model_construct(
+        return ResponseTextDeltaEvent(
             type="response.output_text.delta",
             item_id=self.item_id,
             output_index=0,
