@@ -10,9 +10,9 @@ import pytest
 from redis.asyncio import Redis
 
 from switchboard.runs.errors import EventsLostError
-from switchboard.runs.events import EventPublisher, EventType, RunEvent
+from switchboard.runs.events import EventPublisher, EventType, RunEvent, channel, decode_message
 from switchboard.runs.hub import QUEUE_SIZE, EventHub
-from switchboard.runs.stream import follow
+from switchboard.runs.stream import follow, follow_batches
 
 
 @pytest.fixture
@@ -158,3 +158,53 @@ async def test_a_silent_stream_reads_the_buffer_again(
     event = await asyncio.wait_for(pending, 5)
 
     assert (event.seq, event.type) == (2, EventType.completed)
+
+
+async def test_events_published_together_arrive_together_and_in_order(
+    redis: Redis, hub: EventHub, publisher: EventPublisher
+) -> None:
+    """One publish call of several events is one pub/sub message; the stream relays it as one
+    batch, so the API writes it to the client at once."""
+    run_id = str(uuid.uuid4())
+    await publisher.publish(run_id, EventType.started, agent="triage")
+    batches = follow_batches(
+        run_id, after=0, hub=hub, redis=redis, terminal_from_database=_never_finished
+    )
+    first = await asyncio.wait_for(anext(batches), 5)
+    await _until_subscribed(hub)
+
+    deltas = [
+        (EventType.message_delta, {"delta": f"w{index} ", "agent": "a"}) for index in range(5)
+    ]
+    await publisher.publish_many(run_id, [*deltas, (EventType.completed, {"usage": {}})], after=1)
+    rest = [batch async for batch in batches]
+
+    assert [[event.seq for event in batch] for batch in [first, *rest]] == [[1], [2, 3, 4, 5, 6, 7]]
+    assert [event.data.get("delta") for event in rest[0][:5]] == [f"w{i} " for i in range(5)]
+    assert rest[0][-1].type is EventType.completed
+
+
+async def test_one_publish_call_is_one_pub_sub_message(
+    redis: Redis, publisher: EventPublisher
+) -> None:
+    run_id = str(uuid.uuid4())
+    async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+        await pubsub.subscribe(channel(run_id))
+        events = [(EventType.message_delta, {"delta": f"w{i}\n", "agent": "a"}) for i in range(3)]
+        await publisher.publish_many(run_id, events)
+        await publisher.publish(run_id, EventType.cancelled, after=3)
+        messages = []
+        async with asyncio.timeout(5):
+            while len(messages) < 2:
+                # None for the subscribe confirmation, which is skipped.
+                message = await pubsub.get_message(timeout=1)
+                if message is not None:
+                    messages.append(message["data"])
+
+    decoded = [decode_message(data) for data in messages]
+    assert [[(e.seq, e.type) for e in batch] for batch in decoded] == [
+        [(1, EventType.message_delta), (2, EventType.message_delta), (3, EventType.message_delta)],
+        [(4, EventType.cancelled)],
+    ]
+    assert [e.data["delta"] for e in decoded[0]] == ["w0\n", "w1\n", "w2\n"]
+    assert decoded[1][0].data == {}
