@@ -25,6 +25,18 @@ def send_jobs(jobs: Sequence[Job]) -> list[str]:
             queue=job.queue,
             countdown=job.countdown,
             task_id=job.task_id,
+            ignore_result=_ignores_result(job.name),
         ).id
         for job in jobs
     ]
+
+
+def _ignores_result(name: str) -> bool:
+    """send_task by name asks for a result unless told otherwise, whatever the app's default:
+    the sender then subscribes to the result's channel, and the worker stores a STARTED state
+    (two Redis round trips before the task even starts) and the return value. Jobs take the
+    task's own setting where this process knows the task, else the app's (no results)."""
+    from workers.celery_app import celery_app
+
+    task = celery_app.tasks.get(name)
+    return bool(task.ignore_result if task is not None else celery_app.conf.task_ignore_result)

@@ -7,10 +7,12 @@ import uuid
 
 from celery import Celery
 from celery.result import AsyncResult
+from redis.asyncio import Redis
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchboard.kit.db import create_sessionmaker
+from switchboard.kit.jobs import Job
 from switchboard.kit.uow import UnitOfWork
 from switchboard.models import TaskFailure
 from switchboard.ops.schemas import TaskFailureCreate
@@ -58,3 +60,21 @@ async def test_worker_sees_the_rows_of_the_transaction_that_enqueued_it(
     finally:
         async with engine.begin() as conn:
             await conn.execute(delete(TaskFailure).where(TaskFailure.task_id == marker))
+
+
+async def test_jobs_of_tasks_without_results_store_none(
+    celery_app: Celery, worker: WorkerProcess, redis: Redis
+) -> None:
+    """A job sent by name must not ask for a result its task does not keep: the worker would
+    store a STARTED state before running it (two round trips before the task starts) and the
+    sender would subscribe to a result channel nobody reads."""
+    key = f"tests:mark:{uuid.uuid4().hex}"
+    [task_id] = await CeleryJobSender().send([Job("tests.mark", (key,))])
+
+    async with asyncio.timeout(10):
+        while not await redis.exists(key):
+            await asyncio.sleep(0.02)
+
+    # The STARTED state would have been stored before the task ran.
+    assert not await redis.exists(celery_app.backend.get_key_for_task(task_id))
+    assert AsyncResult(task_id, app=celery_app).state == "PENDING"
