@@ -274,6 +274,14 @@ class RunExecutor:
 
     async def _finish_succeeded(self, run: Run, progress: _Progress, usage: dict[str, int]) -> None:
         async def write(session: AsyncSession) -> bool:
+            conversations = PostgresConversationRepository(session)
+            # The lock the API takes to add a message: without it, a message added meanwhile
+            # could take the position this reply is about to take.
+            locked = await conversations.get(
+                run.tenant_id, run.user_id, run.conversation_id, lock=True
+            )
+            if locked is None:
+                return False  # deleted, with this run
             finished = await self._set_final(
                 session,
                 run,
@@ -283,9 +291,7 @@ class RunExecutor:
                 output_tokens=usage["output_tokens"],
             )
             if finished:
-                position = await PostgresConversationRepository(session).next_position(
-                    run.conversation_id
-                )
+                position = await conversations.next_position(run.conversation_id)
                 session.add_all(
                     Message(
                         id=reply.message_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -11,13 +12,14 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from switchboard.agents.factory import create_agent_runtime
+from switchboard.conversations.postgres import PostgresConversationRepository
 from switchboard.kit.db import create_engine
-from switchboard.models import Run
+from switchboard.models import Message, Run
 from switchboard.runs.backend import DatabaseToolBackend
 from switchboard.runs.cancel import CancelNotices
 from switchboard.runs.emitter import RunEmitter
 from switchboard.runs.events import EventPublisher, lease_key, replay
-from switchboard.runs.executor import RunExecutor, _Progress
+from switchboard.runs.executor import RunExecutor, _Progress, _Reply
 from switchboard.settings import Settings
 from tests.runs.test_sweep import _run, _status
 
@@ -67,3 +69,52 @@ async def test_the_final_write_waits_out_a_busy_pool(
     assert await _status(committed, run_id) == ("failed", "agent_error")
     events = await replay(redis, str(run_id), after=0)
     assert [event.type for event in events][-1] == "run.failed"
+
+
+async def test_a_reply_takes_the_position_after_a_message_added_meanwhile(
+    engine: AsyncEngine, redis: Redis, settings: Settings
+) -> None:
+    """The API adds a message under the conversation's lock; a reply stored at that moment
+    waits for the lock and takes the next position instead of colliding with it."""
+    sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    run_id = await _run(sessionmaker, status="running", age=timedelta(seconds=1))
+    publisher = EventPublisher(redis, max_events=100, ttl_seconds=60)
+    runtime = create_agent_runtime(settings.openai, settings.offline)
+    executor = RunExecutor(
+        sessionmaker=sessionmaker,
+        redis=redis,
+        publisher=publisher,
+        registry=runtime.registry,
+        run_config=runtime.run_config,
+        backend=DatabaseToolBackend(sessionmaker),
+        settings=settings.runs,
+        notices=CancelNotices(redis),
+    )
+    async with sessionmaker() as session:
+        run = await session.get(Run, run_id)
+    assert run is not None
+    progress = _Progress(agent="triage", events=RunEmitter(publisher, str(run_id), last=1))
+    progress.replies.append(_Reply(uuid.uuid4(), "the reply", "triage"))
+
+    async with sessionmaker() as api, api.begin():
+        repository = PostgresConversationRepository(api)
+        conversation = await repository.get(
+            run.tenant_id, run.user_id, run.conversation_id, lock=True
+        )
+        assert conversation is not None
+        position = await repository.next_position(conversation.id)
+        await repository.add_message(
+            Message(conversation_id=conversation.id, position=position, role="user", content="next")
+        )
+        await api.flush()
+        finishing = asyncio.create_task(
+            executor._finish_succeeded(run, progress, {"input_tokens": 1, "output_tokens": 2})
+        )
+        await asyncio.sleep(0.5)
+        assert not finishing.done()  # waiting for the conversation's lock
+    await asyncio.wait_for(finishing, timeout=10)
+
+    assert await _status(sessionmaker, run_id) == ("succeeded", None)
+    async with sessionmaker() as session:
+        stored = await PostgresConversationRepository(session).messages(run.conversation_id)
+    assert [(m.position, m.content) for m in stored] == [(0, "next"), (1, "the reply")]
