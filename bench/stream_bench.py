@@ -798,7 +798,11 @@ def main() -> None:
     parser.add_argument("--ttft-words", type=int, default=8)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--fanout-runs", type=int, default=1, help="sequential runs per client")
-    parser.add_argument("--fanout-words", type=int, default=200)
+    parser.add_argument(
+        "--fanout-words",
+        default="200,1500",
+        help="reply lengths, comma-separated: short replies weigh each run's fixed costs",
+    )
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--slow-words", type=int, default=30)
     parser.add_argument("--slow-delay-ms", type=float, default=100)
@@ -847,8 +851,9 @@ def main() -> None:
                 ttft = time_to_first_token(system, runtime, args.ttft_requests, args.ttft_words)
                 failures += asyncio.run(watched(ttft, pair))
             if "fanout" not in skip:
-                fanout = fan_out(system, runtime, args.clients, args.fanout_runs, args.fanout_words)
-                failures += asyncio.run(watched(fanout, pair))
+                for words in (int(w) for w in args.fanout_words.split(",")):
+                    fanout = fan_out(system, runtime, args.clients, args.fanout_runs, words)
+                    failures += asyncio.run(watched(fanout, pair))
             system.worker.stop()
             system.api.stop()
 

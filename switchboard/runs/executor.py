@@ -318,8 +318,8 @@ class RunExecutor:
 
         if not await self._with_database(run, write):
             return
-        for reply in progress.replies:
-            await progress.events.emit(
+        for reply in progress.replies:  # sent with run.completed, in one call
+            progress.events.emit_soon(
                 EventType.message_completed,
                 message_id=str(reply.message_id),
                 content=reply.content,
