@@ -57,8 +57,14 @@ class EventHub:
         self._subscriptions: dict[str, set[Subscription]] = defaultdict(set)
         self._pubsub: PubSub | None = None
         self._ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        # Subscribing and unsubscribing go out in batches from one task: a command per
+        # stream, each waiting its turn on the connection, took seconds with 1,000 streams.
+        self._to_subscribe: dict[str, asyncio.Future[None]] = {}
+        self._to_unsubscribe: set[str] = set()
+        self._changed = asyncio.Event()
+        self._stopping = False
+        self._lock = asyncio.Lock()  # one writer of subscription commands at a time
 
     @property
     def open_streams(self) -> int:
@@ -66,60 +72,89 @@ class EventHub:
 
     def _ensure_started(self) -> None:
         # Started by the first stream, so a process that never streams holds no connection.
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="switchboard-event-hub")
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._run(), name="switchboard-event-hub"),
+                asyncio.create_task(self._apply_changes(), name="switchboard-event-hub-changes"),
+            ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            # A read blocked inside the Redis client may take a moment to notice; shutdown
-            # does not wait on it for long.
-            await asyncio.wait({self._task}, timeout=2)
+        # The tasks are told first: redis-py can swallow a cancellation that lands inside a
+        # command, so closing the connection is what finally ends a read in progress.
+        self._stopping = True
+        self._changed.set()
+        if self._tasks:
+            self._tasks[0].cancel()
+            await asyncio.wait(self._tasks, timeout=0.5)
         if self._pubsub is not None:
             # Closing sends UNSUBSCRIBE; a dead connection must not hold up shutdown.
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):
                     await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=2)
+        for future in self._to_subscribe.values():
+            future.cancel()
 
     @contextlib.asynccontextmanager
     async def subscribe(self, run_id: str) -> AsyncIterator[Subscription]:
+        """Returns once the run's channel is subscribed (or the connection is down, in which
+        case the reader subscribes it on reconnecting and the stream resynchronises)."""
         subscription = Subscription(run_id)
         self._ensure_started()
-        async with self._lock:
-            first = not self._subscriptions[run_id]
-            self._subscriptions[run_id].add(subscription)
-            if first:
-                await self._send_subscribe(run_id)
+        followers = self._subscriptions[run_id]
+        followers.add(subscription)
+        if len(followers) == 1:
+            self._to_unsubscribe.discard(run_id)
+            if self._ready.is_set():
+                sent = self._to_subscribe.get(run_id)
+                if sent is None:
+                    sent = self._to_subscribe[run_id] = asyncio.get_running_loop().create_future()
+                self._changed.set()
+                await asyncio.shield(sent)
         try:
             yield subscription
         finally:
+            followers.discard(subscription)
+            if not followers and self._subscriptions.get(run_id) is followers:
+                del self._subscriptions[run_id]
+                self._to_unsubscribe.add(run_id)
+                self._changed.set()
+
+    async def _apply_changes(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            if self._stopping:
+                return
             async with self._lock:
-                self._subscriptions[run_id].discard(subscription)
-                if not self._subscriptions[run_id]:
-                    del self._subscriptions[run_id]
-                    await self._send_unsubscribe(run_id)
-
-    async def _send_subscribe(self, run_id: str) -> None:
-        # While disconnected, the reader subscribes every open run when it reconnects, and
-        # the new subscription resynchronises from the buffer anyway.
-        if self._pubsub is not None and self._ready.is_set():
-            try:
-                await self._pubsub.subscribe(channel(run_id))
-            except (ConnectionError, OSError):
-                self._ready.clear()
-
-    async def _send_unsubscribe(self, run_id: str) -> None:
-        if self._pubsub is not None and self._ready.is_set():
-            with contextlib.suppress(ConnectionError, OSError):
-                await self._pubsub.unsubscribe(channel(run_id))
+                subscribe, self._to_subscribe = self._to_subscribe, {}
+                unsubscribe = self._to_unsubscribe - self._subscriptions.keys()
+                self._to_unsubscribe = set()
+                try:
+                    if self._pubsub is not None and self._ready.is_set():
+                        if unsubscribe:
+                            await self._pubsub.unsubscribe(*map(channel, unsubscribe))
+                        if subscribe:
+                            await self._pubsub.subscribe(*map(channel, subscribe))
+                except Exception as exc:  # Redis away: never leave a stream waiting on it
+                    # The reader reconnects, subscribes every open run and resynchronises.
+                    log.warning("runs.hub_change_failed", error=type(exc).__name__)
+                    self._ready.clear()
+                finally:
+                    for sent in subscribe.values():
+                        if not sent.done():
+                            sent.set_result(None)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._listen()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any Redis failure: reconnect, never die
+                if self._stopping:
+                    return
                 log.warning("runs.hub_disconnected", error=type(exc).__name__)
             self._ready.clear()
             await asyncio.sleep(self._reconnect)

@@ -40,6 +40,13 @@ async def _collect(run_id: str, after: int, hub: EventHub, redis: Redis) -> list
     ]
 
 
+async def _until_ready(hub: EventHub) -> None:
+    """Connected, so that streams opened now subscribe through the change batches."""
+    hub._ensure_started()
+    async with asyncio.timeout(5):
+        await hub._ready.wait()
+
+
 async def _until_subscribed(hub: EventHub) -> None:
     for _ in range(200):
         if hub.open_streams and hub._ready.is_set():
@@ -208,3 +215,31 @@ async def test_one_publish_call_is_one_pub_sub_message(
     ]
     assert [e.data["delta"] for e in decoded[0]] == ["w0\n", "w1\n", "w2\n"]
     assert decoded[1][0].data == {}
+
+
+async def test_many_streams_opened_and_closed_at_once_each_get_their_own_events(
+    redis: Redis, hub: EventHub, publisher: EventPublisher
+) -> None:
+    """Subscriptions go out in batches; every stream still hears its own run, live."""
+    await _until_ready(hub)
+    runs = [str(uuid.uuid4()) for _ in range(80)]  # the fixture client pools 100 connections
+    streams = [asyncio.create_task(_collect(run_id, 0, hub, redis)) for run_id in runs]
+    async with asyncio.timeout(10):
+        while hub.open_streams < len(runs) or hub._to_subscribe:
+            await asyncio.sleep(0.01)
+
+    for run_id in runs:
+        await publisher.publish(run_id, EventType.started, agent="triage")
+    for run_id in runs:
+        await publisher.publish(run_id, EventType.completed, usage={}, after=1)
+    results = await asyncio.wait_for(asyncio.gather(*streams), 10)
+
+    for run_id, events in zip(runs, results, strict=True):
+        assert [(e.run_id, e.seq, e.type) for e in events] == [
+            (run_id, 1, EventType.started),
+            (run_id, 2, EventType.completed),
+        ]
+    assert hub.open_streams == 0
+    async with asyncio.timeout(5):
+        while hub._to_unsubscribe or len(hub._pubsub.channels) > 1:  # type: ignore[union-attr]
+            await asyncio.sleep(0.01)
