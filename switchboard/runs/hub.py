@@ -166,9 +166,14 @@ class EventHub:
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         self._pubsub = pubsub
         async with self._lock:
+            runs = set(self._subscriptions)
             # A placeholder channel keeps the connection in subscribe mode with no streams.
-            await pubsub.subscribe("run:hub", *(channel(run) for run in self._subscriptions))
+            await pubsub.subscribe("run:hub", *map(channel, runs))
             self._ready.set()
+            # Streams opened while that was being sent went unsubscribed: next batch.
+            for run in self._subscriptions.keys() - runs:
+                self._to_subscribe.setdefault(run, asyncio.get_running_loop().create_future())
+                self._changed.set()
             for subscriptions in self._subscriptions.values():
                 for subscription in subscriptions:
                     subscription.offer(RESYNC)
