@@ -129,8 +129,7 @@ class EventHub:
                 return
             async with self._lock:
                 subscribe, self._to_subscribe = self._to_subscribe, {}
-                unsubscribe = self._to_unsubscribe - self._subscriptions.keys()
-                self._to_unsubscribe = set()
+                unsubscribe, self._to_unsubscribe = self._to_unsubscribe, set()
                 try:
                     if self._pubsub is not None and self._ready.is_set():
                         if unsubscribe:

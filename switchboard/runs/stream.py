@@ -16,29 +16,6 @@ from switchboard.runs.hub import RESYNC, EventHub, Resync
 TerminalLookup = Callable[[int], Awaitable[RunEvent | None]]
 
 
-async def follow(
-    run_id: str,
-    *,
-    after: int,
-    hub: EventHub,
-    redis: Redis,
-    terminal_from_database: TerminalLookup,
-    resync_seconds: float = 15.0,
-) -> AsyncIterator[RunEvent]:
-    """Events of ``run_id`` numbered above ``after``, one at a time (see ``follow_batches``)."""
-    batches = follow_batches(
-        run_id,
-        after=after,
-        hub=hub,
-        redis=redis,
-        terminal_from_database=terminal_from_database,
-        resync_seconds=resync_seconds,
-    )
-    async for batch in batches:
-        for event in batch:
-            yield event
-
-
 async def follow_batches(
     run_id: str,
     *,
@@ -62,33 +39,24 @@ async def follow_batches(
         items: list[list[RunEvent] | Resync] = [RESYNC]
         while True:
             out: list[RunEvent] = []
+            ended, lost = False, None
             for item in items:
                 if isinstance(item, Resync) or item[0].seq > last + 1:
                     batch = await _catch_up(redis, run_id, last, terminal_from_database)
-                    if batch is None:  # the client already had the terminal event
-                        if out:
-                            yield out
-                        return
                 else:
                     batch = item
-                for event in batch:
-                    if event.seq <= last:
-                        if event.type.is_terminal:
-                            if out:
-                                yield out
-                            return
-                        continue
-                    if event.seq != last + 1:
-                        if out:
-                            yield out
-                        raise EventsLostError(run_id, last)
-                    out.append(event)
-                    last = event.seq
-                    if event.type.is_terminal:
-                        yield out
-                        return
+                try:
+                    last, ended = _take(run_id, batch, last, out)
+                except EventsLostError as exc:
+                    lost = exc
+                if ended or lost:
+                    break
             if out:
-                yield out
+                yield out  # what came before a gap still goes out
+            if lost:
+                raise lost
+            if ended:
+                return
             try:
                 async with asyncio.timeout(resync_seconds):
                     items = [await subscription.queue.get()]
@@ -96,6 +64,27 @@ async def follow_batches(
                 items = [RESYNC]
             while not subscription.queue.empty():
                 items.append(subscription.queue.get_nowait())
+
+
+def _take(
+    run_id: str, batch: list[RunEvent] | None, last: int, out: list[RunEvent]
+) -> tuple[int, bool]:
+    """Appends to ``out`` the events of ``batch`` that come after ``last``, in order; returns
+    the new last number and whether the stream has ended (``batch`` None: it already had)."""
+    if batch is None:
+        return last, True
+    for event in batch:
+        if event.seq <= last:
+            if event.type.is_terminal:
+                return last, True
+            continue
+        if event.seq != last + 1:
+            raise EventsLostError(run_id, last)
+        out.append(event)
+        last = event.seq
+        if event.type.is_terminal:
+            return last, True
+    return last, False
 
 
 async def _catch_up(

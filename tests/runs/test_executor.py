@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from switchboard.agents.factory import create_agent_runtime
 from switchboard.conversations.postgres import PostgresConversationRepository
-from switchboard.kit.db import create_engine
+from switchboard.kit.db import SessionMaker, create_engine
 from switchboard.models import Message, Run
 from switchboard.runs.backend import DatabaseToolBackend
 from switchboard.runs.cancel import CancelNotices
@@ -35,12 +35,12 @@ async def one_connection(settings: Settings, migrated_database: str) -> AsyncIte
     await engine.dispose()
 
 
-async def test_the_final_write_waits_out_a_busy_pool(
-    one_connection: AsyncEngine, engine: AsyncEngine, redis: Redis, settings: Settings
-) -> None:
-    committed = async_sessionmaker(engine, expire_on_commit=False)
+async def _running(
+    committed: SessionMaker, sessionmaker: SessionMaker, redis: Redis, settings: Settings
+) -> tuple[RunExecutor, Run, _Progress]:
+    """A running run (created through ``committed``), an executor on ``sessionmaker``, and
+    the run's progress with event 1 (``run.queued``) already published."""
     run_id = await _run(committed, status="running", age=timedelta(seconds=1))
-    sessionmaker = async_sessionmaker(one_connection, expire_on_commit=False)
     publisher = EventPublisher(redis, max_events=100, ttl_seconds=60)
     runtime = create_agent_runtime(settings.openai, settings.offline)
     executor = RunExecutor(
@@ -57,6 +57,16 @@ async def test_the_final_write_waits_out_a_busy_pool(
         run = await session.get(Run, run_id)
     assert run is not None
     progress = _Progress(agent="triage", events=RunEmitter(publisher, str(run_id), last=1))
+    return executor, run, progress
+
+
+async def test_the_final_write_waits_out_a_busy_pool(
+    one_connection: AsyncEngine, engine: AsyncEngine, redis: Redis, settings: Settings
+) -> None:
+    committed = async_sessionmaker(engine, expire_on_commit=False)
+    sessionmaker = async_sessionmaker(one_connection, expire_on_commit=False)
+    executor, run, progress = await _running(committed, sessionmaker, redis, settings)
+    run_id = run.id
 
     held = await one_connection.connect()  # every other checkout times out meanwhile
     finishing = asyncio.create_task(executor._finish_failed(run, progress, "agent_error", "x"))
@@ -77,23 +87,8 @@ async def test_a_reply_takes_the_position_after_a_message_added_meanwhile(
     """The API adds a message under the conversation's lock; a reply stored at that moment
     waits for the lock and takes the next position instead of colliding with it."""
     sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
-    run_id = await _run(sessionmaker, status="running", age=timedelta(seconds=1))
-    publisher = EventPublisher(redis, max_events=100, ttl_seconds=60)
-    runtime = create_agent_runtime(settings.openai, settings.offline)
-    executor = RunExecutor(
-        sessionmaker=sessionmaker,
-        redis=redis,
-        publisher=publisher,
-        registry=runtime.registry,
-        run_config=runtime.run_config,
-        backend=DatabaseToolBackend(sessionmaker),
-        settings=settings.runs,
-        notices=CancelNotices(redis),
-    )
-    async with sessionmaker() as session:
-        run = await session.get(Run, run_id)
-    assert run is not None
-    progress = _Progress(agent="triage", events=RunEmitter(publisher, str(run_id), last=1))
+    executor, run, progress = await _running(sessionmaker, sessionmaker, redis, settings)
+    run_id = run.id
     progress.replies.append(_Reply(uuid.uuid4(), "the reply", "triage"))
 
     async with sessionmaker() as api, api.begin():

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from switchboard.runs.errors import EventsLostError
 from switchboard.runs.events import EventPublisher, EventType, RunEvent, channel, decode_message
 from switchboard.runs.hub import QUEUE_SIZE, EventHub
-from switchboard.runs.stream import follow, follow_batches
+from switchboard.runs.stream import follow_batches
 
 
 @pytest.fixture
@@ -31,11 +31,20 @@ async def _never_finished(seq: int) -> RunEvent | None:
     return None
 
 
+async def _events(batches: AsyncIterator[list[RunEvent]]) -> AsyncIterator[RunEvent]:
+    """One event at a time, as a client reads them."""
+    async for batch in batches:
+        for event in batch:
+            yield event
+
+
 async def _collect(run_id: str, after: int, hub: EventHub, redis: Redis) -> list[RunEvent]:
     return [
         event
-        async for event in follow(
-            run_id, after=after, hub=hub, redis=redis, terminal_from_database=_never_finished
+        async for event in _events(
+            follow_batches(
+                run_id, after=after, hub=hub, redis=redis, terminal_from_database=_never_finished
+            )
         )
     ]
 
@@ -96,7 +105,11 @@ async def test_a_slow_reader_catches_up_from_the_buffer(
     redis: Redis, hub: EventHub, publisher: EventPublisher
 ) -> None:
     run_id = str(uuid.uuid4())
-    stream = follow(run_id, after=0, hub=hub, redis=redis, terminal_from_database=_never_finished)
+    stream = _events(
+        follow_batches(
+            run_id, after=0, hub=hub, redis=redis, terminal_from_database=_never_finished
+        )
+    )
     first = asyncio.create_task(anext(stream))
     await _until_subscribed(hub)
     total = QUEUE_SIZE + 200
@@ -130,8 +143,10 @@ async def test_a_gap_in_the_buffer_ends_the_stream_with_events_lost(
 
     received: list[RunEvent] = []
     with pytest.raises(EventsLostError) as lost:
-        async for event in follow(
-            run_id, after=0, hub=hub, redis=redis, terminal_from_database=_never_finished
+        async for event in _events(
+            follow_batches(
+                run_id, after=0, hub=hub, redis=redis, terminal_from_database=_never_finished
+            )
         ):
             received.append(event)
 
@@ -145,13 +160,15 @@ async def test_a_silent_stream_reads_the_buffer_again(
     """Pub/sub is at most once: a missed terminal event is found in the buffer anyway."""
     run_id = str(uuid.uuid4())
     await publisher.publish(run_id, EventType.started, agent="triage")
-    stream = follow(
-        run_id,
-        after=1,
-        hub=hub,
-        redis=redis,
-        terminal_from_database=_never_finished,
-        resync_seconds=0.1,
+    stream = _events(
+        follow_batches(
+            run_id,
+            after=1,
+            hub=hub,
+            redis=redis,
+            terminal_from_database=_never_finished,
+            resync_seconds=0.1,
+        )
     )
     pending = asyncio.create_task(anext(stream))
     await _until_subscribed(hub)
