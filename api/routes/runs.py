@@ -18,6 +18,7 @@ from switchboard.conversations.postgres import PostgresConversationRepository
 from switchboard.runs.errors import InvalidLastEventIdError
 from switchboard.runs.events import EventPublisher, RunEvent
 from switchboard.runs.hub import EventHub
+from switchboard.runs.repository import RunRepository
 from switchboard.runs.schemas import ChatAccepted, ChatRequest, RunRead
 from switchboard.runs.service import RunService, terminal_event
 from switchboard.runs.stream import follow_batches
@@ -46,7 +47,11 @@ async def get_runs(uow: UoW, resources: AppResources, settings: AppSettings) -> 
         ttl_seconds=settings.runs.buffer_ttl_seconds,
     )
     return RunService(
-        uow.session, settings.runs, publisher, PostgresConversationRepository(uow.session)
+        uow.session,
+        settings.runs,
+        publisher,
+        PostgresConversationRepository(uow.session),
+        RunRepository(uow.session),
     )
 
 
@@ -81,7 +86,7 @@ async def chat(
     return ChatAccepted(
         run_id=run.id,
         conversation_id=run.conversation_id,
-        status=run.status,
+        status="queued",
         stream_url=await _stream_url(authority, principal, run.id),
     )
 

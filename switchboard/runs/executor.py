@@ -40,6 +40,7 @@ from switchboard.runs.metrics import (
     RUNS_STARTED,
     TIME_TO_FIRST_TOKEN,
 )
+from switchboard.runs.repository import ClaimedRun, RunRepository
 from switchboard.runs.settings import RunsSettings
 
 log = structlog.get_logger("switchboard.runs")
@@ -83,10 +84,9 @@ class RunExecutor:
 
     async def execute(self, run_id: str) -> str:
         """Runs it if it is queued; returns the final status."""
-        claimed = await self._claim(run_id)
-        if claimed is None:
+        run = await self._claim(run_id)
+        if run is None:
             return "skipped"
-        run, history = claimed
         RUNS_STARTED.labels(run.entry_agent).inc()
         QUEUE_WAIT.observe(_seconds_since(run.created_at))
         # Event 1 (run.queued) was published by the API when it created the run.
@@ -95,22 +95,20 @@ class RunExecutor:
         )
         RUNS_ACTIVE.inc()
         try:
-            status = await self._execute(run, history, progress)
+            status = await self._execute(run, progress)
         finally:
             RUNS_ACTIVE.dec()
         RUNS_FINISHED.labels(status).inc()
         return status
 
-    async def _execute(
-        self, run: Run, history: list[TResponseInputItem], progress: _Progress
-    ) -> str:
+    async def _execute(self, run: ClaimedRun, progress: _Progress) -> str:
         if await self._hold(str(run.id)):
             await self._finish_cancelled(run, progress)
             return "cancelled"
         # Sent while the agent starts; every later event queues behind it.
         progress.events.emit_soon(EventType.started, agent=run.entry_agent)
         try:
-            usage = await self._stream(run, history, progress)
+            usage = await self._stream(run, progress)
         except RunCancelled:
             await self._finish_cancelled(run, progress)
             return "cancelled"
@@ -121,39 +119,28 @@ class RunExecutor:
         await self._finish_succeeded(run, progress, usage)
         return "succeeded"
 
-    async def _claim(self, run_id: str) -> tuple[Run, list[TResponseInputItem]] | None:
+    async def _claim(self, run_id: str) -> ClaimedRun | None:
         """Moves the run from queued to running and reads its conversation, in one
-        transaction; None if the run was taken, finished or deleted. A run redelivered while
+        statement; None if the run was taken, finished or deleted. A run redelivered while
         still running (its worker died, or the broker connection dropped and the message came
         back) is left to the sweep, which tells the two apart by the run's lease. Should
         Postgres fail here, nothing is claimed and the task is retried."""
         async with self.sessionmaker() as session, session.begin():
-            claimed: Run | None = await session.scalar(
-                update(Run)
-                .where(Run.id == uuid.UUID(run_id), Run.status == "queued")
-                .values(status="running", started_at=datetime.now(UTC), attempt=Run.attempt + 1)
-                .returning(Run)
+            return await RunRepository(session).claim(
+                uuid.UUID(run_id), now=datetime.now(UTC), history=self.settings.history_messages
             )
-            if claimed is None:
-                return None
-            messages = await PostgresConversationRepository(session).messages(
-                claimed.conversation_id, last=self.settings.history_messages
-            )
-        history: list[TResponseInputItem] = [
-            {"role": "user" if m.role == "user" else "assistant", "content": m.content}
-            for m in messages
-        ]
-        return claimed, history
 
-    async def _stream(
-        self, run: Run, history: list[TResponseInputItem], progress: _Progress
-    ) -> dict[str, int]:
+    async def _stream(self, run: ClaimedRun, progress: _Progress) -> dict[str, int]:
         context = AgentContext(
             tenant_id=str(run.tenant_id),
             user_id=str(run.user_id),
             conversation_id=str(run.conversation_id),
             backend=self.backend,
         )
+        history: list[TResponseInputItem] = [
+            {"role": "user" if role == "user" else "assistant", "content": content}
+            for role, content in run.history
+        ]
         result = Runner.run_streamed(
             self.registry.agent(run.entry_agent),
             history,
@@ -227,7 +214,7 @@ class RunExecutor:
         with contextlib.suppress(*REDIS_DOWN):
             await self.redis.set(lease_key(run_id), b"1", ex=self.settings.lease_seconds)
 
-    async def _translate(self, run: Run, event: StreamEvent, progress: _Progress) -> None:
+    async def _translate(self, run: ClaimedRun, event: StreamEvent, progress: _Progress) -> None:
         emit = progress.events.emit
         if event.type == "raw_response_event":
             if event.data.type == "response.output_text.delta":
@@ -272,7 +259,9 @@ class RunExecutor:
             if text:
                 progress.replies.append(_Reply(uuid.uuid4(), text, progress.agent))
 
-    async def _finish_succeeded(self, run: Run, progress: _Progress, usage: dict[str, int]) -> None:
+    async def _finish_succeeded(
+        self, run: ClaimedRun, progress: _Progress, usage: dict[str, int]
+    ) -> None:
         async def write(session: AsyncSession) -> bool:
             conversations = PostgresConversationRepository(session)
             # The lock the API takes to add a message: without it, a message added meanwhile
@@ -329,7 +318,9 @@ class RunExecutor:
         await self._end(run, progress)
         log.info("runs.succeeded", run_id=str(run.id), **usage)
 
-    async def _finish_failed(self, run: Run, progress: _Progress, code: str, message: str) -> None:
+    async def _finish_failed(
+        self, run: ClaimedRun, progress: _Progress, code: str, message: str
+    ) -> None:
         async def write(session: AsyncSession) -> bool:
             return await self._set_final(
                 session, run, status="failed", error_code=code, error_message=message
@@ -339,7 +330,7 @@ class RunExecutor:
             await progress.events.emit(EventType.failed, error={"code": code, "message": message})
             await self._end(run, progress)
 
-    async def _finish_cancelled(self, run: Run, progress: _Progress) -> None:
+    async def _finish_cancelled(self, run: ClaimedRun, progress: _Progress) -> None:
         async def write(session: AsyncSession) -> bool:
             return await self._set_final(
                 session, run, status="cancelled", final_agent=progress.agent
@@ -350,7 +341,9 @@ class RunExecutor:
             await self._end(run, progress)
             log.info("runs.cancelled", run_id=str(run.id))
 
-    async def _with_database(self, run: Run, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def _with_database(
+        self, run: ClaimedRun, work: Callable[[AsyncSession], Awaitable[T]]
+    ) -> T:
         """One transaction of a claimed run, tried again while Postgres is briefly out of
         reach (down, or every pooled connection busy under load). Should the final write never
         commit, the run's lease lapses and the sweep fails it, so its streams still end;
@@ -367,13 +360,13 @@ class RunExecutor:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _end(self, run: Run, progress: _Progress) -> None:
+    async def _end(self, run: ClaimedRun, progress: _Progress) -> None:
         """The final state is committed: deliver what Redis still owes, then drop the lease."""
         await progress.events.flush(within=self.settings.publish_retry_seconds)
         with contextlib.suppress(*REDIS_DOWN):
             await self.redis.delete(lease_key(str(run.id)))
 
-    async def _set_final(self, session: AsyncSession, run: Run, **values: Any) -> bool:
+    async def _set_final(self, session: AsyncSession, run: ClaimedRun, **values: Any) -> bool:
         """False if the run was deleted (with its conversation) or finished meanwhile."""
         updated = await session.scalar(
             update(Run)

@@ -20,7 +20,7 @@ from switchboard.conversations.repository import (
     encode_cursor,
 )
 from switchboard.kit.jobs import JobBuffer
-from switchboard.models import Conversation, Message, Run
+from switchboard.models import Run
 from switchboard.runs.errors import (
     ConversationNotFoundError,
     InvalidCursorError,
@@ -29,6 +29,7 @@ from switchboard.runs.errors import (
     RunNotFoundError,
 )
 from switchboard.runs.events import EventPublisher, EventType, RunEvent, cancel_key
+from switchboard.runs.repository import NewRun, RunRepository
 from switchboard.runs.schemas import (
     ChatRequest,
     ConversationPage,
@@ -58,6 +59,7 @@ class RunService:
     publisher: EventPublisher
 
     conversations: ConversationRepository
+    runs: RunRepository
 
     async def start(
         self,
@@ -67,9 +69,10 @@ class RunService:
         agents: Collection[str],
         default_agent: str,
         jobs: JobBuffer,
-    ) -> Run:
-        """Stores the user's message and a queued run, publishes ``run.queued`` (always event
-        1) and buffers the job, which is sent only after the caller commits."""
+    ) -> NewRun:
+        """Stores the user's message and a queued run (and the conversation, when new),
+        publishes ``run.queued`` (always event 1) and buffers the job, which is sent only
+        after the caller commits."""
         if len(request.message) > self.settings.max_message_chars:
             raise MessageTooLargeError(
                 f"The message has {len(request.message)} characters;"
@@ -79,47 +82,22 @@ class RunService:
         if agent not in agents:
             raise UnknownAgentError(agent)
         tenant_id, user_id = _ids(principal)
-        now = datetime.now(UTC)
-        if request.conversation_id is not None:
-            conversation = await self.conversations.get(
-                tenant_id, user_id, request.conversation_id, lock=True
-            )
-            if conversation is None:
-                raise ConversationNotFoundError("There is no such conversation.")
-            conversation.updated_at = now
-            position = await self.conversations.next_position(conversation.id)
-        else:
-            conversation = Conversation(
-                id=uuid.uuid4(),
-                tenant_id=tenant_id,
-                user_id=user_id,
-                title=" ".join(request.message.split())[:TITLE_CHARS],
-                updated_at=now,
-            )
-            await self.conversations.add_conversation(conversation)
-            position = 0
-        # Ids are chosen here, so the three rows go out in one flush, in foreign-key order.
-        run = Run(
+        run = NewRun(
             id=uuid.uuid4(),
             tenant_id=tenant_id,
             user_id=user_id,
-            conversation_id=conversation.id,
-            status="queued",
-            entry_agent=agent,
+            conversation_id=request.conversation_id or uuid.uuid4(),
+            agent=agent,
+            message=request.message,
         )
-        self.session.add(run)
-        await self.conversations.add_message(
-            Message(
-                conversation_id=conversation.id,
-                position=position,
-                role="user",
-                content=request.message,
-                run_id=run.id,
-            )
-        )
-        await self.session.flush()
+        now = datetime.now(UTC)
+        if request.conversation_id is None:
+            title = " ".join(request.message.split())[:TITLE_CHARS]
+            await self.runs.start_in_new_conversation(run, title=title, now=now)
+        elif not await self.runs.start_in_conversation(run, now=now):
+            raise ConversationNotFoundError("There is no such conversation.")
         await self.publisher.publish(
-            str(run.id), EventType.queued, conversation_id=str(conversation.id)
+            str(run.id), EventType.queued, conversation_id=str(run.conversation_id)
         )
         jobs.enqueue("runs.execute", str(run.id))
         log.info("runs.queued", run_id=str(run.id), agent=agent)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis.asyncio import Redis
@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from switchboard.agents.factory import create_agent_runtime
 from switchboard.conversations.postgres import PostgresConversationRepository
 from switchboard.kit.db import SessionMaker, create_engine
-from switchboard.models import Message, Run
 from switchboard.runs.backend import DatabaseToolBackend
 from switchboard.runs.cancel import CancelNotices
 from switchboard.runs.emitter import RunEmitter
 from switchboard.runs.events import EventPublisher, lease_key, replay
 from switchboard.runs.executor import RunExecutor, _Progress, _Reply
+from switchboard.runs.repository import ClaimedRun, NewRun, RunRepository
 from switchboard.settings import Settings
 from tests.runs.test_sweep import _run, _status
 
@@ -37,10 +37,10 @@ async def one_connection(settings: Settings, migrated_database: str) -> AsyncIte
 
 async def _running(
     committed: SessionMaker, sessionmaker: SessionMaker, redis: Redis, settings: Settings
-) -> tuple[RunExecutor, Run, _Progress]:
-    """A running run (created through ``committed``), an executor on ``sessionmaker``, and
+) -> tuple[RunExecutor, ClaimedRun, _Progress]:
+    """A run (created through ``committed``) claimed by an executor on ``sessionmaker``, and
     the run's progress with event 1 (``run.queued``) already published."""
-    run_id = await _run(committed, status="running", age=timedelta(seconds=1))
+    run_id = await _run(committed, status="queued", age=timedelta(seconds=1))
     publisher = EventPublisher(redis, max_events=100, ttl_seconds=60)
     runtime = create_agent_runtime(settings.openai, settings.offline)
     executor = RunExecutor(
@@ -53,8 +53,7 @@ async def _running(
         settings=settings.runs,
         notices=CancelNotices(redis),
     )
-    async with committed() as session:
-        run = await session.get(Run, run_id)
+    run = await executor._claim(str(run_id))
     assert run is not None
     progress = _Progress(agent="triage", events=RunEmitter(publisher, str(run_id), last=1))
     return executor, run, progress
@@ -92,16 +91,15 @@ async def test_a_reply_takes_the_position_after_a_message_added_meanwhile(
     progress.replies.append(_Reply(uuid.uuid4(), "the reply", "triage"))
 
     async with sessionmaker() as api, api.begin():
-        repository = PostgresConversationRepository(api)
-        conversation = await repository.get(
-            run.tenant_id, run.user_id, run.conversation_id, lock=True
+        follow_up = NewRun(
+            id=uuid.uuid4(),
+            tenant_id=run.tenant_id,
+            user_id=run.user_id,
+            conversation_id=run.conversation_id,
+            agent="triage",
+            message="next",
         )
-        assert conversation is not None
-        position = await repository.next_position(conversation.id)
-        await repository.add_message(
-            Message(conversation_id=conversation.id, position=position, role="user", content="next")
-        )
-        await api.flush()
+        assert await RunRepository(api).start_in_conversation(follow_up, now=datetime.now(UTC))
         finishing = asyncio.create_task(
             executor._finish_succeeded(run, progress, {"input_tokens": 1, "output_tokens": 2})
         )

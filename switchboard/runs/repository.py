@@ -1,0 +1,204 @@
+"""Runs on Postgres: the two writes between a user's message and its first token.
+
+Starting a run and claiming it each take one SQLAlchemy Core statement, a single round trip:
+the new conversation, run and user message go in together through data-modifying CTEs, and
+the claim returns the conversation's history with the run. Through the ORM's unit of work the
+same steps cost 3-4 ms of CPU each on our machines, against about 1 ms here, and both sit in
+front of every first token (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Insert, ScalarSelect, Table, bindparam, func, insert, select, true, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from switchboard.models import Conversation, Message, Run
+
+
+def _table(model: type[Conversation | Run | Message]) -> Table:
+    # Statements on the tables rather than the mapped classes skip the ORM's bulk layer.
+    return model.metadata.tables[model.__tablename__]
+
+
+_conversation, _run, _message = _table(Conversation), _table(Run), _table(Message)
+
+
+@dataclass(frozen=True)
+class NewRun:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    user_id: uuid.UUID
+    conversation_id: uuid.UUID
+    agent: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    user_id: uuid.UUID
+    conversation_id: uuid.UUID
+    entry_agent: str
+    created_at: datetime
+    history: list[tuple[str, str]]
+    """The conversation's latest messages, oldest first, as (role, content)."""
+
+
+# Bound parameters are named p_*: SQLAlchemy reserves the column names for its own.
+_new_run = (
+    insert(_run)
+    .values(
+        id=bindparam("p_run_id"),
+        tenant_id=bindparam("p_tenant_id"),
+        user_id=bindparam("p_user_id"),
+        conversation_id=bindparam("p_conversation_id"),
+        status="queued",
+        entry_agent=bindparam("p_agent"),
+        input_tokens=0,
+        output_tokens=0,
+        attempt=0,
+    )
+    .cte("new_run")
+)
+
+
+def _user_message(position: int | ScalarSelect[Any]) -> Insert:
+    return (
+        insert(_message)
+        .values(
+            id=bindparam("p_message_id"),
+            conversation_id=bindparam("p_conversation_id"),
+            position=position,
+            role="user",
+            content=bindparam("p_message"),
+            run_id=bindparam("p_run_id"),
+        )
+        .add_cte(_new_run)
+    )
+
+
+_START_IN_NEW_CONVERSATION = _user_message(0).add_cte(
+    insert(_conversation)
+    .values(
+        id=bindparam("p_conversation_id"),
+        tenant_id=bindparam("p_tenant_id"),
+        user_id=bindparam("p_user_id"),
+        title=bindparam("p_title"),
+        updated_at=bindparam("p_now"),
+    )
+    .cte("new_conversation")
+)
+
+# Runs after _TOUCH has locked the conversation, so the next position is read under the lock.
+_START_IN_CONVERSATION = _user_message(
+    select(func.coalesce(func.max(_message.c.position) + 1, 0))
+    .where(_message.c.conversation_id == bindparam("p_conversation_id"))
+    .scalar_subquery()
+)
+
+# Locks the caller's conversation as the worker's final write does (see RunExecutor), so a
+# message and a reply never race for a position.
+_TOUCH = (
+    update(_conversation)
+    .where(
+        _conversation.c.id == bindparam("p_conversation_id"),
+        _conversation.c.tenant_id == bindparam("p_tenant_id"),
+        _conversation.c.user_id == bindparam("p_user_id"),
+    )
+    .values(updated_at=bindparam("p_now"))
+    .returning(_conversation.c.id)
+)
+
+_claimed = (
+    update(_run)
+    .where(_run.c.id == bindparam("p_run_id"), _run.c.status == "queued")
+    .values(status="running", started_at=bindparam("p_now"), attempt=_run.c.attempt + 1)
+    .returning(
+        _run.c.id,
+        _run.c.tenant_id,
+        _run.c.user_id,
+        _run.c.conversation_id,
+        _run.c.entry_agent,
+        _run.c.created_at,
+    )
+    .cte("claimed")
+)
+_history = (
+    select(_message.c.role, _message.c.content, _message.c.position)
+    .where(_message.c.conversation_id == _claimed.c.conversation_id)
+    .order_by(_message.c.position.desc())
+    .limit(bindparam("p_last"))
+    .lateral("history")
+)
+_CLAIM = (
+    select(_claimed, _history.c.role, _history.c.content)
+    .outerjoin(_history, true())
+    .order_by(_history.c.position)
+)
+
+
+class RunRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def start_in_new_conversation(self, run: NewRun, *, title: str, now: datetime) -> None:
+        await self.session.execute(
+            _START_IN_NEW_CONVERSATION,
+            {**_params(run), "p_title": title, "p_now": now},
+        )
+
+    async def start_in_conversation(self, run: NewRun, *, now: datetime) -> bool:
+        """False if the conversation is not the caller's (or gone); nothing is written then.
+        Holds the conversation's lock until the transaction ends."""
+        touched = await self.session.scalar(
+            _TOUCH,
+            {
+                "p_conversation_id": run.conversation_id,
+                "p_tenant_id": run.tenant_id,
+                "p_user_id": run.user_id,
+                "p_now": now,
+            },
+        )
+        if touched is None:
+            return False
+        await self.session.execute(_START_IN_CONVERSATION, _params(run))
+        return True
+
+    async def claim(self, run_id: uuid.UUID, *, now: datetime, history: int) -> ClaimedRun | None:
+        """Moves a queued run to running and reads the conversation's last ``history``
+        messages with it; None if the run is not queued (taken, finished or deleted)."""
+        rows = (
+            await self.session.execute(
+                _CLAIM, {"p_run_id": run_id, "p_now": now, "p_last": history}
+            )
+        ).all()
+        if not rows:
+            return None
+        first = rows[0]
+        return ClaimedRun(
+            id=first.id,
+            tenant_id=first.tenant_id,
+            user_id=first.user_id,
+            conversation_id=first.conversation_id,
+            entry_agent=first.entry_agent,
+            created_at=first.created_at,
+            history=[(row.role, row.content) for row in rows if row.role is not None],
+        )
+
+
+def _params(run: NewRun) -> dict[str, object]:
+    return {
+        "p_run_id": run.id,
+        "p_tenant_id": run.tenant_id,
+        "p_user_id": run.user_id,
+        "p_conversation_id": run.conversation_id,
+        "p_agent": run.agent,
+        "p_message_id": uuid.uuid4(),
+        "p_message": run.message,
+    }

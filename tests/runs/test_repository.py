@@ -1,0 +1,152 @@
+"""The run statements on Postgres: starting a run, in a new or an existing conversation, and
+claiming it with its history."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from switchboard.kit.db import SessionMaker
+from switchboard.models import Conversation, Message, Run, Tenant, User
+from switchboard.runs.repository import NewRun, RunRepository
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def owner(sessionmaker: SessionMaker) -> tuple[uuid.UUID, uuid.UUID]:
+    async with sessionmaker() as session, session.begin():
+        tenant = Tenant(name="t")
+        user = User(email=f"{uuid.uuid4().hex}@example.com", password_hash="x", pepper_version=1)
+        session.add_all([tenant, user])
+        await session.flush()
+        return tenant.id, user.id
+
+
+def _new_run(
+    owner: tuple[uuid.UUID, uuid.UUID], conversation_id: uuid.UUID, message: str
+) -> NewRun:
+    return NewRun(
+        id=uuid.uuid4(),
+        tenant_id=owner[0],
+        user_id=owner[1],
+        conversation_id=conversation_id,
+        agent="billing",
+        message=message,
+    )
+
+
+async def _messages(sessionmaker: SessionMaker, conversation_id: uuid.UUID) -> list[Message]:
+    async with sessionmaker() as session:
+        query = select(Message).where(Message.conversation_id == conversation_id)
+        return list((await session.scalars(query.order_by(Message.position))).all())
+
+
+async def test_a_run_in_a_new_conversation_writes_all_three_rows(
+    sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    new = _new_run(owner, uuid.uuid4(), "hello there")
+    async with sessionmaker() as session, session.begin():
+        await RunRepository(session).start_in_new_conversation(new, title="hello", now=NOW)
+
+    async with sessionmaker() as session:
+        conversation = await session.get(Conversation, new.conversation_id)
+        run = await session.get(Run, new.id)
+    assert conversation is not None
+    assert run is not None
+    assert (conversation.tenant_id, conversation.user_id) == owner
+    assert (conversation.title, conversation.updated_at) == ("hello", NOW)
+    assert (run.status, run.entry_agent, run.attempt, run.conversation_id) == (
+        "queued",
+        "billing",
+        0,
+        new.conversation_id,
+    )
+    assert (run.input_tokens, run.output_tokens, run.started_at) == (0, 0, None)
+    [message] = await _messages(sessionmaker, new.conversation_id)
+    assert (message.position, message.role, message.content, message.run_id) == (
+        0,
+        "user",
+        "hello there",
+        new.id,
+    )
+
+
+async def test_a_run_in_a_conversation_takes_the_next_position_and_touches_it(
+    sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    first = _new_run(owner, uuid.uuid4(), "one")
+    async with sessionmaker() as session, session.begin():
+        await RunRepository(session).start_in_new_conversation(first, title="one", now=NOW)
+    later = datetime(2026, 11, 2, tzinfo=UTC)
+    second = _new_run(owner, first.conversation_id, "two")
+    async with sessionmaker() as session, session.begin():
+        assert await RunRepository(session).start_in_conversation(second, now=later)
+
+    messages = await _messages(sessionmaker, first.conversation_id)
+    assert [(m.position, m.content, m.run_id) for m in messages] == [
+        (0, "one", first.id),
+        (1, "two", second.id),
+    ]
+    async with sessionmaker() as session:
+        conversation = await session.get(Conversation, first.conversation_id)
+    assert conversation is not None
+    assert conversation.updated_at == later
+
+
+async def test_another_users_conversation_is_refused_and_nothing_is_written(
+    sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    mine = _new_run(owner, uuid.uuid4(), "mine")
+    async with sessionmaker() as session, session.begin():
+        await RunRepository(session).start_in_new_conversation(mine, title="mine", now=NOW)
+    stranger = (owner[0], uuid.uuid4())  # same tenant, another user
+    other_tenant = (uuid.uuid4(), owner[1])
+
+    for intruder in (stranger, other_tenant):
+        attempt = _new_run(intruder, mine.conversation_id, "let me in")
+        async with sessionmaker() as session, session.begin():
+            assert not await RunRepository(session).start_in_conversation(attempt, now=NOW)
+        async with sessionmaker() as session:
+            assert await session.get(Run, attempt.id) is None
+    unknown = _new_run(owner, uuid.uuid4(), "nobody's")
+    async with sessionmaker() as session, session.begin():
+        assert not await RunRepository(session).start_in_conversation(unknown, now=NOW)
+    assert [m.content for m in await _messages(sessionmaker, mine.conversation_id)] == ["mine"]
+
+
+async def test_the_claim_runs_once_and_brings_the_latest_history_oldest_first(
+    sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    runs = [_new_run(owner, uuid.uuid4(), "m0")]
+    async with sessionmaker() as session, session.begin():
+        await RunRepository(session).start_in_new_conversation(runs[0], title="c", now=NOW)
+        for n in range(1, 4):
+            runs.append(_new_run(owner, runs[0].conversation_id, f"m{n}"))
+            assert await RunRepository(session).start_in_conversation(runs[-1], now=NOW)
+
+    async with sessionmaker() as session, session.begin():
+        claimed = await RunRepository(session).claim(runs[3].id, now=NOW, history=3)
+    assert claimed is not None
+    assert (claimed.id, claimed.entry_agent, claimed.conversation_id) == (
+        runs[3].id,
+        "billing",
+        runs[0].conversation_id,
+    )
+    assert (claimed.tenant_id, claimed.user_id) == owner
+    assert claimed.history == [("user", "m1"), ("user", "m2"), ("user", "m3")]
+    async with sessionmaker() as session:
+        run = await session.get(Run, runs[3].id)
+    assert run is not None
+    assert (run.status, run.attempt, run.started_at) == ("running", 1, NOW)
+
+    async with sessionmaker() as session, session.begin():
+        repository = RunRepository(session)
+        assert await repository.claim(runs[3].id, now=NOW, history=3) is None  # taken
+        assert await repository.claim(uuid.uuid4(), now=NOW, history=3) is None  # unknown
+        no_history = await repository.claim(runs[0].id, now=NOW, history=0)
+    assert no_history is not None
+    assert no_history.history == []
