@@ -7,6 +7,7 @@ import enum
 import json
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,10 @@ ALGORITHM = "EdDSA"
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "nbf", "iat", "jti")
 # Longer than any token we issue by a wide margin; bounds the work an attacker can ask for.
 MAX_TOKEN_BYTES = 8192
+# Tokens verified lately, by their exact text. A client sends the same access token with every
+# request until it expires, and checking its signature again costs more than the rest of the
+# request's authentication; a hit still needs the token's key in the current key set.
+RECENT_TOKENS = 4096
 
 JWT_SIGN = Counter("jwt_sign_total", "Tokens signed, by type.", ["typ"])
 JWT_VERIFY = Counter(
@@ -44,6 +49,13 @@ class TokenType(enum.StrEnum):
     access = "at+jwt"
     service = "sa+jwt"
     stream_ticket = "stream-ticket+jwt"
+
+
+@dataclass(frozen=True)
+class _Verified:
+    kid: str
+    claims: dict[str, Any]
+    usable_until: float  # exp plus the leeway, as PyJWT allows
 
 
 @dataclass(frozen=True)
@@ -103,12 +115,15 @@ class TokenVerifier:
         self._options: Any = {"require": list(REQUIRED_CLAIMS), "strict_aud": True}
         # Resolved once: a labelled child lookup takes a lock, which the hot path can skip.
         self._verified = {typ: JWT_VERIFY.labels(typ.value, "ok") for typ in TokenType}
+        self._recent: OrderedDict[tuple[TokenType, str], _Verified] = OrderedDict()
 
     def verify(self, token: str, snapshot: KeySnapshot, typ: TokenType) -> dict[str, Any]:
         """The verified claims, or InvalidTokenError (UnknownKeyError for an unknown kid)."""
         started = time.perf_counter()
         try:
-            claims = self._verify(token, snapshot, typ)
+            claims = self._recall(token, snapshot, typ) or self._verify_and_keep(
+                token, snapshot, typ
+            )
         except InvalidTokenError as exc:
             JWT_VERIFY.labels(typ.value, exc.reason).inc()
             log.info("auth.token_rejected", typ=typ.value, reason=exc.reason)
@@ -116,6 +131,27 @@ class TokenVerifier:
         finally:
             JWT_VERIFY_SECONDS.observe(time.perf_counter() - started)
         self._verified[typ].inc()
+        return claims
+
+    def _recall(self, token: str, snapshot: KeySnapshot, typ: TokenType) -> dict[str, Any] | None:
+        """The claims of a token verified before, while it and its key remain valid."""
+        verified = self._recent.get((typ, token))
+        if verified is None:
+            return None
+        if time.time() >= verified.usable_until or verified.kid not in snapshot.verification_keys:
+            del self._recent[(typ, token)]
+            return None
+        self._recent.move_to_end((typ, token))
+        return dict(verified.claims)
+
+    def _verify_and_keep(self, token: str, snapshot: KeySnapshot, typ: TokenType) -> dict[str, Any]:
+        claims = self._verify(token, snapshot, typ)
+        kid = _peek_kid(token)
+        if kid is not None:  # always, once verified: the key was picked by it
+            usable_until = int(claims["exp"]) + self._settings.leeway_seconds
+            self._recent[(typ, token)] = _Verified(kid, dict(claims), usable_until)
+            if len(self._recent) > RECENT_TOKENS:
+                self._recent.popitem(last=False)
         return claims
 
     def _verify(self, token: str, snapshot: KeySnapshot, typ: TokenType) -> dict[str, Any]:
