@@ -62,7 +62,18 @@ class RunEmitter:
     def emit_soon(self, type_: EventType, **data: Any) -> None:
         self._pending.append((type_, data))
         self._raise_failure()
-        if (self._sender is None or self._sender.done()) and time.monotonic() >= self._retry_at:
+        self._send_soon()
+
+    def emit_with_next(self, type_: EventType, *, within: float, **data: Any) -> None:
+        """Queues the event to go out with the next one, or alone after ``within`` seconds:
+        one publish instead of two when the next follows quickly."""
+        self._pending.append((type_, data))
+        self._raise_failure()
+        asyncio.get_running_loop().call_later(within, self._send_soon)
+
+    def _send_soon(self) -> None:
+        idle = self._sender is None or self._sender.done()
+        if self._pending and idle and time.monotonic() >= self._retry_at:
             self._sender = asyncio.create_task(self._send_in_background())
 
     async def flush(self, *, within: float, pause: float = RETRY_PAUSE_SECONDS) -> bool:

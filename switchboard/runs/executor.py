@@ -48,6 +48,10 @@ log = structlog.get_logger("switchboard.runs")
 # Pauses between attempts at a claimed run's database work; the lease is renewed before each.
 DATABASE_RETRY_DELAYS = (0.5, 1.0, 2.0)
 
+# How long run.started may wait to share a publish with the agent's first event: far below a
+# hosted model's time to first token, so a client sees no difference.
+STARTED_WITHIN_SECONDS = 0.02
+
 T = TypeVar("T")
 
 
@@ -69,6 +73,7 @@ class _Progress:
     replies: list[_Reply] = field(default_factory=list)
     tool_names: dict[str, str] = field(default_factory=dict)
     first_token_at: float | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # set by a cancel notice
 
 
 @dataclass
@@ -84,29 +89,36 @@ class RunExecutor:
 
     async def execute(self, run_id: str) -> str:
         """Runs it if it is queued; returns the final status."""
-        run = await self._claim(run_id)
-        if run is None:
-            return "skipped"
-        RUNS_STARTED.labels(run.entry_agent).inc()
-        QUEUE_WAIT.observe(_seconds_since(run.created_at))
-        # Event 1 (run.queued) was published by the API when it created the run.
-        progress = _Progress(
-            agent=run.entry_agent, events=RunEmitter(self.publisher, run_id, last=1)
-        )
-        RUNS_ACTIVE.inc()
-        try:
-            status = await self._execute(run, progress)
-        finally:
-            RUNS_ACTIVE.dec()
+        wake = asyncio.Event()
+        # Notices are watched before the flag is read, so a cancel is seen by one or the other.
+        with self.notices.watch(run_id, wake):
+            # The lease is taken and the flag read while the claim waits on Postgres. A lease
+            # taken for a run that turns out not to be ours lapses by itself.
+            run, cancelled = await asyncio.gather(self._claim(run_id), self._hold(run_id))
+            if run is None:
+                return "skipped"
+            RUNS_STARTED.labels(run.entry_agent).inc()
+            QUEUE_WAIT.observe(_seconds_since(run.created_at))
+            # Event 1 (run.queued) was published by the API when it created the run.
+            events = RunEmitter(self.publisher, run_id, last=1)
+            progress = _Progress(agent=run.entry_agent, events=events, wake=wake)
+            RUNS_ACTIVE.inc()
+            try:
+                status = await self._execute(run, progress, cancelled=cancelled)
+            finally:
+                RUNS_ACTIVE.dec()
         RUNS_FINISHED.labels(status).inc()
         return status
 
-    async def _execute(self, run: ClaimedRun, progress: _Progress) -> str:
-        if await self._hold(str(run.id)):
+    async def _execute(self, run: ClaimedRun, progress: _Progress, *, cancelled: bool) -> str:
+        if cancelled:
             await self._finish_cancelled(run, progress)
             return "cancelled"
-        # Sent while the agent starts; every later event queues behind it.
-        progress.events.emit_soon(EventType.started, agent=run.entry_agent)
+        # Goes out with the agent's first event (one publish, not two) or on its own if the
+        # model takes longer; every later event queues behind it.
+        progress.events.emit_with_next(
+            EventType.started, within=STARTED_WITHIN_SECONDS, agent=run.entry_agent
+        )
         try:
             usage = await self._stream(run, progress)
         except RunCancelled:
@@ -125,7 +137,9 @@ class RunExecutor:
         still running (its worker died, or the broker connection dropped and the message came
         back) is left to the sweep, which tells the two apart by the run's lease. Should
         Postgres fail here, nothing is claimed and the task is retried."""
-        async with self.sessionmaker() as session, session.begin():
+        async with self.sessionmaker() as session:
+            # One statement needs no transaction around it: no BEGIN and COMMIT round trips.
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             return await RunRepository(session).claim(
                 uuid.UUID(run_id), now=datetime.now(UTC), history=self.settings.history_messages
             )
@@ -147,7 +161,7 @@ class RunExecutor:
             context=context,
             run_config=self.run_config(),
         )
-        stop, wake = asyncio.Event(), asyncio.Event()
+        stop, wake = asyncio.Event(), progress.wake
         guard = asyncio.create_task(self._guard(str(run.id), result.cancel, stop, wake))
         try:
             async for event in result.stream_events():
@@ -169,28 +183,28 @@ class RunExecutor:
     ) -> bool:
         """Until ``stop``: renews the run's lease and watches its cancel flag.
 
-        A cancel notice wakes it at once; reading the flag now and then covers a notice
-        missed while Redis was away. Neither needs a connection per run.
+        A cancel notice sets ``wake`` at once; reading the flag now and then covers a notice
+        missed while Redis was away. Neither needs a connection per run. The first read is
+        _hold's, just before, with notices already watched.
         """
         renew_every = self.settings.lease_seconds / 3
         poll_every = self.settings.cancel_poll_seconds
-        renewed, polled = time.monotonic(), -poll_every
-        with self.notices.watch(run_id, wake):
-            while not stop.is_set():
-                noticed = wake.is_set()
-                wake.clear()
-                now = time.monotonic()
-                if noticed or now - polled >= poll_every:
-                    polled = now
-                    if await self._cancel_requested(run_id):
-                        cancel()
-                        return True
-                if now - renewed >= renew_every:
-                    await self._renew_lease(run_id)
-                    renewed = now
-                pause = min(polled + poll_every, renewed + renew_every) - time.monotonic()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), max(pause, 0.01))
+        renewed = polled = time.monotonic()
+        while not stop.is_set():
+            noticed = wake.is_set()
+            wake.clear()
+            now = time.monotonic()
+            if noticed or now - polled >= poll_every:
+                polled = now
+                if await self._cancel_requested(run_id):
+                    cancel()
+                    return True
+            if now - renewed >= renew_every:
+                await self._renew_lease(run_id)
+                renewed = now
+            pause = min(polled + poll_every, renewed + renew_every) - time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), max(pause, 0.01))
         return False
 
     async def _hold(self, run_id: str) -> bool:

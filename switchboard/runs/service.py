@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -93,15 +94,25 @@ class RunService:
         now = datetime.now(UTC)
         if request.conversation_id is None:
             title = " ".join(request.message.split())[:TITLE_CHARS]
-            await self.runs.start_in_new_conversation(run, title=title, now=now)
-        elif not await self.runs.start_in_conversation(run, now=now):
+            # Nothing refuses a new conversation, so run.queued goes out while the rows are
+            # written. Should the write fail, the event's buffer expires unread: no one can
+            # open the stream of a run that does not exist.
+            await asyncio.gather(
+                self.runs.start_in_new_conversation(run, title=title, now=now),
+                self._announce(run),
+            )
+        elif await self.runs.start_in_conversation(run, now=now):
+            await self._announce(run)
+        else:
             raise ConversationNotFoundError("There is no such conversation.")
-        await self.publisher.publish(
-            str(run.id), EventType.queued, conversation_id=str(run.conversation_id)
-        )
         jobs.enqueue("runs.execute", str(run.id))
         log.info("runs.queued", run_id=str(run.id), agent=agent)
         return run
+
+    async def _announce(self, run: NewRun) -> None:
+        await self.publisher.publish(
+            str(run.id), EventType.queued, conversation_id=str(run.conversation_id)
+        )
 
     async def _run(self, principal: Principal, run_id: uuid.UUID) -> Run:
         tenant_id, user_id = _ids(principal)

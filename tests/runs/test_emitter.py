@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -42,3 +43,36 @@ async def test_deltas_go_out_in_batches_and_in_order(redis: Redis) -> None:
     assert len(publisher.calls) < 250
     assert max(publisher.calls) <= BATCH
     assert sum(publisher.calls) == 252
+
+
+async def test_an_event_sent_with_the_next_shares_its_publish(redis: Redis) -> None:
+    publisher = CountingPublisher(redis)
+    run_id = str(uuid.uuid4())
+    events = RunEmitter(publisher, run_id, last=1)
+    events.emit_with_next(EventType.started, within=5.0, agent="triage")
+    await asyncio.sleep(0.05)
+    assert publisher.calls == []  # waiting for company
+
+    events.emit_soon(EventType.message_delta, delta="Hi", agent="triage")
+    await events.flush(within=1)
+
+    assert publisher.calls == [2]
+    stored = await replay(redis, run_id, after=0)
+    assert [(e.seq, e.type) for e in stored] == [
+        (2, EventType.started),
+        (3, EventType.message_delta),
+    ]
+
+
+async def test_an_event_sent_with_the_next_leaves_alone_when_none_comes(redis: Redis) -> None:
+    publisher = CountingPublisher(redis)
+    run_id = str(uuid.uuid4())
+    events = RunEmitter(publisher, run_id)
+    events.emit_with_next(EventType.started, within=0.05, agent="triage")
+
+    async with asyncio.timeout(5):
+        while not publisher.calls:
+            await asyncio.sleep(0.01)
+    await events.flush(within=1)  # waits out the send in flight
+    assert publisher.calls == [1]
+    assert [e.type for e in await replay(redis, run_id, after=0)] == [EventType.started]
