@@ -145,24 +145,27 @@ class TokenVerifier:
         return dict(verified.claims)
 
     def _verify_and_keep(self, token: str, snapshot: KeySnapshot, typ: TokenType) -> dict[str, Any]:
-        claims = self._verify(token, snapshot, typ)
-        kid = _peek_kid(token)
-        if kid is not None:  # always, once verified: the key was picked by it
-            usable_until = int(claims["exp"]) + self._settings.leeway_seconds
-            self._recent[(typ, token)] = _Verified(kid, dict(claims), usable_until)
-            if len(self._recent) > RECENT_TOKENS:
-                self._recent.popitem(last=False)
+        kid, claims = self._verify(token, snapshot, typ)
+        usable_until = int(claims["exp"]) + self._settings.leeway_seconds
+        self._recent[(typ, token)] = _Verified(kid, dict(claims), usable_until)
+        if len(self._recent) > RECENT_TOKENS:
+            self._recent.popitem(last=False)
         return claims
 
-    def _verify(self, token: str, snapshot: KeySnapshot, typ: TokenType) -> dict[str, Any]:
+    def _verify(
+        self, token: str, snapshot: KeySnapshot, typ: TokenType
+    ) -> tuple[str, dict[str, Any]]:
+        """The key id that verified the token, and its claims."""
         if len(token) > MAX_TOKEN_BYTES:
             raise InvalidTokenError("too_long")
         # A quick look at the header picks the key; PyJWT then parses the whole token strictly
         # and the checks below run on the header it verified.
         kid = _peek_kid(token)
-        key = snapshot.verification_keys.get(kid) if kid is not None else None
+        if kid is None:
+            raise InvalidTokenError("kid")
+        key = snapshot.verification_keys.get(kid)
         if key is None:
-            raise UnknownKeyError("unknown_kid") if kid is not None else InvalidTokenError("kid")
+            raise UnknownKeyError("unknown_kid")
         try:
             decoded = self._decoder.decode_complete(
                 token,
@@ -196,7 +199,7 @@ class TokenVerifier:
         claims: dict[str, Any] = decoded["payload"]
         if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
             raise InvalidTokenError("claims")
-        return claims
+        return kid, claims
 
 
 def _peek_kid(token: str) -> str | None:
