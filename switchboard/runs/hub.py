@@ -140,10 +140,20 @@ class EventHub:
                     # The reader reconnects, subscribes every open run and resynchronises.
                     log.warning("runs.hub_change_failed", error=type(exc).__name__)
                     self._ready.clear()
+                    await self._drop_connection()
                 finally:
                     for sent in subscribe.values():
                         if not sent.done():
                             sent.set_result(None)
+
+    async def _drop_connection(self) -> None:
+        """Makes the reader reconnect: a command can fail on a connection that still reads
+        (a write timeout). Disconnected, not closed: closing would hand the connection back to
+        the pool while the reader still waits on it."""
+        connection = self._pubsub.connection if self._pubsub is not None else None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
 
     async def _run(self) -> None:
         while not self._stopping:

@@ -260,3 +260,35 @@ async def test_many_streams_opened_and_closed_at_once_each_get_their_own_events(
     async with asyncio.timeout(5):
         while hub._to_unsubscribe or len(hub._pubsub.channels) > 1:  # type: ignore[union-attr]
             await asyncio.sleep(0.01)
+
+
+async def test_a_failed_subscribe_on_a_live_connection_still_delivers_live_events(
+    redis: Redis, hub: EventHub, publisher: EventPublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SUBSCRIBE that raises (a write timeout, say) while the connection otherwise stays up:
+    the hub reconnects and subscribes again, so the stream is live in a moment rather than
+    waiting for its quiet-stream re-read of the buffer (15 s)."""
+    await _until_ready(hub)
+    assert hub._pubsub is not None
+    real_subscribe = hub._pubsub.subscribe
+    failures = 0
+
+    async def fail_once(*channels: str) -> None:
+        nonlocal failures
+        if failures == 0:
+            failures += 1
+            raise TimeoutError("Timeout writing to socket")
+        await real_subscribe(*channels)
+
+    monkeypatch.setattr(hub._pubsub, "subscribe", fail_once)
+    run_id = str(uuid.uuid4())
+    following = asyncio.create_task(_collect(run_id, 0, hub, redis))
+    await _until_subscribed(hub)
+    await asyncio.sleep(0.3)  # settled: a reconnect would be done by now
+
+    await publisher.publish(run_id, EventType.started, agent="triage")
+    await publisher.publish(run_id, EventType.cancelled)
+    events = await asyncio.wait_for(following, 3)
+
+    assert failures == 1
+    assert [event.seq for event in events] == [1, 2]
