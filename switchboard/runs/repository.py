@@ -3,7 +3,7 @@
 Starting a run and claiming it each take one SQLAlchemy Core statement, a single round trip:
 the new conversation, run and user message go in together through data-modifying CTEs, and
 the claim returns the conversation's history with the run. Through the ORM's unit of work the
-same steps cost 3-4 ms of CPU each on our machines, against about 1 ms here, and both sit in
+same steps cost 3-4 ms of CPU each on our machines, against 1-2 ms here, and both sit in
 front of every first token (docs/performance.md).
 """
 
