@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.models import Conversation, Message
+
+
+def next_position_query(conversation_id: uuid.UUID | ColumnElement[Any]) -> Select[int]:
+    """The position a new message of the conversation takes; read it under the conversation's
+    lock, or two writers may take the same one."""
+    return select(func.coalesce(func.max(Message.position) + 1, 0)).where(
+        Message.conversation_id == conversation_id
+    )
 
 
 class PostgresConversationRepository:
@@ -72,10 +81,7 @@ class PostgresConversationRepository:
         return list(reversed(newest))
 
     async def next_position(self, conversation_id: uuid.UUID) -> int:
-        query = select(func.coalesce(func.max(Message.position) + 1, 0)).where(
-            Message.conversation_id == conversation_id
-        )
-        return int((await self.session.scalar(query)) or 0)
+        return int((await self.session.scalar(next_position_query(conversation_id))) or 0)
 
     async def delete(self, conversation: Conversation) -> None:
         await self.session.execute(delete(Conversation).where(Conversation.id == conversation.id))

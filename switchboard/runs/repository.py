@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, ScalarSelect, Table, bindparam, func, insert, select, true, update
+from sqlalchemy import Insert, ScalarSelect, Table, bindparam, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from switchboard.conversations.postgres import next_position_query
 from switchboard.models import Conversation, Message, Run
 
 
@@ -97,9 +98,7 @@ _START_IN_NEW_CONVERSATION = _user_message(0).add_cte(
 
 # Runs after _TOUCH has locked the conversation, so the next position is read under the lock.
 _START_IN_CONVERSATION = _user_message(
-    select(func.coalesce(func.max(_message.c.position) + 1, 0))
-    .where(_message.c.conversation_id == bindparam("p_conversation_id"))
-    .scalar_subquery()
+    next_position_query(bindparam("p_conversation_id")).scalar_subquery()
 )
 
 # Locks the caller's conversation as the worker's final write does (see RunExecutor), so a

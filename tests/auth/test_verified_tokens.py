@@ -55,7 +55,7 @@ async def test_a_token_seen_before_skips_the_signature_check(
 
 
 async def test_a_remembered_token_still_expires(
-    committed_keys: KeySnapshot, settings: Settings, verifier: TokenVerifier
+    committed_keys: KeySnapshot, settings: Settings
 ) -> None:
     auth = settings.auth.model_copy(update={"leeway_seconds": 0})
     verifier = TokenVerifier(auth)

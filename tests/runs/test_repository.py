@@ -39,6 +39,11 @@ def _new_run(
     )
 
 
+async def _start_new(sessionmaker: SessionMaker, run: NewRun, title: str) -> None:
+    async with sessionmaker() as session, session.begin():
+        await RunRepository(session).start_in_new_conversation(run, title=title, now=NOW)
+
+
 async def _messages(sessionmaker: SessionMaker, conversation_id: uuid.UUID) -> list[Message]:
     async with sessionmaker() as session:
         query = select(Message).where(Message.conversation_id == conversation_id)
@@ -49,8 +54,7 @@ async def test_a_run_in_a_new_conversation_writes_all_three_rows(
     sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
 ) -> None:
     new = _new_run(owner, uuid.uuid4(), "hello there")
-    async with sessionmaker() as session, session.begin():
-        await RunRepository(session).start_in_new_conversation(new, title="hello", now=NOW)
+    await _start_new(sessionmaker, new, "hello")
 
     async with sessionmaker() as session:
         conversation = await session.get(Conversation, new.conversation_id)
@@ -79,8 +83,7 @@ async def test_a_run_in_a_conversation_takes_the_next_position_and_touches_it(
     sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
 ) -> None:
     first = _new_run(owner, uuid.uuid4(), "one")
-    async with sessionmaker() as session, session.begin():
-        await RunRepository(session).start_in_new_conversation(first, title="one", now=NOW)
+    await _start_new(sessionmaker, first, "one")
     later = datetime(2026, 11, 2, tzinfo=UTC)
     second = _new_run(owner, first.conversation_id, "two")
     async with sessionmaker() as session, session.begin():
@@ -101,8 +104,7 @@ async def test_another_users_conversation_is_refused_and_nothing_is_written(
     sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
 ) -> None:
     mine = _new_run(owner, uuid.uuid4(), "mine")
-    async with sessionmaker() as session, session.begin():
-        await RunRepository(session).start_in_new_conversation(mine, title="mine", now=NOW)
+    await _start_new(sessionmaker, mine, "mine")
     stranger = (owner[0], uuid.uuid4())  # same tenant, another user
     other_tenant = (uuid.uuid4(), owner[1])
 
@@ -122,8 +124,8 @@ async def test_the_claim_runs_once_and_brings_the_latest_history_oldest_first(
     sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
 ) -> None:
     runs = [_new_run(owner, uuid.uuid4(), "m0")]
+    await _start_new(sessionmaker, runs[0], "c")
     async with sessionmaker() as session, session.begin():
-        await RunRepository(session).start_in_new_conversation(runs[0], title="c", now=NOW)
         for n in range(1, 4):
             runs.append(_new_run(owner, runs[0].conversation_id, f"m{n}"))
             assert await RunRepository(session).start_in_conversation(runs[-1], now=NOW)
