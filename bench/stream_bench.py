@@ -522,8 +522,9 @@ async def time_to_first_token(
     return report_problems("time-to-first-token", warm + results, database)
 
 
-def print_stages(results: Sequence[StreamResult]) -> None:
-    """Where the time to the first delta goes, p50 of each step from sending the POST."""
+def print_stages(results: Sequence[StreamResult], *, since: float | None = None) -> None:
+    """Where the time to the first delta goes, p50 of each step from sending the POST; with
+    ``since``, also p50 and last of each step from that moment (when every client started)."""
     ok = [r for r in results if r.problem is None]
 
     def p50(stage: str) -> str:
@@ -533,6 +534,18 @@ def print_stages(results: Sequence[StreamResult]) -> None:
     print(
         f"  {'p50 from the POST: response headers':<44} {p50('headers')},"
         f" run.started {p50('run_started')}, first delta {p50('first_delta')}"
+    )
+    if since is None:
+        return
+
+    def spread(stage: str) -> str:
+        times = [getattr(r, stage) - since for r in ok if getattr(r, stage) is not None]
+        return f"{statistics.median(times):.2f}/{max(times):.2f} s" if times else "-"
+
+    print(
+        f"  {'p50/last from the start: response headers':<44} {spread('headers')},"
+        f" run.started {spread('run_started')}, first delta {spread('first_delta')},"
+        f" end {spread('ended')}"
     )
 
 
@@ -584,6 +597,7 @@ async def fan_out(
         f"   ({events:,} events in {elapsed:.1f} s; target >= {FANOUT_TARGET:,.0f}/s:"
         f" {met(rate >= FANOUT_TARGET)})"
     )
+    print_stages(results, since=started)
     print_cpu(cpu, elapsed)
     return report_problems("fan-out", results, database)
 

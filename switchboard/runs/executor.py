@@ -21,15 +21,11 @@ import structlog
 from agents import ItemHelpers, RunConfig, Runner, TResponseInputItem
 from agents.stream_events import StreamEvent
 from redis.asyncio import Redis
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.agents.context import AgentContext, ToolBackend
 from switchboard.agents.registry import AgentRegistry
-from switchboard.billing.service import record_run_usage
-from switchboard.conversations.postgres import PostgresConversationRepository
 from switchboard.kit.db import DATABASE_UNAVAILABLE, SessionMaker
-from switchboard.models import Message, Run
 from switchboard.runs.cancel import CancelNotices
 from switchboard.runs.emitter import REDIS_DOWN, RunEmitter
 from switchboard.runs.events import EventPublisher, EventType, cancel_key, lease_key
@@ -40,7 +36,7 @@ from switchboard.runs.metrics import (
     RUNS_STARTED,
     TIME_TO_FIRST_TOKEN,
 )
-from switchboard.runs.repository import ClaimedRun, RunRepository
+from switchboard.runs.repository import ClaimedRun, Reply, RunRepository
 from switchboard.runs.settings import RunsSettings
 
 log = structlog.get_logger("switchboard.runs")
@@ -60,17 +56,10 @@ class RunCancelled(Exception):
 
 
 @dataclass
-class _Reply:
-    message_id: uuid.UUID
-    content: str
-    agent: str
-
-
-@dataclass
 class _Progress:
     agent: str
     events: RunEmitter
-    replies: list[_Reply] = field(default_factory=list)
+    replies: list[Reply] = field(default_factory=list)
     tool_names: dict[str, str] = field(default_factory=dict)
     first_token_at: float | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # set by a cancel notice
@@ -271,53 +260,21 @@ class RunExecutor:
         elif event.name == "message_output_created":
             text = ItemHelpers.text_message_output(event.item)  # type: ignore[arg-type]
             if text:
-                progress.replies.append(_Reply(uuid.uuid4(), text, progress.agent))
+                progress.replies.append(Reply(uuid.uuid4(), text, progress.agent))
 
     async def _finish_succeeded(
         self, run: ClaimedRun, progress: _Progress, usage: dict[str, int]
     ) -> None:
         async def write(session: AsyncSession) -> bool:
-            conversations = PostgresConversationRepository(session)
-            # The lock the API takes to add a message: without it, a message added meanwhile
-            # could take the position this reply is about to take.
-            locked = await conversations.get(
-                run.tenant_id, run.user_id, run.conversation_id, lock=True
-            )
-            if locked is None:
-                return False  # deleted, with this run
-            finished = await self._set_final(
-                session,
+            # Billed with the reply, in the same commit: a finished run is metered once.
+            return await RunRepository(session).finish_succeeded(
                 run,
-                status="succeeded",
-                final_agent=progress.agent,
+                agent=progress.agent,
                 input_tokens=usage["input_tokens"],
                 output_tokens=usage["output_tokens"],
+                replies=progress.replies,
+                now=datetime.now(UTC),
             )
-            if finished:
-                position = await conversations.next_position(run.conversation_id)
-                session.add_all(
-                    Message(
-                        id=reply.message_id,
-                        conversation_id=run.conversation_id,
-                        position=position + offset,
-                        role="assistant",
-                        content=reply.content,
-                        agent=reply.agent,
-                        run_id=run.id,
-                        output_tokens=usage["output_tokens"] if offset == 0 else None,
-                    )
-                    for offset, reply in enumerate(progress.replies)
-                )
-                # Billed with the reply, in the same commit: a finished run is metered once.
-                await record_run_usage(
-                    session,
-                    tenant_id=run.tenant_id,
-                    run_id=run.id,
-                    input_tokens=usage["input_tokens"],
-                    output_tokens=usage["output_tokens"],
-                    at=datetime.now(UTC),
-                )
-            return finished
 
         if not await self._with_database(run, write):
             return
@@ -336,8 +293,8 @@ class RunExecutor:
         self, run: ClaimedRun, progress: _Progress, code: str, message: str
     ) -> None:
         async def write(session: AsyncSession) -> bool:
-            return await self._set_final(
-                session, run, status="failed", error_code=code, error_message=message
+            return await RunRepository(session).finish_failed(
+                run.id, code=code, message=message, now=datetime.now(UTC)
             )
 
         if await self._with_database(run, write):
@@ -346,8 +303,8 @@ class RunExecutor:
 
     async def _finish_cancelled(self, run: ClaimedRun, progress: _Progress) -> None:
         async def write(session: AsyncSession) -> bool:
-            return await self._set_final(
-                session, run, status="cancelled", final_agent=progress.agent
+            return await RunRepository(session).finish_cancelled(
+                run.id, agent=progress.agent, now=datetime.now(UTC)
             )
 
         if await self._with_database(run, write):
@@ -379,16 +336,6 @@ class RunExecutor:
         await progress.events.flush(within=self.settings.publish_retry_seconds)
         with contextlib.suppress(*REDIS_DOWN):
             await self.redis.delete(lease_key(str(run.id)))
-
-    async def _set_final(self, session: AsyncSession, run: ClaimedRun, **values: Any) -> bool:
-        """False if the run was deleted (with its conversation) or finished meanwhile."""
-        updated = await session.scalar(
-            update(Run)
-            .where(Run.id == run.id, Run.status.in_(("queued", "running")))
-            .values(finished_at=datetime.now(UTC), **values)
-            .returning(Run.id)
-        )
-        return updated is not None
 
 
 def _seconds_since(moment: datetime) -> float:

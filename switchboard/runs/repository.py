@@ -1,10 +1,12 @@
-"""Runs on Postgres: the two writes between a user's message and its first token.
+"""Runs on Postgres: starting, claiming and finishing a run.
 
-Starting a run and claiming it each take one SQLAlchemy Core statement, a single round trip:
-the new conversation, run and user message go in together through data-modifying CTEs, and
-the claim returns the conversation's history with the run. Through the ORM's unit of work the
-same steps cost 3-4 ms of CPU each on our machines, against 1-2 ms here, and both sit in
-front of every first token (docs/performance.md).
+Each write is one SQLAlchemy Core statement where it can be, a single round trip: the new
+conversation, run and user message go in together through data-modifying CTEs, the claim
+returns the conversation's history with the run, and a finished run's status, replies and
+usage record commit in one statement after the conversation's lock. Through the ORM's unit of
+work the same steps cost 3-4 ms of CPU each on our machines, against 1-2 ms here; the first
+two sit in front of every first token, the last in every run's share of a worker's CPU
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -14,9 +16,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, ScalarSelect, Table, bindparam, insert, select, true, update
+from sqlalchemy import (
+    ARRAY,
+    Insert,
+    ScalarSelect,
+    String,
+    Table,
+    Text,
+    Update,
+    Uuid,
+    bindparam,
+    case,
+    column,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from switchboard.billing.service import usage_of_finished_runs, usage_parameters
 from switchboard.conversations.postgres import next_position_query
 from switchboard.models import Conversation, Message, Run
 
@@ -49,6 +70,13 @@ class ClaimedRun:
     created_at: datetime
     history: list[tuple[str, str]]
     """The conversation's latest messages, oldest first, as (role, content)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    message_id: uuid.UUID
+    content: str
+    agent: str
 
 
 # Bound parameters are named p_*: SQLAlchemy reserves the column names for its own.
@@ -142,6 +170,76 @@ _CLAIM = (
 )
 
 
+_LOCK_CONVERSATION = (
+    select(_conversation.c.id)
+    .where(
+        _conversation.c.id == bindparam("p_conversation_id"),
+        _conversation.c.tenant_id == bindparam("p_tenant_id"),
+        _conversation.c.user_id == bindparam("p_user_id"),
+    )
+    .with_for_update()
+)
+
+
+def _finish(**values: Any) -> Update:
+    """Ends a run that has not ended; a run deleted or finished meanwhile is left alone."""
+    return (
+        update(_run)
+        .where(_run.c.id == bindparam("p_run_id"), _run.c.status.in_(("queued", "running")))
+        .values(finished_at=bindparam("p_now"), **values)
+    )
+
+
+_succeeded = (
+    _finish(
+        status="succeeded",
+        final_agent=bindparam("p_agent"),
+        input_tokens=bindparam("p_input_tokens"),
+        output_tokens=bindparam("p_output_tokens"),
+    )
+    .returning(_run.c.id, _run.c.tenant_id)
+    .cte("succeeded")
+)
+# One row per reply, numbered from 1 in the order the agents wrote them.
+_replies = (
+    func.unnest(
+        bindparam("p_reply_ids", type_=ARRAY(Uuid)),
+        bindparam("p_reply_contents", type_=ARRAY(Text)),
+        bindparam("p_reply_agents", type_=ARRAY(String)),
+    )
+    .table_valued(
+        column("id", Uuid), column("content", Text), column("agent", String), with_ordinality="n"
+    )
+    .render_derived()
+)
+_reply_messages = insert(_message).from_select(
+    ["id", "conversation_id", "position", "role", "content", "agent", "run_id", "output_tokens"],
+    select(
+        _replies.c.id,
+        bindparam("p_conversation_id", type_=Uuid),
+        next_position_query(bindparam("p_conversation_id")).scalar_subquery() + _replies.c.n - 1,
+        literal("assistant"),
+        _replies.c.content,
+        _replies.c.agent,
+        _succeeded.c.id,
+        # The run's output tokens are counted once, on its first reply.
+        case((_replies.c.n == 1, bindparam("p_output_tokens")), else_=None),
+    ).select_from(_succeeded.join(_replies, true())),
+)
+# Runs after _LOCK_CONVERSATION, so the next position is read under the lock.
+_FINISH_SUCCEEDED = (
+    select(func.count())
+    .select_from(_succeeded)
+    .add_cte(_reply_messages.cte("replies"), usage_of_finished_runs(_succeeded).cte("usage"))
+)
+_FINISH_FAILED = _finish(
+    status="failed", error_code=bindparam("p_code"), error_message=bindparam("p_message")
+).returning(_run.c.id)
+_FINISH_CANCELLED = _finish(status="cancelled", final_agent=bindparam("p_agent")).returning(
+    _run.c.id
+)
+
+
 class RunRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -189,6 +287,64 @@ class RunRepository:
             created_at=first.created_at,
             history=[(row.role, row.content) for row in rows if row.role is not None],
         )
+
+    async def finish_succeeded(
+        self,
+        run: ClaimedRun,
+        *,
+        agent: str,
+        input_tokens: int,
+        output_tokens: int,
+        replies: list[Reply],
+        now: datetime,
+    ) -> bool:
+        """Ends the run as succeeded with its replies at the conversation's next positions
+        and its usage record; False (nothing written) if the run or its conversation is gone
+        or the run already ended. Holds the conversation's lock until the transaction ends,
+        as starting a run in it does, so a reply and a new message never race for a position.
+        """
+        locked = await self.session.scalar(
+            _LOCK_CONVERSATION,
+            {
+                "p_conversation_id": run.conversation_id,
+                "p_tenant_id": run.tenant_id,
+                "p_user_id": run.user_id,
+            },
+        )
+        if locked is None:
+            return False  # deleted, with this run
+        finished = await self.session.scalar(
+            _FINISH_SUCCEEDED,
+            {
+                "p_run_id": run.id,
+                "p_conversation_id": run.conversation_id,
+                "p_now": now,
+                "p_agent": agent,
+                "p_input_tokens": input_tokens,
+                "p_output_tokens": output_tokens,
+                "p_reply_ids": [reply.message_id for reply in replies],
+                "p_reply_contents": [reply.content for reply in replies],
+                "p_reply_agents": [reply.agent for reply in replies],
+                **usage_parameters(input_tokens=input_tokens, output_tokens=output_tokens, at=now),
+            },
+        )
+        return bool(finished)
+
+    async def finish_failed(
+        self, run_id: uuid.UUID, *, code: str, message: str, now: datetime
+    ) -> bool:
+        """False if the run is gone or already ended."""
+        finished = await self.session.scalar(
+            _FINISH_FAILED, {"p_run_id": run_id, "p_now": now, "p_code": code, "p_message": message}
+        )
+        return finished is not None
+
+    async def finish_cancelled(self, run_id: uuid.UUID, *, agent: str, now: datetime) -> bool:
+        """False if the run is gone or already ended."""
+        finished = await self.session.scalar(
+            _FINISH_CANCELLED, {"p_run_id": run_id, "p_now": now, "p_agent": agent}
+        )
+        return finished is not None
 
 
 def _params(run: NewRun) -> dict[str, object]:

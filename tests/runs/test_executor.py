@@ -18,8 +18,8 @@ from switchboard.runs.backend import DatabaseToolBackend
 from switchboard.runs.cancel import CancelNotices
 from switchboard.runs.emitter import RunEmitter
 from switchboard.runs.events import EventPublisher, lease_key, replay
-from switchboard.runs.executor import RunExecutor, _Progress, _Reply
-from switchboard.runs.repository import ClaimedRun, NewRun, RunRepository
+from switchboard.runs.executor import RunExecutor, _Progress
+from switchboard.runs.repository import ClaimedRun, NewRun, Reply, RunRepository
 from switchboard.settings import Settings
 from tests.runs.test_sweep import _run, _status
 
@@ -88,7 +88,7 @@ async def test_a_reply_takes_the_position_after_a_message_added_meanwhile(
     sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
     executor, run, progress = await _running(sessionmaker, sessionmaker, redis, settings)
     run_id = run.id
-    progress.replies.append(_Reply(uuid.uuid4(), "the reply", "triage"))
+    progress.replies.append(Reply(uuid.uuid4(), "the reply", "triage"))
 
     async with sessionmaker() as api, api.begin():
         follow_up = NewRun(

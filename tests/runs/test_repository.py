@@ -1,5 +1,5 @@
-"""The run statements on Postgres: starting a run, in a new or an existing conversation, and
-claiming it with its history."""
+"""The run statements on Postgres: starting a run, in a new or an existing conversation,
+claiming it with its history, and finishing it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from switchboard.kit.db import SessionMaker
-from switchboard.models import Conversation, Message, Run, Tenant, User
-from switchboard.runs.repository import NewRun, RunRepository
+from switchboard.models import Conversation, Message, Run, Tenant, UsageRecord, User
+from switchboard.runs.repository import ClaimedRun, NewRun, Reply, RunRepository
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -152,3 +152,119 @@ async def test_the_claim_runs_once_and_brings_the_latest_history_oldest_first(
         no_history = await repository.claim(runs[0].id, now=NOW, history=0)
     assert no_history is not None
     assert no_history.history == []
+
+
+async def _claimed(sessionmaker: SessionMaker, run: NewRun) -> ClaimedRun:
+    async with sessionmaker() as session, session.begin():
+        claimed = await RunRepository(session).claim(run.id, now=NOW, history=10)
+    assert claimed is not None
+    return claimed
+
+
+async def _usage_records(sessionmaker: SessionMaker, run_id: uuid.UUID) -> list[UsageRecord]:
+    async with sessionmaker() as session:
+        query = select(UsageRecord).where(UsageRecord.run_id == run_id)
+        return list((await session.scalars(query)).all())
+
+
+async def test_a_succeeded_run_stores_its_replies_usage_and_usage_record_together(
+    sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    new = _new_run(owner, uuid.uuid4(), "question")
+    await _start_new(sessionmaker, new, "q")
+    claimed = await _claimed(sessionmaker, new)
+    replies = [
+        Reply(uuid.uuid4(), "handing over", "triage"),
+        Reply(uuid.uuid4(), "done", "billing"),
+    ]
+    finished_at = datetime(2026, 12, 31, 23, 59, tzinfo=UTC)
+
+    async with sessionmaker() as session, session.begin():
+        assert await RunRepository(session).finish_succeeded(
+            claimed,
+            agent="billing",
+            input_tokens=11,
+            output_tokens=7,
+            replies=replies,
+            now=finished_at,
+        )
+
+    async with sessionmaker() as session:
+        run = await session.get(Run, new.id)
+    assert run is not None
+    assert (run.status, run.final_agent, run.input_tokens, run.output_tokens) == (
+        "succeeded",
+        "billing",
+        11,
+        7,
+    )
+    assert run.finished_at == finished_at
+    messages = await _messages(sessionmaker, new.conversation_id)
+    assert [
+        (m.id, m.position, m.role, m.content, m.agent, m.run_id, m.output_tokens)
+        for m in messages[1:]
+    ] == [
+        (replies[0].message_id, 1, "assistant", "handing over", "triage", new.id, 7),
+        (replies[1].message_id, 2, "assistant", "done", "billing", new.id, None),
+    ]
+    [record] = await _usage_records(sessionmaker, new.id)
+    assert (record.tenant_id, record.input_tokens, record.output_tokens) == (owner[0], 11, 7)
+    assert (record.period_start, record.report_state) == (
+        datetime(2026, 12, 1, tzinfo=UTC),
+        "pending",
+    )
+
+
+async def test_a_run_that_ended_or_lost_its_conversation_is_not_finished_again(
+    sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    ended, deleted = (_new_run(owner, uuid.uuid4(), text) for text in ("ended", "deleted"))
+    for new in (ended, deleted):
+        await _start_new(sessionmaker, new, new.message)
+    claimed = {new.id: await _claimed(sessionmaker, new) for new in (ended, deleted)}
+    async with sessionmaker() as session, session.begin():
+        repository = RunRepository(session)
+        assert await repository.finish_cancelled(ended.id, agent="triage", now=NOW)
+        await session.delete(await session.get(Conversation, deleted.conversation_id))
+
+    for new in (ended, deleted):
+        async with sessionmaker() as session, session.begin():
+            repository = RunRepository(session)
+            assert not await repository.finish_succeeded(
+                claimed[new.id],
+                agent="triage",
+                input_tokens=1,
+                output_tokens=1,
+                replies=[Reply(uuid.uuid4(), "late", "triage")],
+                now=NOW,
+            )
+            assert not await repository.finish_failed(new.id, code="x", message="y", now=NOW)
+            assert not await repository.finish_cancelled(new.id, agent="triage", now=NOW)
+        assert await _usage_records(sessionmaker, new.id) == []
+    assert [m.content for m in await _messages(sessionmaker, ended.conversation_id)] == ["ended"]
+    async with sessionmaker() as session:
+        run = await session.get(Run, ended.id)
+    assert run is not None
+    assert (run.status, run.final_agent, run.error_code) == ("cancelled", "triage", None)
+
+
+async def test_a_failed_run_keeps_its_error(
+    sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    new = _new_run(owner, uuid.uuid4(), "fail")
+    await _start_new(sessionmaker, new, "f")
+    await _claimed(sessionmaker, new)
+    async with sessionmaker() as session, session.begin():
+        assert await RunRepository(session).finish_failed(
+            new.id, code="agent_error", message="boom", now=NOW
+        )
+    async with sessionmaker() as session:
+        run = await session.get(Run, new.id)
+    assert run is not None
+    assert (run.status, run.error_code, run.error_message, run.finished_at) == (
+        "failed",
+        "agent_error",
+        "boom",
+        NOW,
+    )
+    assert await _usage_records(sessionmaker, new.id) == []
