@@ -215,6 +215,23 @@ async def test_a_succeeded_run_stores_its_replies_usage_and_usage_record_togethe
     )
 
 
+async def test_a_run_that_wrote_no_reply_still_succeeds_and_is_metered(
+    sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    new = _new_run(owner, uuid.uuid4(), "quiet")
+    await _start_new(sessionmaker, new, "q")
+    claimed = await _claimed(sessionmaker, new)
+
+    async with sessionmaker() as session, session.begin():
+        assert await RunRepository(session).finish_succeeded(
+            claimed, agent="triage", input_tokens=3, output_tokens=0, replies=[], now=NOW
+        )
+
+    assert [m.role for m in await _messages(sessionmaker, new.conversation_id)] == ["user"]
+    [record] = await _usage_records(sessionmaker, new.id)
+    assert (record.input_tokens, record.output_tokens) == (3, 0)
+
+
 async def test_a_run_that_ended_or_lost_its_conversation_is_not_finished_again(
     sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
 ) -> None:
