@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import CTE, BigInteger, DateTime, Insert, Uuid, bindparam, func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.billing.errors import (
@@ -138,60 +137,4 @@ def subscription_read(subscription: Subscription) -> SubscriptionRead:
         seats=subscription.seats,
         current_period_end=subscription.current_period_end,
         cancel_at_period_end=subscription.cancel_at_period_end,
-    )
-
-
-def usage_of_finished_runs(finished: CTE) -> Insert:
-    """The usage record of each run ``finished`` returns (its ``id`` and ``tenant_id``), for
-    the statement that finishes the run, so the reply and its metering commit together. The
-    tokens and period are bound by name: pass ``usage_parameters(...)`` with the statement.
-    At most one record per run, ever."""
-    record = UsageRecord.metadata.tables[UsageRecord.__tablename__]
-    return (
-        insert(record)
-        .from_select(
-            ["id", "tenant_id", "run_id", "input_tokens", "output_tokens", "period_start"],
-            select(
-                bindparam("p_usage_id", type_=Uuid),
-                finished.c.tenant_id,
-                finished.c.id,
-                bindparam("p_usage_input_tokens", type_=BigInteger),
-                bindparam("p_usage_output_tokens", type_=BigInteger),
-                bindparam("p_usage_period_start", type_=DateTime(timezone=True)),
-            ),
-        )
-        .on_conflict_do_nothing(index_elements=[record.c.run_id])
-    )
-
-
-def usage_parameters(*, input_tokens: int, output_tokens: int, at: datetime) -> dict[str, object]:
-    return {
-        "p_usage_id": uuid.uuid4(),
-        "p_usage_input_tokens": input_tokens,
-        "p_usage_output_tokens": output_tokens,
-        "p_usage_period_start": period_of(at)[0],
-    }
-
-
-async def record_run_usage(
-    session: AsyncSession,
-    *,
-    tenant_id: uuid.UUID,
-    run_id: uuid.UUID,
-    input_tokens: int,
-    output_tokens: int,
-    at: datetime,
-) -> None:
-    """In the transaction that finishes the run: at most one record per run, ever."""
-    await session.execute(
-        insert(UsageRecord)
-        .values(
-            id=uuid.uuid4(),
-            tenant_id=tenant_id,
-            run_id=run_id,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            period_start=period_of(at)[0],
-        )
-        .on_conflict_do_nothing(index_elements=[UsageRecord.run_id])
     )

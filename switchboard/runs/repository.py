@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchboard.billing.service import usage_of_finished_runs, usage_parameters
+from switchboard.billing.usage import usage_of_finished_runs, usage_parameters
 from switchboard.conversations.postgres import next_position_query
 from switchboard.models import Conversation, Message, Run
 
@@ -129,7 +129,7 @@ _START_IN_CONVERSATION = _user_message(
     next_position_query(bindparam("p_conversation_id")).scalar_subquery()
 )
 
-# Locks the caller's conversation as the worker's final write does (see RunExecutor), so a
+# Locks the caller's conversation as a run's final write does (finish_succeeded), so a
 # message and a reply never race for a position.
 _TOUCH = (
     update(_conversation)
@@ -197,7 +197,7 @@ _succeeded = (
         input_tokens=bindparam("p_input_tokens"),
         output_tokens=bindparam("p_output_tokens"),
     )
-    .returning(_run.c.id, _run.c.tenant_id)
+    .returning(_run.c.id, _run.c.tenant_id, _run.c.input_tokens, _run.c.output_tokens)
     .cte("succeeded")
 )
 # One row per reply, numbered from 1 in the order the agents wrote them.
@@ -226,7 +226,9 @@ _reply_messages = insert(_message).from_select(
         case((_replies.c.n == 1, bindparam("p_output_tokens")), else_=None),
     ).select_from(_succeeded.join(_replies, true())),
 )
-# Runs after _LOCK_CONVERSATION, so the next position is read under the lock.
+# Runs after _LOCK_CONVERSATION, in a statement of its own: under READ COMMITTED a statement
+# reads from a snapshot taken when it starts, so a lock taken inside it (a CTE) would leave the
+# next position read from before a message committed while it waited for the lock.
 _FINISH_SUCCEEDED = (
     select(func.count())
     .select_from(_succeeded)
@@ -325,7 +327,7 @@ class RunRepository:
                 "p_reply_ids": [reply.message_id for reply in replies],
                 "p_reply_contents": [reply.content for reply in replies],
                 "p_reply_agents": [reply.agent for reply in replies],
-                **usage_parameters(input_tokens=input_tokens, output_tokens=output_tokens, at=now),
+                **usage_parameters(at=now),
             },
         )
         return bool(finished)

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
+from sqlalchemy import Integer, Uuid, literal, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.billing.plans import sync_plan_prices
+from switchboard.billing.usage import usage_of_finished_runs, usage_parameters
 from switchboard.kit.db import SessionMaker
 from switchboard.models import BillingCustomer, Tenant
 from switchboard.settings import Settings
@@ -48,3 +52,22 @@ async def new_tenant(sessionmaker: SessionMaker, *, customer: str | None = None)
         if customer is not None:
             session.add(BillingCustomer(tenant_id=tenant.id, stripe_customer_id=customer))
         return tenant.id
+
+
+async def record_usage(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    run_id: uuid.UUID,
+    input_tokens: int,
+    output_tokens: int,
+    at: datetime,
+) -> None:
+    """The usage record a run that ended ``at`` leaves, through the insert its final write uses."""
+    run = select(
+        literal(run_id, Uuid).label("id"),
+        literal(tenant_id, Uuid).label("tenant_id"),
+        literal(input_tokens, Integer).label("input_tokens"),
+        literal(output_tokens, Integer).label("output_tokens"),
+    ).cte("finished")
+    await session.execute(usage_of_finished_runs(run), usage_parameters(at=at))

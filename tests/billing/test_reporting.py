@@ -17,11 +17,10 @@ from sqlalchemy import select
 
 from switchboard.billing.gateway import StripeGateway
 from switchboard.billing.reporting import report_usage, unreported
-from switchboard.billing.service import record_run_usage
 from switchboard.kit.db import SessionMaker
 from switchboard.models import UsageRecord
 from switchboard.settings import Settings
-from tests.billing.conftest import new_tenant
+from tests.billing.conftest import new_tenant, record_usage
 from tests.support.stripe_server import StripeServer
 from tests.support.waiting import eventually
 from tests.support.worker import WorkerProcess, start_worker, stop_worker, wait_until_ready
@@ -45,7 +44,7 @@ async def tenant_with_usage(
     tenant = Tenant(await new_tenant(sessionmaker, customer=customer), customer)
     async with sessionmaker() as session, session.begin():
         for input_tokens, output_tokens in runs:
-            await record_run_usage(
+            await record_usage(
                 session,
                 tenant_id=tenant.id,
                 run_id=uuid.uuid4(),

@@ -10,11 +10,10 @@ from httpx import AsyncClient
 from sqlalchemy import select
 
 from switchboard.auth.keyring import KeySnapshot
-from switchboard.billing.service import record_run_usage
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Subscription
 from switchboard.settings import Settings
-from tests.billing.conftest import new_tenant
+from tests.billing.conftest import new_tenant, record_usage
 from tests.support.auth import bearer
 
 URL = "/api/v1/billing/subscription"
@@ -172,7 +171,7 @@ async def test_usage_adds_up_the_tenants_runs_this_month(
     run = uuid.uuid4()
     async with sessionmaker() as session, session.begin():
         for owner, tokens in ((tenant, (10, 20)), (tenant, (1, 2)), (other, (500, 500))):
-            await record_run_usage(
+            await record_usage(
                 session,
                 tenant_id=owner,
                 run_id=uuid.uuid4(),
@@ -182,7 +181,7 @@ async def test_usage_adds_up_the_tenants_runs_this_month(
             )
         # Recording a run twice (a redelivered task) counts it once.
         for _ in range(2):
-            await record_run_usage(
+            await record_usage(
                 session, tenant_id=tenant, run_id=run, input_tokens=5, output_tokens=5, at=now
             )
 

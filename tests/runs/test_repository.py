@@ -209,9 +209,10 @@ async def test_a_succeeded_run_stores_its_replies_usage_and_usage_record_togethe
     ]
     [record] = await _usage_records(sessionmaker, new.id)
     assert (record.tenant_id, record.input_tokens, record.output_tokens) == (owner[0], 11, 7)
-    assert (record.period_start, record.report_state) == (
+    assert (record.period_start, record.report_state, record.report_attempts) == (
         datetime(2026, 12, 1, tzinfo=UTC),
         "pending",
+        0,
     )
 
 
@@ -284,4 +285,5 @@ async def test_a_failed_run_keeps_its_error(
         "boom",
         NOW,
     )
+    assert run.final_agent is None
     assert await _usage_records(sessionmaker, new.id) == []
