@@ -15,6 +15,7 @@ def main() -> None:
         host=settings.api.host,
         port=settings.api.port,
         workers=settings.api.workers,
+        timeout_keep_alive=settings.api.keep_alive_seconds,
         proxy_headers=True,
         log_config=None,
     )

@@ -63,6 +63,15 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = Field(
         1_048_576, gt=0, description="Largest request body accepted; larger bodies get 413."
     )
+    keep_alive_seconds: int = Field(
+        75,
+        ge=1,
+        description=(
+            "How long an idle connection stays open for the next request. Keep it above the"
+            " idle timeout of every client and proxy in front (60 s on most load balancers):"
+            " otherwise the API may close a connection just as they send a request on it."
+        ),
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (JSON list)."
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -52,3 +54,24 @@ def test_metrics_add_up_across_api_processes(tmp_path: Path) -> None:
         ]
 
     assert totals == [before + 40, before + 40]
+
+
+def test_idle_connections_close_after_the_keep_alive_setting(tmp_path: Path) -> None:
+    """uvicorn's own default is 5 s; behind a load balancer whose idle timeout is longer, the
+    API would close connections the balancer is about to reuse."""
+    port = free_port()
+    env = {"API_PORT": str(port), "API_KEEP_ALIVE_SECONDS": "1"}
+    with (
+        serving("api", env, f"http://127.0.0.1:{port}/health/live", tmp_path / "api.log"),
+        socket.create_connection(("127.0.0.1", port), timeout=4) as conn,
+    ):
+        conn.sendall(b"GET /health/live HTTP/1.1\r\nHost: api\r\n\r\n")
+        received = conn.recv(4096)
+        answered = time.monotonic()
+        # Blocks until the API closes the idle connection; a timeout (4 s) fails the test.
+        while chunk := conn.recv(4096):
+            received += chunk
+        idle = time.monotonic() - answered
+
+    assert received.startswith(b"HTTP/1.1 200")
+    assert 0.5 < idle < 3.5
