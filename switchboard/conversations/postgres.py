@@ -37,16 +37,12 @@ class PostgresConversationRepository:
         tenant_id: uuid.UUID,
         user_id: uuid.UUID,
         conversation_id: uuid.UUID,
-        *,
-        lock: bool = False,
     ) -> Conversation | None:
         query = select(Conversation).where(
             Conversation.id == conversation_id,
             Conversation.tenant_id == tenant_id,
             Conversation.user_id == user_id,
         )
-        if lock:
-            query = query.with_for_update()
         return (await self.session.scalars(query)).one_or_none()
 
     async def page(

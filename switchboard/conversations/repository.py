@@ -30,10 +30,8 @@ class ConversationRepository(Protocol):
         tenant_id: uuid.UUID,
         user_id: uuid.UUID,
         conversation_id: uuid.UUID,
-        *,
-        lock: bool = False,
     ) -> Conversation | None:
-        """The caller's own conversation; ``lock`` holds it until the transaction ends."""
+        """The caller's own conversation."""
         ...
 
     async def page(

@@ -129,15 +129,18 @@ _START_IN_CONVERSATION = _user_message(
     next_position_query(bindparam("p_conversation_id")).scalar_subquery()
 )
 
+# The caller's own conversation: another user's or tenant's matches no row.
+_OWNED_CONVERSATION = (
+    _conversation.c.id == bindparam("p_conversation_id"),
+    _conversation.c.tenant_id == bindparam("p_tenant_id"),
+    _conversation.c.user_id == bindparam("p_user_id"),
+)
+
 # Locks the caller's conversation as a run's final write does (finish_succeeded), so a
 # message and a reply never race for a position.
 _TOUCH = (
     update(_conversation)
-    .where(
-        _conversation.c.id == bindparam("p_conversation_id"),
-        _conversation.c.tenant_id == bindparam("p_tenant_id"),
-        _conversation.c.user_id == bindparam("p_user_id"),
-    )
+    .where(*_OWNED_CONVERSATION)
     .values(updated_at=bindparam("p_now"))
     .returning(_conversation.c.id)
 )
@@ -170,15 +173,7 @@ _CLAIM = (
 )
 
 
-_LOCK_CONVERSATION = (
-    select(_conversation.c.id)
-    .where(
-        _conversation.c.id == bindparam("p_conversation_id"),
-        _conversation.c.tenant_id == bindparam("p_tenant_id"),
-        _conversation.c.user_id == bindparam("p_user_id"),
-    )
-    .with_for_update()
-)
+_LOCK_CONVERSATION = select(_conversation.c.id).where(*_OWNED_CONVERSATION).with_for_update()
 
 
 def _finish(**values: Any) -> Update:

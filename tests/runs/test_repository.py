@@ -161,6 +161,15 @@ async def _claimed(sessionmaker: SessionMaker, run: NewRun) -> ClaimedRun:
     return claimed
 
 
+async def _running(
+    sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID], message: str
+) -> tuple[NewRun, ClaimedRun]:
+    """A run claimed in a new conversation of its own."""
+    new = _new_run(owner, uuid.uuid4(), message)
+    await _start_new(sessionmaker, new, message)
+    return new, await _claimed(sessionmaker, new)
+
+
 async def _usage_records(sessionmaker: SessionMaker, run_id: uuid.UUID) -> list[UsageRecord]:
     async with sessionmaker() as session:
         query = select(UsageRecord).where(UsageRecord.run_id == run_id)
@@ -170,9 +179,7 @@ async def _usage_records(sessionmaker: SessionMaker, run_id: uuid.UUID) -> list[
 async def test_a_succeeded_run_stores_its_replies_usage_and_usage_record_together(
     sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
 ) -> None:
-    new = _new_run(owner, uuid.uuid4(), "question")
-    await _start_new(sessionmaker, new, "q")
-    claimed = await _claimed(sessionmaker, new)
+    new, claimed = await _running(sessionmaker, owner, "question")
     replies = [
         Reply(uuid.uuid4(), "handing over", "triage"),
         Reply(uuid.uuid4(), "done", "billing"),
@@ -219,9 +226,7 @@ async def test_a_succeeded_run_stores_its_replies_usage_and_usage_record_togethe
 async def test_a_run_that_wrote_no_reply_still_succeeds_and_is_metered(
     sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
 ) -> None:
-    new = _new_run(owner, uuid.uuid4(), "quiet")
-    await _start_new(sessionmaker, new, "q")
-    claimed = await _claimed(sessionmaker, new)
+    new, claimed = await _running(sessionmaker, owner, "quiet")
 
     async with sessionmaker() as session, session.begin():
         assert await RunRepository(session).finish_succeeded(
@@ -236,10 +241,9 @@ async def test_a_run_that_wrote_no_reply_still_succeeds_and_is_metered(
 async def test_a_run_that_ended_or_lost_its_conversation_is_not_finished_again(
     sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
 ) -> None:
-    ended, deleted = (_new_run(owner, uuid.uuid4(), text) for text in ("ended", "deleted"))
-    for new in (ended, deleted):
-        await _start_new(sessionmaker, new, new.message)
-    claimed = {new.id: await _claimed(sessionmaker, new) for new in (ended, deleted)}
+    ended, claimed_ended = await _running(sessionmaker, owner, "ended")
+    deleted, claimed_deleted = await _running(sessionmaker, owner, "deleted")
+    claimed = {ended.id: claimed_ended, deleted.id: claimed_deleted}
     async with sessionmaker() as session, session.begin():
         repository = RunRepository(session)
         assert await repository.finish_cancelled(ended.id, agent="triage", now=NOW)
@@ -269,9 +273,7 @@ async def test_a_run_that_ended_or_lost_its_conversation_is_not_finished_again(
 async def test_a_failed_run_keeps_its_error(
     sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
 ) -> None:
-    new = _new_run(owner, uuid.uuid4(), "fail")
-    await _start_new(sessionmaker, new, "f")
-    await _claimed(sessionmaker, new)
+    new, _ = await _running(sessionmaker, owner, "fail")
     async with sessionmaker() as session, session.begin():
         assert await RunRepository(session).finish_failed(
             new.id, code="agent_error", message="boom", now=NOW

@@ -34,8 +34,6 @@ class InMemoryConversationRepository:
         tenant_id: uuid.UUID,
         user_id: uuid.UUID,
         conversation_id: uuid.UUID,
-        *,
-        lock: bool = False,
     ) -> Conversation | None:
         found = self.conversations.get(conversation_id)
         if found is None or (found.tenant_id, found.user_id) != (tenant_id, user_id):
