@@ -44,9 +44,3 @@ class InvalidClientError(AppError):
 
 class EmailTakenError(ConflictError):
     code = "identity.email_taken"
-
-
-class AccountDisabledError(AppError):
-    status = 403
-    code = "identity.account_disabled"
-    title = "Forbidden"
