@@ -21,6 +21,11 @@ class UnitOfWork:
         self._session: AsyncSession | None = None
 
     @property
+    def sessionmaker(self) -> SessionMaker:
+        """Where ``session`` came from, for a service's writes that commit on their own."""
+        return self._sessionmaker
+
+    @property
     def session(self) -> AsyncSession:
         if self._session is None:
             raise RuntimeError("the unit of work is not open")
