@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.identity.passwords import PasswordHash
@@ -17,6 +17,7 @@ from switchboard.models import (
     ServiceAccountCredential,
     Tenant,
     User,
+    UserLoginEvent,
     UserProfile,
 )
 
@@ -44,6 +45,24 @@ class IdentityRepository:
         self.session.add(user)
         return user
 
+    def add_tenant(self, name: str) -> Tenant:
+        tenant = Tenant(name=name)
+        self.session.add(tenant)
+        return tenant
+
+    def add_profile(self, user_id: uuid.UUID, display_name: str | None) -> UserProfile:
+        profile = UserProfile(user_id=user_id, display_name=display_name)
+        self.session.add(profile)
+        return profile
+
+    def add_membership(self, user_id: uuid.UUID, tenant_id: uuid.UUID, role: str) -> Membership:
+        membership = Membership(user_id=user_id, tenant_id=tenant_id, role=role)
+        self.session.add(membership)
+        return membership
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
     async def user_by_email(self, email: str) -> User | None:
         query = select(User).where(func.lower(User.email) == email.lower())
         return (await self.session.scalars(query)).one_or_none()
@@ -66,6 +85,30 @@ class IdentityRepository:
             query = query.where(Membership.tenant_id == tenant_id)
         query = query.order_by(Membership.created_at, Membership.id).limit(1)
         return (await self.session.scalars(query)).one_or_none()
+
+    def add_login_event(
+        self,
+        *,
+        user_id: uuid.UUID | None,
+        email_hash: str,
+        ip_hash: str,
+        user_agent: str | None,
+        result: str,
+        reason: str | None,
+    ) -> None:
+        self.session.add(
+            UserLoginEvent(
+                user_id=user_id,
+                email_hash=email_hash,
+                ip_hash=ip_hash,
+                user_agent=user_agent,
+                result=result,
+                reason=reason,
+            )
+        )
+
+    def add_refresh_token(self, token: RefreshToken) -> None:
+        self.session.add(token)
 
     async def refresh_by_selector(self, selector: str) -> RefreshToken | None:
         query = select(RefreshToken).where(RefreshToken.selector == selector)
@@ -103,6 +146,15 @@ class IdentityRepository:
         )
         return len(result.all())
 
+    def add_reset_token(
+        self, user_id: uuid.UUID, selector: str, secret_hash: str, expires_at: datetime
+    ) -> None:
+        self.session.add(
+            PasswordResetToken(
+                user_id=user_id, selector=selector, secret_hash=secret_hash, expires_at=expires_at
+            )
+        )
+
     async def reset_by_selector(self, selector: str) -> PasswordResetToken | None:
         query = select(PasswordResetToken).where(PasswordResetToken.selector == selector)
         return (await self.session.scalars(query)).one_or_none()
@@ -123,6 +175,22 @@ class IdentityRepository:
             .values(used_at=now)
         )
 
+    def add_service_account(
+        self, tenant_id: uuid.UUID, name: str, scopes: list[str]
+    ) -> ServiceAccount:
+        account = ServiceAccount(tenant_id=tenant_id, name=name, scopes=scopes, status="active")
+        self.session.add(account)
+        return account
+
+    def add_credential(
+        self, service_account_id: uuid.UUID, client_id: str, secret_hash: str
+    ) -> None:
+        self.session.add(
+            ServiceAccountCredential(
+                service_account_id=service_account_id, client_id=client_id, secret_hash=secret_hash
+            )
+        )
+
     async def credential(
         self, client_id: str
     ) -> tuple[ServiceAccountCredential, ServiceAccount] | None:
@@ -133,15 +201,3 @@ class IdentityRepository:
         )
         row = (await self.session.execute(query)).first()
         return (row[0], row[1]) if row else None
-
-    async def delete_refresh_tokens(self, *, family_expired_before: datetime, limit: int) -> int:
-        """Deletes up to ``limit`` tokens of families that can no longer be used."""
-        doomed = (
-            select(RefreshToken.id)
-            .where(RefreshToken.family_expires_at < family_expired_before)
-            .limit(limit)
-        )
-        result = await self.session.execute(
-            delete(RefreshToken).where(RefreshToken.id.in_(doomed)).returning(RefreshToken.id)
-        )
-        return len(result.all())

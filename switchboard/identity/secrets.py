@@ -12,6 +12,9 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from switchboard.auth.settings import AuthSettings
+from switchboard.identity.settings import IdentitySettings
+
 _SHAPE = re.compile(
     r"^(?P<prefix>[a-z]{2,4})_(?P<selector>[A-Za-z0-9_-]{22})\.(?P<secret>[A-Za-z0-9_-]{43})$"
 )
@@ -50,3 +53,13 @@ def secret_matches(pepper: bytes, secret: str, stored_hash: str) -> bool:
 def keyed_hash(salt: bytes, value: str) -> str:
     """For values kept only to correlate events (emails, IPs): not reversible without the salt."""
     return hmac.new(salt, value.encode(), hashlib.sha256).hexdigest()
+
+
+def token_pepper(settings: AuthSettings) -> bytes:
+    """The key of every stored token and client-secret hash."""
+    return settings.refresh_token_pepper.get_secret_value().encode()
+
+
+def event_hash(settings: IdentitySettings, value: str) -> str:
+    """An email or IP as login events and logs keep it."""
+    return keyed_hash(settings.ip_hash_salt.get_secret_value().encode(), value)

@@ -1,34 +1,37 @@
-"""Flows that need real commits between requests: concurrency, rate limits, service tokens."""
+"""Flows that need real commits between requests: concurrency, rate limits, service tokens,
+and what a failed sign-in or refresh commits on its own."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.deps import Identity, UoW
 from api.main import create_app
-from switchboard.identity.service import (
-    create_service_account,
-    purge_login_events,
-    purge_refresh_tokens,
-)
+from switchboard.identity.secrets import event_hash
+from switchboard.identity.service import Client
+from switchboard.identity.service_accounts import create_service_account
 from switchboard.kit.db import create_sessionmaker
-from switchboard.models import RefreshToken, UserLoginEvent
+from switchboard.models import RefreshToken, Tenant, UserLoginEvent
 from switchboard.settings import Settings
 from tests.identity.test_routes import PASSWORD, login, new_email, register
 
 pytestmark = pytest.mark.usefixtures("committed_keys")
 
 
-async def _client(settings: Settings, ip: str = "127.0.0.1") -> AsyncIterator[AsyncClient]:
-    app = create_app(settings)
+async def _client(
+    settings: Settings, ip: str = "127.0.0.1", app: FastAPI | None = None
+) -> AsyncIterator[AsyncClient]:
+    app = app or create_app(settings)
     async with LifespanManager(app) as manager:
         transport = ASGITransport(manager.app, client=(ip, 50000))
         async with AsyncClient(transport=transport, base_url="http://testserver") as client:
@@ -154,45 +157,9 @@ async def test_service_account_requests_are_rate_limited(
     assert statuses == [200, 200, 429]
 
 
-async def test_retention_hooks_delete_only_what_is_past_its_window(
-    committed_client: AsyncClient, engine: AsyncEngine
-) -> None:
-    email = new_email()
-    await register(committed_client, email)
-    await login(committed_client, email)
-    await committed_client.post("/api/v1/auth/login", json={"email": email, "password": "x" * 12})
-    sessionmaker = create_sessionmaker(engine)
-    now = datetime.now(UTC)
-
-    async with sessionmaker() as session, session.begin():
-        kept_events = await purge_login_events(
-            session, older_than=now - timedelta(days=1), limit=100
-        )
-        kept_tokens = await purge_refresh_tokens(session, now=now, limit=100)
-    async with sessionmaker() as session:
-        events = await session.scalar(select(func.count()).select_from(UserLoginEvent))
-    async with sessionmaker() as session, session.begin():
-        purged = 0
-        while batch := await purge_login_events(
-            session, older_than=now + timedelta(seconds=1), limit=1
-        ):
-            purged += batch
-        future = now + timedelta(days=365)
-        tokens = await purge_refresh_tokens(session, now=future, limit=1000)
-    async with sessionmaker() as session:
-        left = await session.scalar(select(func.count()).select_from(RefreshToken))
-
-    assert kept_events == 0
-    assert kept_tokens == 0
-    assert events
-    assert purged >= 2
-    assert tokens >= 1
-    assert left == 0
-
-
 async def test_demo_mode_signs_in_with_the_fixed_login(settings: Settings) -> None:
     from switchboard.auth.settings import IdpMode
-    from switchboard.identity.service import DEMO_EMAIL, DEMO_LOGIN_PASSWORD
+    from switchboard.identity.sessions import DEMO_EMAIL, DEMO_LOGIN_PASSWORD
 
     demo = settings.model_copy(
         update={"auth": settings.auth.model_copy(update={"idp_mode": IdpMode.demo})}
@@ -246,3 +213,138 @@ def test_seed_and_service_account_commands(settings: Settings) -> None:
     assert "(4 users created)" in seeded.stdout
     assert "(0 users created)" in again.stdout
     del settings
+
+
+class ProbeRequest(BaseModel):
+    marker: str
+    email: str = ""
+    password: str = ""
+    refresh_token: str | None = None
+
+
+def with_probe(app: FastAPI) -> FastAPI:
+    """Adds a route that writes a tenant named ``marker`` in the request's unit of work, then
+    signs in or refreshes: a request with other work done when identity refuses it."""
+
+    @app.post("/probe/write-then-identity", status_code=204)
+    async def write_then_identity(body: ProbeRequest, uow: UoW, identity: Identity) -> None:
+        uow.session.add(Tenant(name=body.marker))
+        await uow.session.flush()
+        client = Client(ip="203.0.113.7", user_agent="probe")
+        if body.refresh_token is not None:
+            await identity.refresh(body.refresh_token, client)
+        else:
+            await identity.login(body.email, body.password, client)
+
+    return app
+
+
+async def _login_results(engine: AsyncEngine, settings: Settings, email: str) -> list[str]:
+    async with create_sessionmaker(engine)() as session:
+        query = select(UserLoginEvent.result).where(
+            UserLoginEvent.email_hash == event_hash(settings.identity, email.lower())
+        )
+        return sorted(await session.scalars(query))
+
+
+async def _tenants_named(engine: AsyncEngine, *names: str) -> set[str]:
+    async with create_sessionmaker(engine)() as session:
+        return set(await session.scalars(select(Tenant.name).where(Tenant.name.in_(names))))
+
+
+async def test_a_refused_login_commits_its_event_alone_and_a_successful_one_with_the_request(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    email = new_email()
+    refused_marker, accepted_marker = uuid.uuid4().hex, uuid.uuid4().hex
+    async for client in _client(settings, app=with_probe(create_app(settings))):
+        await register(client, email)
+        refused = await client.post(
+            "/probe/write-then-identity",
+            json={"marker": refused_marker, "email": email, "password": "wrong" * 4},
+        )
+        accepted = await client.post(
+            "/probe/write-then-identity",
+            json={"marker": accepted_marker, "email": email, "password": PASSWORD},
+        )
+
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "identity.invalid_credentials"
+    assert accepted.status_code == 204
+    assert await _login_results(engine, settings, email) == ["failure", "success"]
+    assert await _tenants_named(engine, refused_marker, accepted_marker) == {accepted_marker}
+
+
+async def test_failed_and_locked_out_logins_are_committed_though_the_requests_fail(
+    committed_client: AsyncClient, settings: Settings, engine: AsyncEngine
+) -> None:
+    email = new_email()
+    await register(committed_client, email)
+    threshold = settings.identity.lockout_threshold
+    failed = [
+        await committed_client.post(
+            "/api/v1/auth/login", json={"email": email, "password": "x" * 12}
+        )
+        for _ in range(threshold)
+    ]
+    locked = await committed_client.post(
+        "/api/v1/auth/login", json={"email": email, "password": PASSWORD}
+    )
+
+    assert [response.status_code for response in failed] == [401] * threshold
+    assert locked.status_code == 423
+    assert await _login_results(engine, settings, email) == sorted(
+        ["failure"] * threshold + ["locked"]
+    )
+
+
+async def test_a_reused_refresh_token_revokes_its_family_alone_though_the_request_fails(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    email = new_email()
+    marker = uuid.uuid4().hex
+    async for client in _client(settings, app=with_probe(create_app(settings))):
+        await register(client, email)
+        first = await login(client, email)
+        second = await client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
+        )
+        reused = await client.post(
+            "/probe/write-then-identity",
+            json={"marker": marker, "refresh_token": first["refresh_token"]},
+        )
+
+    assert second.status_code == 200
+    assert reused.status_code == 401
+    assert reused.json()["code"] == "auth.invalid_token"
+    selector = first["refresh_token"][3:].split(".")[0]
+    async with create_sessionmaker(engine)() as session:
+        family = await session.scalar(
+            select(RefreshToken.family_id).where(RefreshToken.selector == selector)
+        )
+        reasons = list(
+            await session.scalars(
+                select(RefreshToken.revoked_reason).where(RefreshToken.family_id == family)
+            )
+        )
+    assert reasons == ["reuse", "reuse"]
+    assert await _tenants_named(engine, marker) == set()
+
+
+async def test_a_refused_login_holds_one_connection_at_a_time(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    # The request's transaction ends before the event's begins: with a single pooled
+    # connection, holding the first while waiting for a second would time out.
+    database = settings.database.model_copy(
+        update={"pool_size": 1, "max_overflow": 0, "pool_timeout_seconds": 2.0}
+    )
+    email = new_email()
+    async for client in _client(settings.model_copy(update={"database": database})):
+        await register(client, email)
+        refused = await client.post(
+            "/api/v1/auth/login", json={"email": email, "password": "x" * 12}
+        )
+
+    assert refused.status_code == 401
+    assert await _login_results(engine, settings, email) == ["failure"]

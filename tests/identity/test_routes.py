@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bcrypt
@@ -10,6 +11,7 @@ import pytest
 from fastapi import Depends, FastAPI
 from httpx import AsyncClient
 from pydantic import SecretStr
+from redis.asyncio import Redis
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +22,7 @@ from switchboard.auth.principal import Principal
 from switchboard.identity.secrets import keyed_hash
 from switchboard.kit.db import SessionMaker
 from switchboard.models import PasswordResetToken, RefreshToken, User, UserLoginEvent
+from switchboard.retention.service import run_retention
 from switchboard.settings import Settings
 from tests.support.app import in_test_transaction
 from tests.support.auth import access_header, claims_for, forge
@@ -357,7 +360,7 @@ async def test_roles_come_from_the_token(
     async def owners_only(
         principal: Principal = Depends(RequireRole("owner")),  # noqa: B008
     ) -> dict[str, str]:
-        return {"tenant": principal.tenant_id}
+        return {"tenant": str(principal.tenant_id)}
 
     email = new_email()
     await register(client, email)
@@ -365,7 +368,7 @@ async def test_roles_come_from_the_token(
     assert committed_keys.signing_kid is not None
     member = forge(
         access_header(committed_keys.signing_kid),
-        claims_for(settings, roles=["member"]),
+        claims_for(settings, roles=["member"], sub=str(uuid.uuid4()), tid=str(uuid.uuid4())),
         committed_keys.signing_key,
     )
 
@@ -503,3 +506,81 @@ async def test_oversized_and_malformed_fields_are_422_problems(
 
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == PROBLEM
+
+
+async def test_a_disabled_user_cannot_sign_in_and_its_refresh_revokes_the_family(
+    client: AsyncClient, db_session: AsyncSession, settings: Settings
+) -> None:
+    email = new_email()
+    registered = await register(client, email)
+    pair = await login(client, email)
+    await db_session.execute(
+        update(User).where(User.id == uuid.UUID(registered["user"]["id"])).values(status="disabled")
+    )
+    await db_session.commit()
+
+    signed_in = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    refreshed = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}
+    )
+
+    assert signed_in.status_code == 401
+    assert signed_in.json()["code"] == "identity.invalid_credentials"
+    assert refreshed.status_code == 401
+    selector = pair["refresh_token"][3:].split(".")[0]
+    token = await db_session.scalar(select(RefreshToken).where(RefreshToken.selector == selector))
+    assert token is not None
+    await db_session.refresh(token)
+    assert token.revoked_reason == "access_lost"
+    assert token.used_at is None  # the claim went with the failed request
+    salt = settings.identity.ip_hash_salt.get_secret_value().encode()
+    reasons = (
+        await db_session.scalars(
+            select(UserLoginEvent.reason).where(
+                UserLoginEvent.email_hash == keyed_hash(salt, email.lower()),
+                UserLoginEvent.result == "failure",
+            )
+        )
+    ).all()
+    assert reasons == ["disabled"]
+
+
+async def test_retention_deletes_what_sign_in_wrote_once_past_its_windows(
+    client: AsyncClient, sessionmaker: SessionMaker, redis: Redis, settings: Settings
+) -> None:
+    email = new_email()
+    registered = await register(client, email)
+    first = await login(client, email)
+    await client.post("/api/v1/auth/login", json={"email": email, "password": "x" * 12})
+    await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    user_id = uuid.UUID(registered["user"]["id"])
+    salt = settings.identity.ip_hash_salt.get_secret_value().encode()
+
+    async def left() -> tuple[int, int]:
+        async with sessionmaker() as session:
+            events = await session.scalar(
+                select(func.count())
+                .select_from(UserLoginEvent)
+                .where(UserLoginEvent.email_hash == keyed_hash(salt, email.lower()))
+            )
+            tokens = await session.scalar(
+                select(func.count())
+                .select_from(RefreshToken)
+                .where(RefreshToken.user_id == user_id)
+            )
+        return int(events or 0), int(tokens or 0)
+
+    now = datetime.now(UTC)
+    retention = settings.retention
+    family_days = settings.identity.refresh_family_max_seconds // 86_400
+    later = now + timedelta(
+        days=max(retention.login_event_days, family_days + retention.refresh_token_grace_days) + 1
+    )
+    await run_retention(sessionmaker, redis, retention, buffer_ttl_seconds=3600, now=now)
+    kept = await left()
+    report = await run_retention(sessionmaker, redis, retention, buffer_ttl_seconds=3600, now=later)
+
+    assert kept == (2, 2)
+    assert await left() == (0, 0)
+    assert report.counts["login_events"] >= 2
+    assert report.counts["refresh_tokens"] >= 2
