@@ -1,28 +1,46 @@
 """FastAPI dependencies, exposed as ``Annotated`` aliases for route signatures.
 
-They are ``async def`` even where they do not await: FastAPI runs plain ``def`` dependencies
-in a thread pool, a thread hop per dependency per request.
+The long-lived objects of the API process are built once in the lifespan (``api.main``) and
+kept on ``app.state``; this module is the only reader of ``app.state``, and it assembles the
+per-request services from them.
+
+Dependencies are ``async def`` even where they do not await: FastAPI runs plain ``def``
+dependencies in a thread pool, a thread hop per dependency per request.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from switchboard.agents.registry import AgentRegistry
 from switchboard.auth.authority import TokenAuthority
 from switchboard.auth.errors import ForbiddenError, InvalidTokenError
 from switchboard.auth.nonces import ReplayCache
 from switchboard.auth.principal import Principal
 from switchboard.auth.tokens import TokenType
+from switchboard.billing.service import BillingService
+from switchboard.conversations.repository import ConversationRepository
+from switchboard.conversations.service import ConversationService
+from switchboard.identity.notifier import Notifier
+from switchboard.identity.passwords import PasswordHasher
+from switchboard.identity.service import IdentityService
+from switchboard.identity.throttle import LoginThrottle
 from switchboard.kit.jobs import JobSender
 from switchboard.kit.resources import Resources
 from switchboard.kit.uow import UnitOfWork
+from switchboard.runs.events import EventPublisher
+from switchboard.runs.hub import EventHub
+from switchboard.runs.repository import RunRepository
+from switchboard.runs.service import RunService
 from switchboard.settings import Settings
+
+# --- process-wide objects, built in the lifespan ----------------------------------------
 
 
 async def get_resources(request: Request) -> Resources:
@@ -35,7 +53,46 @@ async def get_job_sender(request: Request) -> JobSender:
     return sender
 
 
+async def get_authority(request: Request) -> TokenAuthority:
+    authority: TokenAuthority = request.app.state.authority
+    return authority
+
+
+async def get_replay_cache(request: Request) -> ReplayCache:
+    cache: ReplayCache = request.app.state.replay_cache
+    return cache
+
+
+async def get_hasher(request: Request) -> PasswordHasher:
+    hasher: PasswordHasher = request.app.state.password_hasher
+    return hasher
+
+
+async def get_notifier(request: Request) -> Notifier:
+    notifier: Notifier = request.app.state.notifier
+    return notifier
+
+
+async def get_registry(request: Request) -> AgentRegistry:
+    registry: AgentRegistry = request.app.state.agents
+    return registry
+
+
+async def get_hub(request: Request) -> EventHub:
+    hub: EventHub = request.app.state.event_hub
+    return hub
+
+
+async def get_publisher(request: Request) -> EventPublisher:
+    publisher: EventPublisher = request.app.state.event_publisher
+    return publisher
+
+
 AppResources = Annotated[Resources, Depends(get_resources)]
+Authority = Annotated[TokenAuthority, Depends(get_authority)]
+Replays = Annotated[ReplayCache, Depends(get_replay_cache)]
+Registry = Annotated[AgentRegistry, Depends(get_registry)]
+Hub = Annotated[EventHub, Depends(get_hub)]
 
 
 async def get_settings(resources: AppResources) -> Settings:
@@ -44,6 +101,12 @@ async def get_settings(resources: AppResources) -> Settings:
 
 async def get_redis(resources: AppResources) -> Redis:
     return resources.redis
+
+
+AppSettings = Annotated[Settings, Depends(get_settings)]
+RedisClient = Annotated[Redis, Depends(get_redis)]
+
+# --- the request's unit of work and the services on it ----------------------------------
 
 
 async def get_unit_of_work(
@@ -58,38 +121,53 @@ async def get_unit_of_work(
 UoW = Annotated[UnitOfWork, Depends(get_unit_of_work, scope="function")]
 
 
-async def get_session(uow: UoW) -> AsyncSession:
-    return uow.session
+async def get_identity(
+    uow: UoW,
+    resources: AppResources,
+    authority: Authority,
+    hasher: Annotated[PasswordHasher, Depends(get_hasher)],
+    notifier: Annotated[Notifier, Depends(get_notifier)],
+) -> IdentityService:
+    settings = resources.settings
+    return IdentityService(
+        session=uow.session,
+        sessionmaker=uow.sessionmaker,
+        settings=settings,
+        hasher=hasher,
+        throttle=LoginThrottle(resources.redis, settings.identity),
+        authority=authority,
+        notifier=notifier,
+    )
 
 
-AppSettings = Annotated[Settings, Depends(get_settings)]
-RedisClient = Annotated[Redis, Depends(get_redis)]
-DbSession = Annotated[AsyncSession, Depends(get_session)]
+async def get_runs(
+    uow: UoW, settings: AppSettings, publisher: Annotated[EventPublisher, Depends(get_publisher)]
+) -> RunService:
+    return RunService(settings.runs, publisher, RunRepository(uow.session))
 
 
-async def get_authority(request: Request) -> TokenAuthority:
-    authority: TokenAuthority = request.app.state.authority
-    return authority
+async def get_conversations(uow: UoW) -> ConversationService:
+    return ConversationService(ConversationRepository(uow.session))
 
 
-Authority = Annotated[TokenAuthority, Depends(get_authority)]
+async def get_billing(uow: UoW) -> BillingService:
+    return BillingService(uow.session)
 
 
-async def get_replay_cache(request: Request) -> ReplayCache:
-    cache: ReplayCache = request.app.state.replay_cache
-    return cache
+Identity = Annotated[IdentityService, Depends(get_identity)]
+Runs = Annotated[RunService, Depends(get_runs)]
+Conversations = Annotated[ConversationService, Depends(get_conversations)]
+Billing = Annotated[BillingService, Depends(get_billing)]
 
-
-Replays = Annotated[ReplayCache, Depends(get_replay_cache)]
+# --- who is calling ---------------------------------------------------------------------
 
 # Declares the bearer scheme in OpenAPI (the "Authorize" button posts to /auth/token); the
 # token itself is checked below, so a missing one gets our own problem document.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
 
 
-async def get_principal(
-    authority: Authority, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> Principal:
+async def get_principal(authority: Authority, token: BearerToken) -> Principal:
     if not token:
         raise InvalidTokenError("missing")
     claims = await authority.verify(token, TokenType.access)
@@ -118,3 +196,23 @@ async def require_operator(principal: CurrentPrincipal) -> Principal:
 
 
 RequireOperator = Annotated[Principal, Depends(require_operator)]
+
+
+async def check_stream_access(
+    run_id: uuid.UUID,
+    authority: Authority,
+    runs: Runs,
+    token: BearerToken,
+    ticket: Annotated[str | None, Query(description="The ticket from `stream_url`.")] = None,
+) -> None:
+    """A run's stream opens with its ticket (from `stream_url`), or with the bearer token of
+    the user who owns the run."""
+    if ticket is not None:
+        claims = await authority.verify(ticket, TokenType.stream_ticket)
+        if claims.get("run") != str(run_id):
+            raise InvalidTokenError("wrong_run")
+        return
+    await runs.check_access(await get_principal(authority, token), run_id)
+
+
+StreamAccess = Annotated[None, Depends(check_stream_access)]

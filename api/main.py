@@ -12,7 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from api.errors import install_error_handlers
 from api.metrics import metrics_endpoint
 from api.middleware import BodySizeLimitMiddleware, MetricsMiddleware, RequestContextMiddleware
-from api.routes import admin, auth, billing, conversations, health, jwks, runs, tenant
+from api.routes import agents, auth, billing, conversations, health, identity, retention, runs
 from switchboard.agents.factory import create_agent_runtime
 from switchboard.auth.authority import TokenAuthority
 from switchboard.auth.keyring import KeyRing
@@ -23,6 +23,7 @@ from switchboard.identity.passwords import PasswordHasher
 from switchboard.kit.jobs import JobSender
 from switchboard.kit.logging import configure_logging
 from switchboard.kit.resources import open_resources
+from switchboard.runs.events import EventPublisher
 from switchboard.runs.hub import EventHub
 from switchboard.settings import Settings, settings_or_exit
 
@@ -46,6 +47,11 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
             )
             app.state.agents = create_agent_runtime(settings.openai, settings.offline).registry
             app.state.event_hub = EventHub(resources.redis)
+            app.state.event_publisher = EventPublisher(
+                resources.redis,
+                max_events=settings.runs.buffer_max_events,
+                ttl_seconds=settings.runs.buffer_ttl_seconds,
+            )
             app.state.replay_cache = create_replay_cache(
                 settings.auth.nonce_backend, resources.redis
             )
@@ -73,19 +79,20 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
-    app.include_router(jwks.router)
-    app.include_router(admin.router)
     app.include_router(auth.router)
+    app.include_router(identity.router)
     app.include_router(runs.router)
     app.include_router(conversations.router)
+    app.include_router(agents.router)
     app.include_router(billing.router)
-    app.include_router(tenant.router)
+    app.include_router(retention.router)
     app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
     return app
 
 
 def _celery_sender() -> JobSender:
     # Imported here so that importing the API never configures Celery by side effect.
+    from workers.celery_app import celery_app
     from workers.sender import CeleryJobSender
 
-    return CeleryJobSender()
+    return CeleryJobSender(celery_app)

@@ -64,5 +64,6 @@ pytest_plugins = [
     "tests.support.app",
     "tests.support.worker",
     "tests.support.auth",
+    "tests.support.members",
     "tests.support.vault",
 ]

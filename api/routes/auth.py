@@ -1,169 +1,76 @@
-"""Sign-up, sign-in, tokens and password reset."""
+"""Signing keys: the public key set for verifiers, and their rotation for operators."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import UTC
+from email.utils import format_datetime
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Request, Response
+from prometheus_client import Counter
 
-from api.deps import AppSettings, Authority, CurrentPrincipal, RedisClient, Replays, UoW
-from switchboard.identity.notifier import Notifier
-from switchboard.identity.passwords import PasswordHasher
-from switchboard.identity.schemas import (
-    ForgotPasswordRequest,
-    LoginRequest,
-    MeRead,
-    RefreshRequest,
-    RegisterRequest,
-    RegisterResult,
-    ResetPasswordRequest,
-    ServiceToken,
-    ServiceTokenRequest,
-    TokenPair,
+from api.deps import AppSettings, Authority, RequireOperator, UoW
+from switchboard.auth.jobs import KEY_ACTIONS
+from switchboard.auth.schemas import KeyRotationRequest, KeySetRead, TaskAccepted
+from switchboard.auth.service import list_keys
+
+router = APIRouter()
+
+JWKS_REQUESTS = Counter("jwks_requests_total", "JWKS documents requested.")
+JWKS_NOT_MODIFIED = Counter("jwks_not_modified_total", "JWKS requests answered 304.")
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if if_none_match is None:
+        return False
+    candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in candidates or etag in candidates
+
+
+@router.get(
+    "/.well-known/jwks.json",
+    responses={200: {"description": "The key set."}, 304: {"description": "Not modified."}},
+    tags=["auth"],
 )
-from switchboard.identity.service import Client, IdentityService
-from switchboard.identity.throttle import LoginThrottle
-from switchboard.kit.errors import AppError
-from switchboard.kit.ratelimit import RateLimiter
+@router.get("/api/v1/auth/jwks", include_in_schema=False)
+async def jwks(request: Request, authority: Authority, settings: AppSettings) -> Response:
+    """Public keys that verify our tokens: the active key, the next one, and retired keys
+    while tokens they signed can still be valid.
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
-
-UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Bad credentials or token."}}
-
-
-async def get_hasher(request: Request) -> PasswordHasher:
-    hasher: PasswordHasher = request.app.state.password_hasher
-    return hasher
-
-
-async def get_notifier(request: Request) -> Notifier:
-    notifier: Notifier = request.app.state.notifier
-    return notifier
-
-
-async def get_identity(
-    uow: UoW,
-    settings: AppSettings,
-    authority: Authority,
-    redis: RedisClient,
-    hasher: Annotated[PasswordHasher, Depends(get_hasher)],
-    notifier: Annotated[Notifier, Depends(get_notifier)],
-) -> IdentityService:
-    return IdentityService(
-        session=uow.session,
-        settings=settings,
-        hasher=hasher,
-        throttle=LoginThrottle(redis, settings.identity),
-        authority=authority,
-        notifier=notifier,
-    )
-
-
-Identity = Annotated[IdentityService, Depends(get_identity)]
-
-
-def client_of(request: Request) -> Client:
-    host = request.client.host if request.client else "unknown"
-    return Client(ip=host, user_agent=request.headers.get("user-agent"))
-
-
-@router.post("/register", status_code=201, response_model=RegisterResult)
-async def register(body: RegisterRequest, identity: Identity) -> RegisterResult:
-    """Create a tenant and its first user, who becomes its `owner`."""
-    return await identity.register(body)
-
-
-@router.post("/login", response_model=TokenPair, responses=UNAUTHORIZED)
-async def login(body: LoginRequest, request: Request, identity: Identity, uow: UoW) -> TokenPair:
-    """Exchange email and password for an access token and a refresh token.
-
-    Wrong email and wrong password answer the same 401. Repeated failures lock the account
-    (423 with `Retry-After`); too many attempts from one address answer 429.
+    Cache it for `Cache-Control: max-age` and revalidate with `If-None-Match`; a `kid` you do
+    not know means the set changed, so fetch it again (at most once per few seconds).
     """
-    return await _sign_in(identity, uow, body.email, body.password, request, body)
-
-
-@router.post("/token", response_model=TokenPair, responses=UNAUTHORIZED)
-async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
-    request: Request,
-    identity: Identity,
-    uow: UoW,
-) -> TokenPair:
-    """The same as login, as an OAuth2 password form (the docs' Authorize button uses it)."""
-    return await _sign_in(identity, uow, form.username, form.password, request, None)
-
-
-async def _sign_in(
-    identity: IdentityService,
-    uow: UoW,
-    email: str,
-    password: str,
-    request: Request,
-    body: LoginRequest | None,
-) -> TokenPair:
-    try:
-        return await identity.login(
-            email, password, client_of(request), body.tenant_id if body else None
+    JWKS_REQUESTS.inc()
+    document = await authority.jwks()
+    headers = {
+        "Cache-Control": f"public, max-age={settings.auth.jwks_max_age_seconds}",
+        "ETag": document.etag,
+    }
+    if document.last_modified is not None:
+        headers["Last-Modified"] = format_datetime(
+            document.last_modified.astimezone(UTC), usegmt=True
         )
-    except AppError:
-        # The attempt is recorded (login event) even though the request fails.
-        await uow.commit()
-        raise
+    if _matches(request.headers.get("if-none-match"), document.etag):
+        JWKS_NOT_MODIFIED.inc()
+        return Response(status_code=304, headers=headers)
+    return Response(document.body, media_type="application/json", headers=headers)
 
 
-@router.post("/refresh", response_model=TokenPair, responses=UNAUTHORIZED)
-async def refresh(
-    body: RefreshRequest, request: Request, identity: Identity, uow: UoW
-) -> TokenPair:
-    """Spend a refresh token for a new pair. Presenting a spent token again revokes its
-    whole family (every token descended from the same sign-in)."""
-    try:
-        return await identity.refresh(body.refresh_token, client_of(request))
-    except AppError:
-        await uow.commit()  # keeps a reuse revocation
-        raise
+@router.get("/api/v1/admin/keys", response_model=KeySetRead, tags=["admin"])
+async def keys(_: RequireOperator, uow: UoW) -> KeySetRead:
+    """Every signing key with its state and timestamps (no key material). Operators only."""
+    return KeySetRead(keys=await list_keys(uow.session))
 
 
-@router.post("/logout", status_code=204)
-async def logout(body: RefreshRequest, identity: Identity) -> Response:
-    """Revoke the refresh token's family. Always 204."""
-    await identity.logout(body.refresh_token)
-    return Response(status_code=204)
+@router.post(
+    "/api/v1/admin/keys/rotate", status_code=202, response_model=TaskAccepted, tags=["admin"]
+)
+async def rotate(
+    _: RequireOperator, uow: UoW, request: KeyRotationRequest | None = None
+) -> TaskAccepted:
+    """Enqueues `auth.keys.rotate` (default) or `auth.keys.cutover` on the maintenance queue.
 
-
-@router.get("/me", response_model=MeRead, responses=UNAUTHORIZED)
-async def me(principal: CurrentPrincipal, identity: Identity) -> MeRead:
-    """The calling user, the tenant of the token and its roles."""
-    return await identity.me(principal)
-
-
-@router.post("/password/forgot", status_code=202)
-async def forgot_password(body: ForgotPasswordRequest, identity: Identity) -> Response:
-    """Send a password-reset link if the account exists. Always 202."""
-    await identity.forgot_password(body.email)
-    return Response(status_code=202)
-
-
-@router.post("/password/reset", status_code=204)
-async def reset_password(body: ResetPasswordRequest, identity: Identity) -> Response:
-    """Set a new password with a reset link's token; every refresh token of the user is
-    revoked."""
-    await identity.reset_password(body.token, body.new_password)
-    return Response(status_code=204)
-
-
-@router.post("/service-token", response_model=ServiceToken, responses=UNAUTHORIZED)
-async def service_token(
-    body: ServiceTokenRequest, identity: Identity, redis: RedisClient, replays: Replays
-) -> ServiceToken:
-    """Client credentials for machine clients: a short-lived `sa+jwt` token with the
-    account's scopes. Each request carries a fresh `nonce`; a repeated nonce is refused."""
-    return await identity.service_token(
-        body.client_id,
-        body.client_secret,
-        body.nonce,
-        limiter=RateLimiter(redis, prefix="auth:ratelimit:service"),
-        replays=replays,
-    )
+    Follow the task in Flower by its id. A cutover refused because the next key has not been
+    published long enough is logged with the time it may sign from.
+    """
+    action = request.action if request is not None else "rotate"
+    return TaskAccepted(task_id=uow.jobs.enqueue(KEY_ACTIONS[action]))

@@ -5,13 +5,13 @@ Every read answers from our tables; commands record the intent and enqueue the S
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
-from api.deps import AppSettings, CurrentPrincipal, RequireRole, UoW
+from api.deps import AppSettings, Billing, CurrentPrincipal, RequireRole, UoW
 from switchboard.auth.principal import Principal
+from switchboard.billing import jobs as billing_jobs
 from switchboard.billing import webhooks
 from switchboard.billing.schemas import (
     PlanRead,
@@ -20,22 +20,10 @@ from switchboard.billing.schemas import (
     SubscriptionStart,
     UsageRead,
 )
-from switchboard.billing.service import BillingService
 
 router = APIRouter(prefix="/api/v1/billing", tags=["billing"])
 
 BillingManager = Annotated[Principal, Depends(RequireRole("owner", "admin", "billing"))]
-
-
-async def get_billing(uow: UoW) -> BillingService:
-    return BillingService(uow.session)
-
-
-Billing = Annotated[BillingService, Depends(get_billing)]
-
-
-def _tenant(principal: Principal) -> uuid.UUID:
-    return uuid.UUID(principal.tenant_id)
 
 
 @router.get("/plans", response_model=list[PlanRead])
@@ -47,7 +35,7 @@ async def plans(_: CurrentPrincipal, billing: Billing) -> list[PlanRead]:
 @router.get("/subscription", response_model=SubscriptionRead)
 async def subscription(principal: CurrentPrincipal, billing: Billing) -> SubscriptionRead:
     """The tenant's current subscription; 404 if it has none."""
-    return await billing.subscription(_tenant(principal))
+    return await billing.subscription(principal.tenant_id)
 
 
 @router.post("/subscription", status_code=201, response_model=SubscriptionRead)
@@ -55,7 +43,7 @@ async def start(
     body: SubscriptionStart, principal: BillingManager, billing: Billing, uow: UoW
 ) -> SubscriptionRead:
     """Subscribe the tenant (status `pending` until Stripe confirms). Owner, admin, billing."""
-    return await billing.start(_tenant(principal), body, uow.jobs)
+    return await billing.start(principal.tenant_id, body, uow.jobs)
 
 
 @router.patch("/subscription", response_model=SubscriptionRead)
@@ -63,13 +51,13 @@ async def change(
     body: SubscriptionChange, principal: BillingManager, billing: Billing, uow: UoW
 ) -> SubscriptionRead:
     """Change the plan, the seats or both. Owner, admin, billing."""
-    return await billing.change(_tenant(principal), body, uow.jobs)
+    return await billing.change(principal.tenant_id, body, uow.jobs)
 
 
 @router.delete("/subscription", response_model=SubscriptionRead)
 async def cancel(principal: BillingManager, billing: Billing, uow: UoW) -> SubscriptionRead:
     """Cancel at the end of the current period. Owner, admin, billing."""
-    return await billing.cancel(_tenant(principal), uow.jobs)
+    return await billing.cancel(principal.tenant_id, uow.jobs)
 
 
 @router.get("/usage", response_model=UsageRead)
@@ -79,7 +67,7 @@ async def usage(
     period: Annotated[str, Query(pattern="^current$")] = "current",
 ) -> UsageRead:
     """Tokens used by the tenant's runs this calendar month (UTC), and how many were reported."""
-    return await billing.usage(_tenant(principal))
+    return await billing.usage(principal.tenant_id)
 
 
 @router.post(
@@ -95,5 +83,5 @@ async def stripe_webhook(
     worker. 404 when no secret is configured."""
     event = webhooks.verify(await request.body(), stripe_signature, settings.stripe)
     if await webhooks.store(uow.session, event):
-        uow.jobs.enqueue(webhooks.PROCESS_TASK, event["id"])
+        uow.jobs.enqueue(billing_jobs.PROCESS_WEBHOOK, event["id"])
     return Response(status_code=200)

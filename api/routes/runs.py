@@ -5,22 +5,28 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Response
 from sse_starlette import EventSourceResponse
 
-from api.deps import AppResources, AppSettings, Authority, CurrentPrincipal, UoW, oauth2_scheme
+from api.deps import (
+    AppResources,
+    AppSettings,
+    Authority,
+    CurrentPrincipal,
+    Hub,
+    Registry,
+    Runs,
+    StreamAccess,
+    UoW,
+)
 from api.sse import event_stream
-from switchboard.agents.registry import AgentRegistry
-from switchboard.auth.errors import InvalidTokenError
 from switchboard.auth.principal import Principal
 from switchboard.auth.tokens import TokenType
-from switchboard.conversations.postgres import PostgresConversationRepository
 from switchboard.runs.errors import InvalidLastEventIdError
-from switchboard.runs.events import EventPublisher, RunEvent
+from switchboard.runs.events import RunEvent
 from switchboard.runs.hub import EventHub
-from switchboard.runs.repository import RunRepository
 from switchboard.runs.schemas import ChatAccepted, ChatRequest, RunRead
-from switchboard.runs.service import RunService, terminal_event
+from switchboard.runs.service import terminal_event
 from switchboard.runs.stream import follow_batches
 
 router = APIRouter(prefix="/api/v1", tags=["chat"])
@@ -30,41 +36,11 @@ STREAM: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def get_registry(request: Request) -> AgentRegistry:
-    registry: AgentRegistry = request.app.state.agents
-    return registry
-
-
-async def get_hub(request: Request) -> EventHub:
-    hub: EventHub = request.app.state.event_hub
-    return hub
-
-
-async def get_runs(uow: UoW, resources: AppResources, settings: AppSettings) -> RunService:
-    publisher = EventPublisher(
-        resources.redis,
-        max_events=settings.runs.buffer_max_events,
-        ttl_seconds=settings.runs.buffer_ttl_seconds,
-    )
-    return RunService(
-        uow.session,
-        settings.runs,
-        publisher,
-        PostgresConversationRepository(uow.session),
-        RunRepository(uow.session),
-    )
-
-
-Registry = Annotated[AgentRegistry, Depends(get_registry)]
-Hub = Annotated[EventHub, Depends(get_hub)]
-Runs = Annotated[RunService, Depends(get_runs)]
-
-
 async def _stream_url(authority: Authority, principal: Principal, run_id: uuid.UUID) -> str:
     ticket = await authority.issue(
         TokenType.stream_ticket,
-        principal.subject,
-        {"run": str(run_id), "tid": principal.tenant_id},
+        str(principal.subject),
+        {"run": str(run_id), "tid": str(principal.tenant_id)},
     )
     return f"/api/v1/runs/{run_id}/stream?ticket={ticket.token}"
 
@@ -115,28 +91,10 @@ async def get_run(run_id: uuid.UUID, principal: CurrentPrincipal, runs: Runs) ->
     return await runs.get(principal, run_id)
 
 
-async def stream_access(
-    run_id: uuid.UUID,
-    authority: Authority,
-    runs: Runs,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
-    ticket: Annotated[str | None, Query(description="The ticket from `stream_url`.")] = None,
-) -> None:
-    if ticket is not None:
-        claims = await authority.verify(ticket, TokenType.stream_ticket)
-        if claims.get("run") != str(run_id):
-            raise InvalidTokenError("wrong_run")
-        return
-    if not token:
-        raise InvalidTokenError("missing")
-    principal = Principal.from_access_claims(await authority.verify(token, TokenType.access))
-    await runs.check_access(principal, run_id)
-
-
 @router.get("/runs/{run_id}/stream", responses=STREAM)
 async def stream_run(
     run_id: uuid.UUID,
-    _: Annotated[None, Depends(stream_access)],
+    _: StreamAccess,
     resources: AppResources,
     hub: Hub,
     settings: AppSettings,
@@ -167,8 +125,7 @@ def _follow(
     run_id: uuid.UUID, after: int, resources: AppResources, hub: EventHub, settings: AppSettings
 ) -> EventSourceResponse:
     async def terminal(seq: int) -> RunEvent | None:
-        async with resources.sessionmaker() as session:
-            return await terminal_event(session, run_id, seq)
+        return await terminal_event(resources.sessionmaker, run_id, seq)
 
     batches = follow_batches(
         str(run_id),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,8 +14,8 @@ OPERATOR_ROLE = "operator"
 
 @dataclass(frozen=True)
 class Principal:
-    subject: str
-    tenant_id: str
+    subject: uuid.UUID
+    tenant_id: uuid.UUID
     roles: frozenset[str]
     token_id: str
 
@@ -27,14 +28,17 @@ class Principal:
 
     @classmethod
     def from_access_claims(cls, claims: Mapping[str, Any]) -> Principal:
-        tenant_id, roles = claims.get("tid"), claims.get("roles")
-        if not isinstance(tenant_id, str) or not isinstance(roles, list):
+        subject, tenant_id, roles = claims.get("sub"), claims.get("tid"), claims.get("roles")
+        if not isinstance(subject, str) or not isinstance(tenant_id, str):
             raise InvalidTokenError("claims")
-        if not all(isinstance(role, str) for role in roles):
+        if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
             raise InvalidTokenError("claims")
-        return cls(
-            subject=claims["sub"],
-            tenant_id=tenant_id,
-            roles=frozenset(roles),
-            token_id=claims["jti"],
-        )
+        try:
+            return cls(
+                subject=uuid.UUID(subject),
+                tenant_id=uuid.UUID(tenant_id),
+                roles=frozenset(roles),
+                token_id=claims["jti"],
+            )
+        except ValueError:
+            raise InvalidTokenError("claims") from None

@@ -1,29 +1,29 @@
-"""What the domain needs from a conversation store, and its page cursors.
-
-``PostgresConversationRepository`` is the one Switchboard runs on; unit tests use an
-in-memory one (``tests/support/conversations.py``) and a shared contract test keeps the two
-answering alike.
-"""
+"""Conversations and their messages in Postgres; a conversation is found only through its
+owner's tenant and user."""
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from datetime import datetime
-from typing import Protocol
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.models import Conversation, Message
 
 
-class ConversationRepository(Protocol):
-    async def add_conversation(self, conversation: Conversation) -> None:
-        """Stored with the unit of work: at the latest when it commits."""
-        ...
+def next_position_query(conversation_id: uuid.UUID | ColumnElement[Any]) -> Select[int]:
+    """The position a new message of the conversation takes; read it under the conversation's
+    lock, or two writers may take the same one."""
+    return select(func.coalesce(func.max(Message.position) + 1, 0)).where(
+        Message.conversation_id == conversation_id
+    )
 
-    async def add_message(self, message: Message) -> None:
-        """Stored with the unit of work: at the latest when it commits."""
-        ...
+
+class ConversationRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
 
     async def get(
         self,
@@ -31,8 +31,12 @@ class ConversationRepository(Protocol):
         user_id: uuid.UUID,
         conversation_id: uuid.UUID,
     ) -> Conversation | None:
-        """The caller's own conversation."""
-        ...
+        query = select(Conversation).where(
+            Conversation.id == conversation_id,
+            Conversation.tenant_id == tenant_id,
+            Conversation.user_id == user_id,
+        )
+        return (await self.session.scalars(query)).one_or_none()
 
     async def page(
         self,
@@ -42,38 +46,50 @@ class ConversationRepository(Protocol):
         limit: int,
         after: tuple[datetime, uuid.UUID] | None,
     ) -> list[Conversation]:
-        """Newest updated first, strictly after the ``(updated_at, id)`` cursor."""
-        ...
+        query = (
+            select(Conversation)
+            .where(Conversation.tenant_id == tenant_id, Conversation.user_id == user_id)
+            .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(
+                tuple_(Conversation.updated_at, Conversation.id) < tuple_(after[0], after[1])
+            )
+        return list((await self.session.scalars(query)).all())
 
     async def messages(
         self, conversation_id: uuid.UUID, *, last: int | None = None
     ) -> list[Message]:
-        """In position order; only the ``last`` ones if given."""
-        ...
-
-    async def next_position(self, conversation_id: uuid.UUID) -> int: ...
+        query = select(Message).where(Message.conversation_id == conversation_id)
+        if last is None:
+            return list((await self.session.scalars(query.order_by(Message.position))).all())
+        newest = (
+            await self.session.scalars(query.order_by(Message.position.desc()).limit(last))
+        ).all()
+        return list(reversed(newest))
 
     async def delete(self, conversation: Conversation) -> None:
-        """With its messages and runs."""
-        ...
+        await self.session.execute(delete(Conversation).where(Conversation.id == conversation.id))
 
     async def search(
         self, tenant_id: uuid.UUID, user_id: uuid.UUID, query: str, *, limit: int
     ) -> list[tuple[Conversation, Message]]:
-        """Messages of the caller's conversations holding any word of ``query``, newest first."""
-        ...
+        words = [word for word in query.split() if len(word) > 2][:8] or [query]
+        pattern = [Message.content.ilike(f"%{_escape(word)}%", escape="\\") for word in words]
+        rows = await self.session.execute(
+            select(Conversation, Message)
+            .join(Message, Message.conversation_id == Conversation.id)
+            .where(
+                Conversation.tenant_id == tenant_id,
+                Conversation.user_id == user_id,
+                or_(*pattern),
+            )
+            .order_by(Message.created_at.desc())
+            .limit(limit)
+        )
+        return [(row[0], row[1]) for row in rows]
 
 
-def encode_cursor(updated_at: datetime, conversation_id: uuid.UUID) -> str:
-    raw = json.dumps([updated_at.isoformat(), str(conversation_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """ValueError for anything that is not a cursor we made."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        stamp, ident = json.loads(raw)
-        return datetime.fromisoformat(stamp), uuid.UUID(ident)
-    except (ValueError, TypeError) as exc:
-        raise ValueError("invalid cursor") from exc
+def _escape(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

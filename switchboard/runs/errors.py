@@ -7,10 +7,6 @@ class RunNotFoundError(NotFoundError):
     code = "run.not_found"
 
 
-class ConversationNotFoundError(NotFoundError):
-    code = "conversation.not_found"
-
-
 class MessageTooLargeError(AppError):
     status = 413
     code = "run.message_too_large"
@@ -19,12 +15,6 @@ class MessageTooLargeError(AppError):
 
 class RunFinishedError(ConflictError):
     code = "run.finished"
-
-
-class InvalidCursorError(AppError):
-    status = 422
-    code = "validation_error"
-    title = "Unprocessable content"
 
 
 class InvalidLastEventIdError(AppError):

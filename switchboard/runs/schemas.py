@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 
 class ChatRequest(BaseModel):
@@ -48,31 +48,3 @@ class RunRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-
-
-class ConversationSummary(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: uuid.UUID
-    title: str
-    created_at: datetime
-    updated_at: datetime
-
-
-class ConversationPage(BaseModel):
-    items: list[ConversationSummary]
-    next_cursor: str | None
-
-
-class MessageRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: uuid.UUID
-    role: str
-    content: str
-    agent: str | None
-    created_at: datetime
-
-
-class ConversationRead(ConversationSummary):
-    messages: list[MessageRead]

@@ -1,4 +1,4 @@
-"""Starting, reading and cancelling runs; conversations as their owner sees them."""
+"""Starting, reading and cancelling runs."""
 
 from __future__ import annotations
 
@@ -10,37 +10,18 @@ from datetime import UTC, datetime
 
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.agents.errors import UnknownAgentError
 from switchboard.auth.principal import Principal
-from switchboard.conversations.repository import (
-    ConversationRepository,
-    decode_cursor,
-    encode_cursor,
-)
+from switchboard.conversations.errors import ConversationNotFoundError
+from switchboard.kit.db import SessionMaker
 from switchboard.kit.jobs import JobBuffer
 from switchboard.models import Run
-from switchboard.runs.errors import (
-    ConversationNotFoundError,
-    InvalidCursorError,
-    MessageTooLargeError,
-    RunFinishedError,
-    RunNotFoundError,
-)
+from switchboard.runs.errors import MessageTooLargeError, RunFinishedError, RunNotFoundError
 from switchboard.runs.events import EventPublisher, EventType, RunEvent, cancel_key
+from switchboard.runs.jobs import EXECUTE
 from switchboard.runs.repository import NewRun, RunRepository
-from switchboard.runs.schemas import (
-    ChatRequest,
-    ConversationPage,
-    ConversationRead,
-    ConversationSummary,
-    MessageRead,
-    RunError,
-    RunRead,
-    Usage,
-)
+from switchboard.runs.schemas import ChatRequest, RunError, RunRead, Usage
 from switchboard.runs.settings import RunsSettings
 
 log = structlog.get_logger("switchboard.runs")
@@ -49,17 +30,10 @@ FINISHED = ("succeeded", "failed", "cancelled")
 TITLE_CHARS = 80
 
 
-def _ids(principal: Principal) -> tuple[uuid.UUID, uuid.UUID]:
-    return uuid.UUID(principal.tenant_id), uuid.UUID(principal.subject)
-
-
 @dataclass
 class RunService:
-    session: AsyncSession
     settings: RunsSettings
     publisher: EventPublisher
-
-    conversations: ConversationRepository
     runs: RunRepository
 
     async def start(
@@ -82,11 +56,10 @@ class RunService:
         agent = request.agent or default_agent
         if agent not in agents:
             raise UnknownAgentError(agent)
-        tenant_id, user_id = _ids(principal)
         run = NewRun(
             id=uuid.uuid4(),
-            tenant_id=tenant_id,
-            user_id=user_id,
+            tenant_id=principal.tenant_id,
+            user_id=principal.subject,
             conversation_id=request.conversation_id or uuid.uuid4(),
             agent=agent,
             message=request.message,
@@ -105,7 +78,7 @@ class RunService:
             await self._announce(run)
         else:
             raise ConversationNotFoundError("There is no such conversation.")
-        jobs.enqueue("runs.execute", str(run.id))
+        jobs.enqueue(EXECUTE, str(run.id))
         log.info("runs.queued", run_id=str(run.id), agent=agent)
         return run
 
@@ -115,14 +88,7 @@ class RunService:
         )
 
     async def _run(self, principal: Principal, run_id: uuid.UUID) -> Run:
-        tenant_id, user_id = _ids(principal)
-        run = (
-            await self.session.scalars(
-                select(Run).where(
-                    Run.id == run_id, Run.tenant_id == tenant_id, Run.user_id == user_id
-                )
-            )
-        ).one_or_none()
+        run = await self.runs.owned(principal.tenant_id, principal.subject, run_id)
         if run is None:
             raise RunNotFoundError("There is no such run.")
         return run
@@ -145,52 +111,13 @@ class RunService:
             await pipe.execute()
         log.info("runs.cancel_requested", run_id=str(run.id))
 
-    # --- conversations ------------------------------------------------------------------
 
-    async def conversation_page(
-        self, principal: Principal, *, limit: int, cursor: str | None
-    ) -> ConversationPage:
-        tenant_id, user_id = _ids(principal)
-        try:
-            after = decode_cursor(cursor) if cursor else None
-        except ValueError:
-            raise InvalidCursorError("The cursor is not one this API returned.") from None
-        rows = await self.conversations.page(tenant_id, user_id, limit=limit + 1, after=after)
-        items, more = rows[:limit], len(rows) > limit
-        next_cursor = encode_cursor(items[-1].updated_at, items[-1].id) if more else None
-        return ConversationPage(
-            items=[ConversationSummary.model_validate(item) for item in items],
-            next_cursor=next_cursor,
-        )
-
-    async def conversation(
-        self, principal: Principal, conversation_id: uuid.UUID
-    ) -> ConversationRead:
-        tenant_id, user_id = _ids(principal)
-        conversation = await self.conversations.get(tenant_id, user_id, conversation_id)
-        if conversation is None:
-            raise ConversationNotFoundError("There is no such conversation.")
-        messages = await self.conversations.messages(conversation.id)
-        return ConversationRead(
-            id=conversation.id,
-            title=conversation.title,
-            created_at=conversation.created_at,
-            updated_at=conversation.updated_at,
-            messages=[MessageRead.model_validate(message) for message in messages],
-        )
-
-    async def delete_conversation(self, principal: Principal, conversation_id: uuid.UUID) -> None:
-        tenant_id, user_id = _ids(principal)
-        conversation = await self.conversations.get(tenant_id, user_id, conversation_id)
-        if conversation is None:
-            raise ConversationNotFoundError("There is no such conversation.")
-        await self.conversations.delete(conversation)
-        log.info("conversations.deleted", conversation_id=str(conversation_id))
-
-
-async def terminal_event(session: AsyncSession, run_id: uuid.UUID, seq: int) -> RunEvent | None:
+async def terminal_event(
+    sessionmaker: SessionMaker, run_id: uuid.UUID, seq: int
+) -> RunEvent | None:
     """The terminal event of a finished run, rebuilt from Postgres, numbered ``seq``."""
-    run = await session.get(Run, run_id)
+    async with sessionmaker() as session:
+        run = await RunRepository(session).get(run_id)
     if run is None or run.status not in FINISHED:
         return None
     data: dict[str, object]

@@ -1,4 +1,4 @@
-"""One contract, two repositories: Postgres and the in-memory one unit tests use."""
+"""The conversation repository on Postgres."""
 
 from __future__ import annotations
 
@@ -8,33 +8,23 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from switchboard.conversations.postgres import PostgresConversationRepository
-from switchboard.conversations.repository import (
-    ConversationRepository,
-    decode_cursor,
-    encode_cursor,
-)
+from switchboard.conversations.cursor import decode_cursor, encode_cursor
+from switchboard.conversations.repository import ConversationRepository, next_position_query
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Conversation, Message, Tenant, User
-from tests.support.conversations import InMemoryConversationRepository
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-@pytest.fixture(params=["postgres", "memory"])
-async def repository(
-    request: pytest.FixtureRequest, sessionmaker: SessionMaker
-) -> AsyncIterator[ConversationRepository]:
-    if request.param == "memory":
-        yield InMemoryConversationRepository()
-        return
+@pytest.fixture
+async def repository(sessionmaker: SessionMaker) -> AsyncIterator[ConversationRepository]:
     async with sessionmaker() as session:
-        yield PostgresConversationRepository(session)
+        yield ConversationRepository(session)
 
 
 @pytest.fixture
 async def owners(sessionmaker: SessionMaker) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    """Two (tenant, user) pairs that exist in Postgres (the in-memory store ignores them)."""
+    """Two (tenant, user) pairs."""
     pairs = []
     async with sessionmaker() as session, session.begin():
         for _ in range(2):
@@ -58,22 +48,28 @@ async def _conversation(
         title="c",
         updated_at=NOW - timedelta(minutes=age_minutes),
     )
-    await repository.add_conversation(conversation)
+    repository.session.add(conversation)
+    await repository.session.flush()
     return conversation
 
 
 async def _say(repository: ConversationRepository, conversation: Conversation, *texts: str) -> None:
     for text in texts:
-        await repository.add_message(
+        repository.session.add(
             Message(
                 id=uuid.uuid4(),
                 conversation_id=conversation.id,
-                position=await repository.next_position(conversation.id),
+                position=await _next_position(repository, conversation),
                 role="user",
                 content=text,
                 created_at=datetime.now(UTC),
             )
         )
+        await repository.session.flush()
+
+
+async def _next_position(repository: ConversationRepository, conversation: Conversation) -> int:
+    return int(await repository.session.scalar(next_position_query(conversation.id)) or 0)
 
 
 async def test_pages_are_newest_first_and_never_repeat(
@@ -116,7 +112,7 @@ async def test_messages_keep_their_positions_and_the_last_ones_can_be_asked_for(
         "two",
         "three",
     ]
-    assert await repository.next_position(conversation.id) == 3
+    assert await _next_position(repository, conversation) == 3
 
 
 async def test_search_finds_only_the_callers_words(

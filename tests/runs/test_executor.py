@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from switchboard.agents.factory import create_agent_runtime
-from switchboard.conversations.postgres import PostgresConversationRepository
+from switchboard.conversations.repository import ConversationRepository
 from switchboard.kit.db import SessionMaker, create_engine
 from switchboard.runs.backend import DatabaseToolBackend
 from switchboard.runs.cancel import CancelNotices
@@ -109,5 +109,5 @@ async def test_a_reply_takes_the_position_after_a_message_added_meanwhile(
 
     assert await _status(sessionmaker, run_id) == ("succeeded", None)
     async with sessionmaker() as session:
-        stored = await PostgresConversationRepository(session).messages(run.conversation_id)
+        stored = await ConversationRepository(session).messages(run.conversation_id)
     assert [(m.position, m.content) for m in stored] == [(0, "next"), (1, "the reply")]

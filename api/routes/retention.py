@@ -29,8 +29,8 @@ async def delete_data(
     accounts). Owner only; enqueued; the request is kept as an audit record."""
     deletion = await tenant_data.request_deletion(
         uow.session,
-        tenant_id=uuid.UUID(principal.tenant_id),
-        user_id=uuid.UUID(principal.subject),
+        tenant_id=principal.tenant_id,
+        user_id=principal.subject,
         confirm=confirm,
         jobs=uow.jobs,
     )
@@ -41,5 +41,5 @@ async def delete_data(
 @router.get("/data/deletions/{deletion_id}", response_model=TenantDeletionRead)
 async def deletion(deletion_id: uuid.UUID, principal: OwnerOrAdmin, uow: UoW) -> TenantDeletionRead:
     """A deletion request of this tenant: its status and what it deleted."""
-    found = await tenant_data.get_deletion(uow.session, uuid.UUID(principal.tenant_id), deletion_id)
+    found = await tenant_data.get_deletion(uow.session, principal.tenant_id, deletion_id)
     return TenantDeletionRead.model_validate(found)

@@ -1,0 +1,16 @@
+"""The agents that can answer in a conversation."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import CurrentPrincipal, Registry
+from switchboard.agents.schemas import AgentInfo
+
+router = APIRouter(prefix="/api/v1", tags=["conversations"])
+
+
+@router.get("/agents", response_model=list[AgentInfo])
+async def list_agents(_: CurrentPrincipal, registry: Registry) -> list[AgentInfo]:
+    """Every agent: what it does, its tools, and whom it hands off to."""
+    return registry.describe()

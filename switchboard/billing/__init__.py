@@ -1,0 +1,1 @@
+"""Plans, subscriptions at Stripe, metered usage and Stripe webhooks."""

@@ -1,0 +1,136 @@
+"""The run routes on their own: what they store, answer and refuse (no worker runs here)."""
+
+from __future__ import annotations
+
+import uuid
+
+from httpx import AsyncClient
+from redis.asyncio import Redis
+from sqlalchemy import select
+
+from switchboard.kit.db import SessionMaker
+from switchboard.models import Message, Run
+from switchboard.runs.events import cancel_key, stream_key
+from switchboard.settings import Settings
+from tests.support.members import NewMember
+
+
+async def test_chat_stores_a_queued_run_and_answers_with_its_stream(
+    client: AsyncClient, new_member: NewMember, sessionmaker: SessionMaker, redis: Redis
+) -> None:
+    alice = await new_member()
+
+    response = await client.post(
+        "/api/v1/chat", json={"message": "hi there"}, headers=alice.headers
+    )
+
+    assert response.status_code == 202
+    body = response.json()
+    run_id = body["run_id"]
+    assert body["status"] == "queued"
+    assert body["stream_url"].startswith(f"/api/v1/runs/{run_id}/stream?ticket=")
+    async with sessionmaker() as session:
+        run = await session.get(Run, uuid.UUID(run_id))
+        assert run is not None
+        assert (run.status, run.tenant_id, run.user_id) == (
+            "queued",
+            alice.tenant_id,
+            alice.user_id,
+        )
+        assert str(run.conversation_id) == body["conversation_id"]
+        messages = (
+            await session.scalars(
+                select(Message).where(Message.conversation_id == run.conversation_id)
+            )
+        ).all()
+    assert [(message.role, message.content) for message in messages] == [("user", "hi there")]
+    assert await redis.xlen(stream_key(run_id)) == 1  # run.queued
+
+    read = await client.get(f"/api/v1/runs/{run_id}", headers=alice.headers)
+    assert read.status_code == 200
+    assert read.json()["status"] == "queued"
+    assert read.json()["usage"] == {"input_tokens": 0, "output_tokens": 0}
+
+
+async def test_a_run_is_only_its_owners(client: AsyncClient, new_member: NewMember) -> None:
+    alice = await new_member()
+    colleague = await new_member(tenant_id=alice.tenant_id, role="admin")
+    accepted = await client.post("/api/v1/chat", json={"message": "hi"}, headers=alice.headers)
+    run_id = accepted.json()["run_id"]
+
+    read = await client.get(f"/api/v1/runs/{run_id}", headers=colleague.headers)
+    cancel = await client.post(f"/api/v1/runs/{run_id}/cancel", headers=colleague.headers)
+    stream = await client.get(f"/api/v1/runs/{run_id}/stream", headers=colleague.headers)
+    reply = await client.post(
+        "/api/v1/chat",
+        json={"message": "mine now", "conversation_id": accepted.json()["conversation_id"]},
+        headers=colleague.headers,
+    )
+
+    assert [read.status_code, cancel.status_code, stream.status_code] == [404, 404, 404]
+    assert read.json()["code"] == "run.not_found"
+    assert (reply.status_code, reply.json()["code"]) == (404, "conversation.not_found")
+
+
+async def test_chat_refuses_what_it_cannot_run(
+    client: AsyncClient, new_member: NewMember, sessionmaker: SessionMaker, settings: Settings
+) -> None:
+    alice = await new_member()
+    limit = settings.runs.max_message_chars
+
+    too_long = await client.post(
+        "/api/v1/chat", json={"message": "x" * (limit + 1)}, headers=alice.headers
+    )
+    unknown = await client.post(
+        "/api/v1/chat", json={"message": "hi", "agent": "nobody"}, headers=alice.headers
+    )
+    blank = await client.post("/api/v1/chat", json={"message": "   "}, headers=alice.headers)
+    anonymous = await client.post("/api/v1/chat", json={"message": "hi"})
+
+    assert (too_long.status_code, too_long.json()["code"]) == (413, "run.message_too_large")
+    assert unknown.status_code == 422
+    assert blank.status_code == 422
+    assert anonymous.status_code == 401
+    async with sessionmaker() as session:
+        assert (
+            await session.scalars(select(Run).where(Run.tenant_id == alice.tenant_id))
+        ).all() == []
+
+
+async def test_cancel_raises_the_flag_of_a_queued_run(
+    client: AsyncClient, new_member: NewMember, redis: Redis
+) -> None:
+    alice = await new_member()
+    run_id = (
+        await client.post("/api/v1/chat", json={"message": "hi"}, headers=alice.headers)
+    ).json()["run_id"]
+
+    response = await client.post(f"/api/v1/runs/{run_id}/cancel", headers=alice.headers)
+
+    assert response.status_code == 202
+    assert await redis.get(cancel_key(run_id)) == b"1"
+
+
+async def test_a_stream_opens_only_with_its_own_ticket_or_the_owners_token(
+    client: AsyncClient, new_member: NewMember
+) -> None:
+    alice = await new_member()
+    first = (await client.post("/api/v1/chat", json={"message": "a"}, headers=alice.headers)).json()
+    second = (
+        await client.post("/api/v1/chat", json={"message": "b"}, headers=alice.headers)
+    ).json()
+    ticket = first["stream_url"].split("ticket=")[1]
+
+    wrong_run = await client.get(f"/api/v1/runs/{second['run_id']}/stream?ticket={ticket}")
+    forged = await client.get(f"/api/v1/runs/{first['run_id']}/stream?ticket=not-a-token")
+    anonymous = await client.get(f"/api/v1/runs/{first['run_id']}/stream")
+    bad_resume = await client.get(
+        f"/api/v1/runs/{first['run_id']}/stream",
+        headers={**alice.headers, "Last-Event-ID": "-1"},
+    )
+
+    assert [wrong_run.status_code, forged.status_code, anonymous.status_code] == [401, 401, 401]
+    assert (bad_resume.status_code, bad_resume.json()["code"]) == (
+        422,
+        "run.invalid_last_event_id",
+    )
