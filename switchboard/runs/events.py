@@ -15,6 +15,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from switchboard.runs.settings import RunsSettings
+
 
 class EventType(enum.StrEnum):
     queued = "run.queued"
@@ -122,6 +124,15 @@ class EventPublisher:
         self._script = redis.register_script(_PUBLISH)
         self._max_events = max_events
         self._ttl = ttl_seconds
+
+    @classmethod
+    def for_settings(cls, redis: Redis, settings: RunsSettings) -> EventPublisher:
+        """The publisher every process uses: buffers capped and expiring as ``RUNS_*`` say."""
+        return cls(
+            redis,
+            max_events=settings.buffer_max_events,
+            ttl_seconds=settings.buffer_ttl_seconds,
+        )
 
     async def publish(self, run_id: str, type_: EventType, *, after: int = 0, **data: Any) -> int:
         """Numbers and sends one event; ``after`` is the last number the caller published."""
