@@ -5,17 +5,17 @@ from __future__ import annotations
 import uuid
 
 from switchboard.kit.db import DATABASE_UNAVAILABLE
+from switchboard.retention import jobs
 from switchboard.retention.service import run_retention
 from switchboard.retention.tenant_data import purge_tenant
-from workers.celery_app import celery_app, settings
-from workers.runtime import get_runtime
+from workers.celery_app import celery_app, runtime, settings
 
 
-@celery_app.task(name="retention.run")
+@celery_app.task(name=jobs.RUN)
 def run() -> dict[str, int]:
     """Deletes what outlived its window, in bounded batches; counts per target."""
-    resources = get_runtime().resources
-    report = get_runtime().run(
+    resources = runtime.resources
+    report = runtime.run(
         run_retention(
             resources.sessionmaker,
             resources.redis,
@@ -27,15 +27,15 @@ def run() -> dict[str, int]:
 
 
 @celery_app.task(
-    name="retention.tenant.purge",
+    name=jobs.PURGE_TENANT,
     autoretry_for=DATABASE_UNAVAILABLE,
     retry_backoff=5,
     max_retries=10,
 )
 def purge(deletion_id: str) -> dict[str, int]:
     """Deletes all of one tenant's data, as its owner asked; safe to run again."""
-    resources = get_runtime().resources
-    return get_runtime().run(
+    resources = runtime.resources
+    return runtime.run(
         purge_tenant(
             resources.sessionmaker,
             resources.redis,

@@ -6,25 +6,25 @@ import os
 from typing import Any
 
 from switchboard.kit.health import check_readiness
+from switchboard.ops import jobs
 from switchboard.ops.service import record_heartbeat
-from workers.celery_app import celery_app
-from workers.runtime import get_runtime
+from workers.celery_app import celery_app, runtime
 
 
-@celery_app.task(name="system.ping", ignore_result=False)
+@celery_app.task(name=jobs.PING, ignore_result=False)
 def ping() -> str:
     """Round trip through the broker; answers without touching any other service."""
     return "pong"
 
 
-@celery_app.task(name="system.check", ignore_result=False)
+@celery_app.task(name=jobs.CHECK, ignore_result=False)
 def check() -> dict[str, Any]:
     """Readiness as this worker process sees it: Postgres, Redis and the broker."""
-    readiness = get_runtime().run(check_readiness(get_runtime().resources))
+    readiness = runtime.run(check_readiness(runtime.resources))
     return {"pid": os.getpid(), **readiness.model_dump()}
 
 
-@celery_app.task(name="system.heartbeat")
+@celery_app.task(name=jobs.HEARTBEAT)
 def heartbeat() -> None:
     """Scheduled by beat; its timestamp in Redis shows beat, broker and workers are alive."""
-    get_runtime().run(record_heartbeat(get_runtime().resources.redis))
+    runtime.run(record_heartbeat(runtime.resources.redis))

@@ -1,12 +1,18 @@
-"""The Celery application: Redis broker, JSON only, named queues, late acknowledgement."""
+"""The Celery application (Redis broker, JSON only, named queues, late acknowledgement) and the
+composition root of every process that loads it: settings, app, job sender, worker runtime and
+signal receivers are built here, top to bottom, once per process."""
 
 from __future__ import annotations
 
 from celery import Celery
 from kombu import Exchange, Queue
 
+from switchboard.runs import jobs as runs_jobs
 from switchboard.settings import Settings, settings_or_exit
+from workers import signals
 from workers.beat import beat_schedule
+from workers.runtime import WorkerRuntime
+from workers.sender import CeleryJobSender
 
 QUEUES = ("default", "runs", "maintenance")
 _EXCHANGE = Exchange("switchboard", type="direct")
@@ -14,7 +20,7 @@ _EXCHANGE = Exchange("switchboard", type="direct")
 # Routing by task-name prefix keeps every producer (API, tasks, CLI) agreeing on queues.
 TASK_ROUTES = {
     # First match wins: the sweep must not wait behind a backlog of agent runs.
-    "runs.sweep": {"queue": "maintenance"},
+    runs_jobs.SWEEP: {"queue": "maintenance"},
     "runs.*": {"queue": "runs"},
     "auth.*": {"queue": "maintenance"},
     "billing.*": {"queue": "maintenance"},
@@ -74,5 +80,6 @@ def create_celery(settings: Settings) -> Celery:
 
 settings = settings_or_exit()
 celery_app = create_celery(settings)
-
-import workers.signals  # noqa: E402,F401  (connects the signal handlers to this app)
+job_sender = CeleryJobSender(celery_app)
+runtime = WorkerRuntime(settings, job_sender)
+signals.connect(runtime, queues=QUEUES)

@@ -1,42 +1,42 @@
-"""Sends buffered jobs to the broker through Celery."""
+"""Sends buffered jobs to the broker through a Celery app."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 
+from celery import Celery
+
 from switchboard.kit.jobs import Job
 
 
 class CeleryJobSender:
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+
     async def send(self, jobs: Sequence[Job]) -> list[str]:
         # Publishing is blocking kombu I/O; one thread hop per flush keeps the loop free.
-        return await asyncio.to_thread(send_jobs, jobs)
+        return await asyncio.to_thread(self._publish, jobs)
 
+    def _publish(self, jobs: Sequence[Job]) -> list[str]:
+        return [
+            self._app.send_task(
+                job.name,
+                args=list(job.args),
+                kwargs=dict(job.kwargs),
+                queue=job.queue,
+                countdown=job.countdown,
+                task_id=job.task_id,
+                ignore_result=self._ignores_result(job.name),
+            ).id
+            for job in jobs
+        ]
 
-def send_jobs(jobs: Sequence[Job]) -> list[str]:
-    from workers.celery_app import celery_app
-
-    return [
-        celery_app.send_task(
-            job.name,
-            args=list(job.args),
-            kwargs=dict(job.kwargs),
-            queue=job.queue,
-            countdown=job.countdown,
-            task_id=job.task_id,
-            ignore_result=_ignores_result(job.name),
-        ).id
-        for job in jobs
-    ]
-
-
-def _ignores_result(name: str) -> bool:
-    """send_task by name asks for a result unless told otherwise, whatever the app's default:
-    the sender then subscribes to the result's channel, and the worker stores a STARTED state
-    (two Redis round trips before the task even starts) and the return value. Jobs take the
-    task's own setting where this process knows the task, else the app's (no results)."""
-    from workers.celery_app import celery_app
-
-    task = celery_app.tasks.get(name)
-    return bool(task.ignore_result if task is not None else celery_app.conf.task_ignore_result)
+    def _ignores_result(self, name: str) -> bool:
+        """send_task by name asks for a result unless told otherwise, whatever the app's
+        default: the sender then subscribes to the result's channel, and the worker stores a
+        STARTED state (two Redis round trips before the task even starts) and the return value.
+        Jobs take the task's own setting where this process knows the task, else the app's (no
+        results)."""
+        task = self._app.tasks.get(name)
+        return bool(task.ignore_result if task is not None else self._app.conf.task_ignore_result)

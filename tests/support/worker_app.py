@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from kombu import Queue
+from sqlalchemy import select
 
-from workers.celery_app import celery_app
+from switchboard.models import TaskFailure
+from workers.celery_app import celery_app, runtime
 
 __all__ = ["ISOLATED_QUEUE", "celery_app"]
 
@@ -25,23 +27,17 @@ def fail(reason: str) -> None:
 @celery_app.task(name="tests.read_failure", ignore_result=False)
 def read_failure(task_id: str) -> str | None:
     """Reads a row by id on the worker's own connection: proves it was committed first."""
-    from sqlalchemy import select
-
-    from switchboard.models import TaskFailure
-    from workers.runtime import get_runtime
 
     async def read() -> str | None:
-        async with get_runtime().resources.sessionmaker() as session:
+        async with runtime.resources.sessionmaker() as session:
             query = select(TaskFailure.task_name).where(TaskFailure.task_id == task_id)
             return await session.scalar(query)
 
-    return get_runtime().run(read())
+    return runtime.run(read())
 
 
 @celery_app.task(name="tests.mark")
 def mark(key: str) -> str:
     """Leaves ``key`` in Redis: a trace of having run for a task that keeps no result."""
-    from workers.runtime import get_runtime
-
-    get_runtime().run(get_runtime().resources.redis.set(key, b"1", ex=60))
+    runtime.run(runtime.resources.redis.set(key, b"1", ex=60))
     return key

@@ -22,7 +22,8 @@ from workers.sender import CeleryJobSender
 
 
 class KeepIds(CeleryJobSender):
-    def __init__(self) -> None:
+    def __init__(self, app: Celery) -> None:
+        super().__init__(app)
         self.ids: list[str] = []
 
     async def send(self, jobs):  # type: ignore[no-untyped-def]
@@ -34,7 +35,7 @@ async def test_worker_sees_the_rows_of_the_transaction_that_enqueued_it(
     engine: AsyncEngine, celery_app: Celery, worker: WorkerProcess
 ) -> None:
     marker = f"enqueue-{uuid.uuid4().hex}"
-    sender = KeepIds()
+    sender = KeepIds(celery_app)
     try:
         async with UnitOfWork(create_sessionmaker(engine), sender) as uow:
             await record_task_failure(
@@ -69,7 +70,7 @@ async def test_jobs_of_tasks_without_results_store_none(
     store a STARTED state before running it (two round trips before the task starts) and the
     sender would subscribe to a result channel nobody reads."""
     key = f"tests:mark:{uuid.uuid4().hex}"
-    [task_id] = await CeleryJobSender().send([Job("tests.mark", (key,))])
+    [task_id] = await CeleryJobSender(celery_app).send([Job("tests.mark", (key,))])
 
     async with asyncio.timeout(10):
         while not await redis.exists(key):
