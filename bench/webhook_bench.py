@@ -72,12 +72,13 @@ from bench.services import (
     start_api,
     start_worker,
 )
+from switchboard.billing.jobs import PROCESS_WEBHOOK
 
 WEBHOOK_PATH = "/api/v1/billing/webhooks/stripe"
 WEBHOOK_SECRET = "whsec_switchboard_bench"
 STRIPE_API_KEY = "sk_test_bench"
 METER_EVENT_NAME = "switchboard_tokens"
-PROCESS_TASK = "billing.webhooks.process"
+PROCESS_TASK = PROCESS_WEBHOOK
 ROUNDS = 5
 
 
