@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+from switchboard.kit.encoding import b64url_decode, b64url_encode
 
 
 def thumbprint(x: str) -> str:
     """RFC 7638: SHA-256 over the required members of the JWK, lexically ordered, no spaces."""
     canonical = json.dumps({"crv": "Ed25519", "kty": "OKP", "x": x}, separators=(",", ":"))
-    return b64url(hashlib.sha256(canonical.encode()).digest())
+    return b64url_encode(hashlib.sha256(canonical.encode()).digest())
 
 
 @dataclass(frozen=True)
@@ -33,7 +26,7 @@ class GeneratedKey:
 
 def generate_key() -> GeneratedKey:
     private = Ed25519PrivateKey.generate()
-    x = b64url(private.public_key().public_bytes_raw())
+    x = b64url_encode(private.public_key().public_bytes_raw())
     return GeneratedKey(kid=thumbprint(x), x=x, private_bytes=private.private_bytes_raw())
 
 

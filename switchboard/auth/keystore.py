@@ -9,8 +9,6 @@ appends.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import os
 import re
@@ -26,6 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from switchboard.auth.settings import AuthSettings, KeyStoreKind
+from switchboard.kit.encoding import b64url_decode, b64url_encode
 
 PRIVATE_KEY_BYTES = 32
 KEK_BYTES = 32
@@ -33,7 +32,6 @@ NONCE_BYTES = 12
 _TAG_BYTES = 16
 
 _KID = re.compile(r"[A-Za-z0-9_-]{43}")
-_B64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 _VERSION_FILE = re.compile(r"([1-9][0-9]{0,17})\.key")
 _AAD_PREFIX = b"switchboard.keystore.v1"
 _VAULT_FIELD = "private_key"
@@ -95,21 +93,6 @@ def _validate_version(version: int | None) -> None:
         isinstance(version, bool) or not isinstance(version, int) or version < 1
     ):
         raise ValueError("version must be None or a positive integer")
-
-
-def b64url_decode(value: str) -> bytes:
-    """Strict base64url decoding; the ``=`` padding is optional."""
-    if _B64URL.fullmatch(value) is None:
-        raise ValueError("not base64url")
-    unpadded = value.rstrip("=")
-    try:
-        return base64.urlsafe_b64decode(unpadded + "=" * (-len(unpadded) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError("not base64url") from exc
-
-
-def b64url_encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _fsync_directory(path: Path) -> None:

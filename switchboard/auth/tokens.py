@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import enum
 import json
 import time
@@ -20,6 +19,7 @@ from switchboard.auth.errors import InvalidTokenError, NoSigningKeyError, Unknow
 from switchboard.auth.keyring import KeySnapshot
 from switchboard.auth.nonces import MAX_TTL_SECONDS, ReplayCache
 from switchboard.auth.settings import AuthSettings
+from switchboard.kit.encoding import b64url_decode
 
 log = structlog.get_logger("switchboard.auth")
 
@@ -206,7 +206,7 @@ def _peek_kid(token: str) -> str | None:
     """The ``kid`` of the header, or None. Only selects a key; PyJWT validates the rest."""
     segment = token.partition(".")[0]
     try:
-        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+        header = json.loads(b64url_decode(segment))
     except (ValueError, TypeError):
         raise InvalidTokenError("malformed") from None
     if not isinstance(header, dict):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -18,8 +17,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from httpx import AsyncClient
 
 from switchboard.auth.keyring import KeySnapshot
-from switchboard.auth.keys import b64url, public_jwk, thumbprint
+from switchboard.auth.keys import public_jwk, thumbprint
 from switchboard.auth.tokens import TokenSigner, TokenType
+from switchboard.kit.encoding import b64url_decode, b64url_encode
 from switchboard.settings import Settings
 from tests.support.auth import MISSING, access_header, claims_for, forge
 
@@ -47,13 +47,13 @@ def _hs256_with(form: str) -> Forger:
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             ),
             "jwk": json.dumps(
-                public_jwk(_kid(snapshot), b64url(public.public_bytes_raw()))
+                public_jwk(_kid(snapshot), b64url_encode(public.public_bytes_raw()))
             ).encode(),
         }[form]
         header = access_header(_kid(snapshot), alg="HS256")
         unsigned = forge(header, claims_for(settings), None).rsplit(".", 1)[0]
         mac = hmac.new(secret, unsigned.encode(), hashlib.sha256)
-        return unsigned + "." + b64url(mac.digest())
+        return unsigned + "." + b64url_encode(mac.digest())
 
     return forger
 
@@ -84,7 +84,7 @@ def _attacker_key(**header: object) -> Forger:
 
     def forger(snapshot: KeySnapshot, settings: Settings) -> str:
         attacker = Ed25519PrivateKey.generate()
-        x = b64url(attacker.public_key().public_bytes_raw())
+        x = b64url_encode(attacker.public_key().public_bytes_raw())
         fields = {
             name: (public_jwk(thumbprint(x), x) if value == "JWK" else value)
             for name, value in header.items()
@@ -98,8 +98,8 @@ def _signature(mangle: Callable[[bytes], bytes]) -> Forger:
     def forger(snapshot: KeySnapshot, settings: Settings) -> str:
         good = forge(access_header(_kid(snapshot)), claims_for(settings), _key(snapshot))
         head, payload, signature = good.split(".")
-        raw = base64.urlsafe_b64decode(signature + "==")
-        return f"{head}.{payload}.{b64url(mangle(raw))}"
+        raw = b64url_decode(signature)
+        return f"{head}.{payload}.{b64url_encode(mangle(raw))}"
 
     return forger
 
@@ -118,26 +118,32 @@ def _typed(typ: TokenType) -> Forger:
 
 
 def _jwe_shaped(snapshot: KeySnapshot, settings: Settings) -> str:
-    header = b64url(
+    header = b64url_encode(
         json.dumps({"alg": "RSA-OAEP", "enc": "A256GCM", "kid": _kid(snapshot)}).encode()
     )
     return ".".join(
-        [header, b64url(b"k" * 32), b64url(b"i" * 12), b64url(b"c" * 40), b64url(b"t" * 16)]
+        [
+            header,
+            b64url_encode(b"k" * 32),
+            b64url_encode(b"i" * 12),
+            b64url_encode(b"c" * 40),
+            b64url_encode(b"t" * 16),
+        ]
     )
 
 
 def _b64_false(snapshot: KeySnapshot, settings: Settings) -> str:
     header = access_header(_kid(snapshot), b64=False, crit=["b64"])
     payload = json.dumps(claims_for(settings), separators=(",", ":"))
-    head = b64url(json.dumps(header, separators=(",", ":")).encode())
+    head = b64url_encode(json.dumps(header, separators=(",", ":")).encode())
     signature = _key(snapshot).sign(f"{head}.{payload}".encode())
-    return f"{head}.{payload}.{b64url(signature)}"
+    return f"{head}.{payload}.{b64url_encode(signature)}"
 
 
 def _removed_key(snapshot: KeySnapshot, settings: Settings) -> str:
     # A well-formed key that once existed but is in no key set any more.
     gone = Ed25519PrivateKey.generate()
-    kid = thumbprint(b64url(gone.public_key().public_bytes_raw()))
+    kid = thumbprint(b64url_encode(gone.public_key().public_bytes_raw()))
     return forge(access_header(kid), claims_for(settings), gone)
 
 

@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from switchboard.auth import service
 from switchboard.auth.keyring import KeyRing, KeySnapshot
-from switchboard.auth.keys import b64url
 from switchboard.auth.keystore import FileKeyStore, KeyStore, create_key_store
 from switchboard.auth.tokens import TokenType
 from switchboard.kit.db import create_sessionmaker
+from switchboard.kit.encoding import b64url_encode as b64url
 from switchboard.settings import Settings
 
 
