@@ -17,13 +17,13 @@ from datetime import datetime
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from prometheus_client import Gauge
-from sqlalchemy import select
 
 from switchboard.auth.keys import public_jwk, public_key_from_x
 from switchboard.auth.keystore import KeyStore
+from switchboard.auth.repository import AuthRepository
 from switchboard.auth.settings import AuthSettings
 from switchboard.kit.db import SessionMaker
-from switchboard.models import KeyState, SigningKey
+from switchboard.models import KeyState
 
 log = structlog.get_logger("switchboard.auth")
 
@@ -99,7 +99,7 @@ def render_jwks(records: Sequence[KeyRecord], etag_salt: str) -> JwksDocument:
 
 async def load_records(sessionmaker: SessionMaker) -> tuple[KeyRecord, ...]:
     async with sessionmaker() as session:
-        rows = (await session.scalars(select(SigningKey))).all()
+        rows = await AuthRepository(session).keys()
     return tuple(
         KeyRecord(
             kid=row.kid,

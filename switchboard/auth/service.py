@@ -18,20 +18,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.auth.errors import CutoverRefusedError
 from switchboard.auth.keys import generate_key
 from switchboard.auth.keystore import KeyStore
+from switchboard.auth.repository import AuthRepository
 from switchboard.auth.schemas import SigningKeyRead
 from switchboard.auth.settings import AuthSettings
 from switchboard.models import KeyState, SigningKey
 
 log = structlog.get_logger("switchboard.auth")
-
-# pg_advisory_xact_lock key for key-set transitions ("sbkeys" in ASCII).
-KEYS_LOCK_ID = 0x7362_6B65_7973
 
 
 @dataclass
@@ -52,20 +49,15 @@ def removable_from(key: SigningKey, settings: AuthSettings) -> datetime:
     return key.retired_at + timedelta(minutes=settings.dual_signing_overlap_minutes)
 
 
-async def _lock(session: AsyncSession) -> None:
-    await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": KEYS_LOCK_ID})
-
-
-async def _keys(session: AsyncSession) -> dict[KeyState, list[SigningKey]]:
-    rows = (await session.scalars(select(SigningKey).order_by(SigningKey.created_at))).all()
+async def _keys(repo: AuthRepository) -> dict[KeyState, list[SigningKey]]:
     grouped: dict[KeyState, list[SigningKey]] = {state: [] for state in KeyState}
-    for row in rows:
+    for row in await repo.keys():
         grouped[KeyState(row.state)].append(row)
     return grouped
 
 
 async def _create(
-    session: AsyncSession, store: KeyStore, state: KeyState, now: datetime
+    repo: AuthRepository, store: KeyStore, state: KeyState, now: datetime
 ) -> SigningKey:
     generated = generate_key()
     version = await store.put(generated.kid, generated.private_bytes, cas=0)
@@ -77,9 +69,8 @@ async def _create(
         created_at=now,
         activated_at=now if state is KeyState.active else None,
     )
-    session.add(key)
     try:
-        await session.flush()
+        await repo.add_key(key)
     except Exception:
         await store.delete(generated.kid)
         raise
@@ -88,17 +79,17 @@ async def _create(
 
 
 async def _promote(
-    session: AsyncSession, nxt: SigningKey, active: SigningKey | None, now: datetime
+    repo: AuthRepository, nxt: SigningKey, active: SigningKey | None, now: datetime
 ) -> None:
     if active is not None:
         active.state = KeyState.retired
         active.retired_at = now
         # The old active row must leave the 'active' slot before the new one takes it.
-        await session.flush()
+        await repo.save()
         log.info("auth.key_retired", kid=active.kid)
     nxt.state = KeyState.active
     nxt.activated_at = now
-    await session.flush()
+    await repo.save()
     log.info("auth.key_activated", kid=nxt.kid, previous=active.kid if active else None)
 
 
@@ -106,15 +97,16 @@ async def rotate(
     session: AsyncSession, store: KeyStore, settings: AuthSettings, now: datetime
 ) -> RotationReport:
     """Idempotent: brings the key set to where the clock says it should be."""
-    await _lock(session)
+    repo = AuthRepository(session)
+    await repo.lock_key_set()
     report = RotationReport()
-    keys = await _keys(session)
+    keys = await _keys(repo)
     active = keys[KeyState.active][0] if keys[KeyState.active] else None
     nxt = keys[KeyState.next][0] if keys[KeyState.next] else None
 
     if active is None and nxt is None and not keys[KeyState.retired]:
         # First start: no verifier can hold a stale JWKS yet, so the first key signs at once.
-        active = await _create(session, store, KeyState.active, now)
+        active = await _create(repo, store, KeyState.active, now)
         report.add("created active", active.kid)
     elif (
         nxt is not None
@@ -125,21 +117,21 @@ async def rotate(
             or active.activated_at + timedelta(days=settings.key_signing_days) <= now
         )
     ):
-        await _promote(session, nxt, active, now)
+        await _promote(repo, nxt, active, now)
         if active is not None:
             report.add("retired", active.kid)
         report.add("activated", nxt.kid)
         active, nxt = nxt, None
 
     if nxt is None:
-        nxt = await _create(session, store, KeyState.next, now)
+        nxt = await _create(repo, store, KeyState.next, now)
         report.add("created next", nxt.kid)
 
     for retired in keys[KeyState.retired]:
         if retired.state == KeyState.retired and removable_from(retired, settings) <= now:
             retired.state = KeyState.removed
             retired.removed_at = now
-            await session.flush()
+            await repo.save()
             await store.delete(retired.kid)
             log.info("auth.key_removed", kid=retired.kid)
             report.add("removed", retired.kid)
@@ -150,8 +142,9 @@ async def cutover(
     session: AsyncSession, store: KeyStore, settings: AuthSettings, now: datetime
 ) -> RotationReport:
     """Promotes ``next`` now, ahead of schedule, if it has been published long enough."""
-    await _lock(session)
-    keys = await _keys(session)
+    repo = AuthRepository(session)
+    await repo.lock_key_set()
+    keys = await _keys(repo)
     active = keys[KeyState.active][0] if keys[KeyState.active] else None
     if not keys[KeyState.next]:
         raise CutoverRefusedError("There is no next key to promote; run the rotation first.")
@@ -162,17 +155,16 @@ async def cutover(
             f"Key {nxt.kid} was published at {nxt.created_at.isoformat()} and may sign from"
             f" {ready.isoformat()}: verifiers may still cache a JWKS without it."
         )
-    await _promote(session, nxt, active, now)
+    await _promote(repo, nxt, active, now)
     report = RotationReport()
     if active is not None:
         report.add("retired", active.kid)
     report.add("activated", nxt.kid)
     # The next rotation would create the new next key; doing it now starts its publish clock.
-    created = await _create(session, store, KeyState.next, now)
+    created = await _create(repo, store, KeyState.next, now)
     report.add("created next", created.kid)
     return report
 
 
 async def list_keys(session: AsyncSession) -> list[SigningKeyRead]:
-    rows = (await session.scalars(select(SigningKey).order_by(SigningKey.created_at))).all()
-    return [SigningKeyRead.model_validate(row) for row in rows]
+    return [SigningKeyRead.model_validate(row) for row in await AuthRepository(session).keys()]
