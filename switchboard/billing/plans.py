@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from switchboard.billing.repository import BillingRepository
 from switchboard.billing.settings import BillingSettings
-from switchboard.models import Plan
 
 
 @dataclass(frozen=True)
@@ -20,7 +19,7 @@ class PlanSync:
 
 async def sync_plan_prices(session: AsyncSession, settings: BillingSettings) -> PlanSync:
     """Writes ``BILLING_PLAN_PRICES`` onto the plans; reports plans left without a price."""
-    plans = {plan.code: plan for plan in await session.scalars(select(Plan))}
+    plans = {plan.code: plan for plan in await BillingRepository(session).plans()}
     updated = []
     for code, prices in settings.plan_prices.items():
         plan = plans.get(code)

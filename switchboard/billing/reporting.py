@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import func, select, update
 
 from switchboard.billing.errors import PermanentStripeError
 from switchboard.billing.gateway import TRANSIENT, StripeGateway
 from switchboard.billing.metrics import USAGE_REPORT_FAILURES, USAGE_REPORTED
+from switchboard.billing.repository import BillingRepository
 from switchboard.kit.db import SessionMaker
-from switchboard.models import BillingCustomer, UsageRecord
 
 log = structlog.get_logger("switchboard.billing")
 
@@ -93,38 +92,19 @@ async def report_usage(
 
 async def _skip_unbillable(sessionmaker: SessionMaker) -> int:
     async with sessionmaker() as session, session.begin():
-        billable = select(BillingCustomer.tenant_id).where(
-            BillingCustomer.stripe_customer_id.is_not(None)
-        )
-        result = await session.execute(
-            update(UsageRecord)
-            .where(UsageRecord.report_state == "pending", UsageRecord.tenant_id.not_in(billable))
-            .values(report_state="skipped")
-        )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return await BillingRepository(session).skip_unbillable_usage()
 
 
 async def _form_batches(sessionmaker: SessionMaker, batch_size: int) -> None:
     """Folds each tenant's pending records into batches of at most ``batch_size``."""
     async with sessionmaker() as session, session.begin():
-        pending = (
-            await session.execute(
-                select(UsageRecord.id, UsageRecord.tenant_id)
-                .where(UsageRecord.report_state == "pending")
-                .order_by(UsageRecord.tenant_id, UsageRecord.created_at)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
+        repo = BillingRepository(session)
         by_tenant: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-        for record_id, tenant_id in pending:
+        for record_id, tenant_id in await repo.pending_usage():
             by_tenant[tenant_id].append(record_id)
         for ids in by_tenant.values():
             for start in range(0, len(ids), batch_size):
-                await session.execute(
-                    update(UsageRecord)
-                    .where(UsageRecord.id.in_(ids[start : start + batch_size]))
-                    .values(report_state="sending", report_batch_id=uuid.uuid4())
-                )
+                await repo.batch_usage(ids[start : start + batch_size])
 
 
 async def _open_batches(sessionmaker: SessionMaker) -> list[Batch]:
@@ -135,61 +115,29 @@ async def _batches(
     sessionmaker: SessionMaker, states: tuple[str, ...], *, billable_only: bool
 ) -> list[Batch]:
     """Records in these states, summed per batch (pending ones form one row per tenant)."""
-    query = (
-        select(
-            UsageRecord.report_batch_id,
-            UsageRecord.tenant_id,
-            BillingCustomer.stripe_customer_id,
-            func.count(),
-            func.sum(UsageRecord.input_tokens + UsageRecord.output_tokens),
-            func.max(UsageRecord.created_at),
-        )
-        .join(
-            BillingCustomer,
-            BillingCustomer.tenant_id == UsageRecord.tenant_id,
-            isouter=not billable_only,
-        )
-        .where(UsageRecord.report_state.in_(states))
-        .group_by(
-            UsageRecord.report_batch_id,
-            UsageRecord.tenant_id,
-            BillingCustomer.stripe_customer_id,
-        )
-    )
-    if billable_only:
-        query = query.where(
-            UsageRecord.report_batch_id.is_not(None),
-            BillingCustomer.stripe_customer_id.is_not(None),
-        )
     async with sessionmaker() as session:
-        rows = await session.execute(query)
-        return [
-            Batch(batch_id or NO_BATCH, tenant_id, customer_id or "", count, int(tokens), at)
-            for batch_id, tenant_id, customer_id, count, tokens, at in rows
-        ]
+        totals = await BillingRepository(session).usage_batches(states, billable_only=billable_only)
+    return [
+        Batch(
+            total.batch_id or NO_BATCH,
+            total.tenant_id,
+            total.customer_id or "",
+            total.records,
+            total.tokens,
+            total.newest_at,
+        )
+        for total in totals
+    ]
 
 
 async def _mark_reported(sessionmaker: SessionMaker, batch: Batch) -> None:
     async with sessionmaker() as session, session.begin():
-        await session.execute(
-            update(UsageRecord)
-            .where(UsageRecord.report_batch_id == batch.id, UsageRecord.report_state == "sending")
-            .values(
-                report_state="reported",
-                reported_quantity=UsageRecord.input_tokens + UsageRecord.output_tokens,
-                stripe_identifier=batch.identifier,
-                reported_at=datetime.now(UTC),
-                report_attempts=UsageRecord.report_attempts + 1,
-                last_error=None,
-            )
+        await BillingRepository(session).mark_batch_reported(
+            batch.id, identifier=batch.identifier, now=datetime.now(UTC)
         )
 
 
 async def _note_failure(sessionmaker: SessionMaker, batch: Batch, error: str) -> None:
     async with sessionmaker() as session, session.begin():
-        await session.execute(
-            update(UsageRecord)
-            .where(UsageRecord.report_batch_id == batch.id)
-            .values(report_attempts=UsageRecord.report_attempts + 1, last_error=error[:1000])
-        )
+        await BillingRepository(session).note_batch_failure(batch.id, error)
     log.warning("billing.usage_report_failed", batch=str(batch.id), error=error)

@@ -7,11 +7,9 @@ Stripe after the commit. Nothing here calls Stripe.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.billing.errors import (
@@ -19,7 +17,9 @@ from switchboard.billing.errors import (
     SubscriptionExistsError,
     SubscriptionNotFoundError,
 )
+from switchboard.billing.jobs import SYNC_SUBSCRIPTION
 from switchboard.billing.periods import period_of
+from switchboard.billing.repository import BillingRepository
 from switchboard.billing.schemas import (
     PlanRead,
     SubscriptionChange,
@@ -28,23 +28,21 @@ from switchboard.billing.schemas import (
     UsageRead,
 )
 from switchboard.kit.jobs import JobBuffer
-from switchboard.models import Plan, Subscription, UsageRecord
-from switchboard.models.billing import ENDED_STATUSES
+from switchboard.models import Plan, Subscription
 
 log = structlog.get_logger("switchboard.billing")
 
-SYNC_TASK = "billing.subscriptions.sync"
 
-
-@dataclass
 class BillingService:
-    session: AsyncSession
+    """Requests' billing: takes the request's session (and its job buffer where a command
+    enqueues); never commits."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.repo = BillingRepository(session)
 
     async def plans(self) -> list[PlanRead]:
-        rows = await self.session.scalars(
-            select(Plan).where(Plan.active).order_by(Plan.seat_price_cents, Plan.code)
-        )
-        return [PlanRead.model_validate(plan) for plan in rows]
+        return [PlanRead.model_validate(plan) for plan in await self.repo.active_plans()]
 
     async def subscription(self, tenant_id: uuid.UUID) -> SubscriptionRead:
         return subscription_read(await self._live(tenant_id))
@@ -53,14 +51,13 @@ class BillingService:
         self, tenant_id: uuid.UUID, request: SubscriptionStart, jobs: JobBuffer
     ) -> SubscriptionRead:
         await self._plan(request.plan_code)
-        if await self._find_live(tenant_id) is not None:
+        if await self.repo.live_subscription(tenant_id) is not None:
             raise SubscriptionExistsError("The tenant already has a subscription; change it.")
         subscription = Subscription(
             tenant_id=tenant_id, plan_code=request.plan_code, seats=request.seats
         )
-        self.session.add(subscription)
-        await self.session.flush()
-        jobs.enqueue(SYNC_TASK, str(subscription.id))
+        await self.repo.add_subscription(subscription)
+        jobs.enqueue(SYNC_SUBSCRIPTION, str(subscription.id))
         log.info("billing.subscription_requested", subscription_id=str(subscription.id))
         return subscription_read(subscription)
 
@@ -81,50 +78,35 @@ class BillingService:
         return await self._resync(subscription, jobs)
 
     async def usage(self, tenant_id: uuid.UUID, at: datetime | None = None) -> UsageRead:
+        """The tenant's metered usage in the month of ``at`` (now): what the API answers and
+        what the agents' billing tool tells a user."""
         start, end = period_of(at or datetime.now(UTC))
-        row = (
-            await self.session.execute(
-                select(
-                    func.coalesce(func.sum(UsageRecord.input_tokens), 0),
-                    func.coalesce(func.sum(UsageRecord.output_tokens), 0),
-                    func.count(),
-                    func.coalesce(func.sum(UsageRecord.reported_quantity), 0),
-                ).where(UsageRecord.tenant_id == tenant_id, UsageRecord.period_start == start)
-            )
-        ).one()
+        usage = await self.repo.period_usage(tenant_id, start)
         return UsageRead(
             period_start=start,
             period_end=end,
-            input_tokens=row[0],
-            output_tokens=row[1],
-            runs=row[2],
-            reported_quantity=row[3],
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            runs=usage.runs,
+            reported_quantity=usage.reported_quantity,
         )
 
     async def _resync(self, subscription: Subscription, jobs: JobBuffer) -> SubscriptionRead:
         subscription.sync_version += 1
         subscription.updated_at = datetime.now(UTC)
-        await self.session.flush()
-        jobs.enqueue(SYNC_TASK, str(subscription.id))
+        await self.repo.save()
+        jobs.enqueue(SYNC_SUBSCRIPTION, str(subscription.id))
         log.info("billing.subscription_changed", subscription_id=str(subscription.id))
         return subscription_read(subscription)
 
     async def _plan(self, code: str) -> Plan:
-        plan = await self.session.get(Plan, code)
+        plan = await self.repo.plan(code)
         if plan is None or not plan.active:
             raise PlanNotFoundError(f"There is no plan {code!r}.")
         return plan
 
-    async def _find_live(self, tenant_id: uuid.UUID, *, lock: bool = False) -> Subscription | None:
-        query = select(Subscription).where(
-            Subscription.tenant_id == tenant_id, Subscription.status.not_in(ENDED_STATUSES)
-        )
-        if lock:
-            query = query.with_for_update()
-        return (await self.session.scalars(query)).one_or_none()
-
     async def _live(self, tenant_id: uuid.UUID, *, lock: bool = False) -> Subscription:
-        subscription = await self._find_live(tenant_id, lock=lock)
+        subscription = await self.repo.live_subscription(tenant_id, lock=lock)
         if subscription is None:
             raise SubscriptionNotFoundError("The tenant has no subscription.")
         return subscription

@@ -12,13 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from sqlalchemy import select
 
 from switchboard.billing.errors import PermanentStripeError
 from switchboard.billing.gateway import StripeGateway, SubscriptionState
+from switchboard.billing.repository import BillingRepository
 from switchboard.kit.db import SessionMaker
-from switchboard.models import BillingCustomer, Plan, Subscription, Tenant
-from switchboard.models.billing import ENDED_STATUSES
 
 log = structlog.get_logger("switchboard.billing")
 
@@ -52,13 +50,7 @@ async def sync_subscription(
     if customer_id is None:
         customer_id = await gateway.create_customer(intent.tenant_id, intent.tenant_name)
         async with sessionmaker() as session, session.begin():
-            customer = await session.get(BillingCustomer, intent.tenant_id, with_for_update=True)
-            if customer is None:
-                session.add(
-                    BillingCustomer(tenant_id=intent.tenant_id, stripe_customer_id=customer_id)
-                )
-            else:
-                customer.stripe_customer_id = customer_id
+            await BillingRepository(session).save_customer(intent.tenant_id, customer_id)
     try:
         if intent.stripe_id is None:
             state = await gateway.create_subscription(
@@ -93,27 +85,14 @@ async def unsynced(sessionmaker: SessionMaker, *, older_than: timedelta) -> list
     (the API committed but could not reach the broker) or gave up on a long Stripe outage.
     Enqueued again by beat; the keys make a repeat harmless."""
     async with sessionmaker() as session:
-        rows = await session.scalars(
-            select(Subscription.id).where(
-                Subscription.synced_version < Subscription.sync_version,
-                Subscription.status.not_in(ENDED_STATUSES),
-                Subscription.updated_at < datetime.now(UTC) - older_than,
-            )
+        return await BillingRepository(session).unsynced_subscriptions(
+            updated_before=datetime.now(UTC) - older_than
         )
-        return list(rows)
 
 
 async def _intent(sessionmaker: SessionMaker, subscription_id: uuid.UUID) -> _Intent | None:
     async with sessionmaker() as session:
-        row = (
-            await session.execute(
-                select(Subscription, Plan, Tenant, BillingCustomer.stripe_customer_id)
-                .join(Plan, Plan.code == Subscription.plan_code)
-                .join(Tenant, Tenant.id == Subscription.tenant_id)
-                .outerjoin(BillingCustomer, BillingCustomer.tenant_id == Subscription.tenant_id)
-                .where(Subscription.id == subscription_id)
-            )
-        ).one_or_none()
+        row = await BillingRepository(session).subscription_with_plan(subscription_id)
     if row is None:
         return None
     subscription, plan, tenant, customer_id = row
@@ -142,7 +121,7 @@ async def _store(
     sessionmaker: SessionMaker, subscription_id: uuid.UUID, version: int, state: SubscriptionState
 ) -> None:
     async with sessionmaker() as session, session.begin():
-        subscription = await session.get(Subscription, subscription_id, with_for_update=True)
+        subscription = await BillingRepository(session).subscription(subscription_id, lock=True)
         if subscription is None:
             return
         subscription.stripe_subscription_id = state.stripe_id
@@ -161,7 +140,7 @@ async def _refused(
     sessionmaker: SessionMaker, subscription_id: uuid.UUID, intent: _Intent, reason: str
 ) -> None:
     async with sessionmaker() as session, session.begin():
-        subscription = await session.get(Subscription, subscription_id, with_for_update=True)
+        subscription = await BillingRepository(session).subscription(subscription_id, lock=True)
         if subscription is None:
             return
         subscription.last_error = reason[:1000]

@@ -16,20 +16,18 @@ from typing import Any
 
 import stripe
 import structlog
-from sqlalchemy import or_, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.billing.errors import InvalidWebhookError, WebhookDisabledError
 from switchboard.billing.gateway import subscription_state
 from switchboard.billing.metrics import WEBHOOK_EVENTS, WEBHOOK_LAG
+from switchboard.billing.repository import BillingRepository
 from switchboard.billing.settings import StripeSettings
 from switchboard.kit.db import SessionMaker
 from switchboard.models import StripeEvent, Subscription
 
 log = structlog.get_logger("switchboard.billing")
 
-PROCESS_TASK = "billing.webhooks.process"
 SUBSCRIPTION_EVENTS = (
     "customer.subscription.created",
     "customer.subscription.updated",
@@ -66,18 +64,7 @@ def verify(payload: bytes, signature: str | None, settings: StripeSettings) -> d
 
 async def store(session: AsyncSession, event: dict[str, Any]) -> bool:
     """True if this event is new (and must be processed)."""
-    inserted = await session.scalar(
-        insert(StripeEvent)
-        .values(
-            id=event["id"],
-            type=event["type"],
-            payload=event,
-            stripe_created_at=datetime.fromtimestamp(int(event.get("created") or 0), UTC),
-        )
-        .on_conflict_do_nothing(index_elements=[StripeEvent.id])
-        .returning(StripeEvent.id)
-    )
-    new = inserted is not None
+    new = await BillingRepository(session).store_event(event)
     WEBHOOK_EVENTS.labels(event["type"], "received" if new else "duplicate").inc()
     return new
 
@@ -89,31 +76,24 @@ async def unprocessed(
     the broker after storing them, and Stripe's redelivery found them stored) or keeps
     failing. Enqueued again by beat; processing twice is impossible."""
     async with sessionmaker() as session:
-        rows = await session.scalars(
-            select(StripeEvent.id)
-            .where(
-                StripeEvent.processed_at.is_(None),
-                StripeEvent.received_at < datetime.now(UTC) - older_than,
-                # One that failed this often needs a person (its last_error says why).
-                StripeEvent.attempts < max_attempts,
-            )
-            .order_by(StripeEvent.received_at)
-            .limit(limit)
+        # One that failed max_attempts times needs a person (its last_error says why).
+        return await BillingRepository(session).unprocessed_events(
+            received_before=datetime.now(UTC) - older_than, max_attempts=max_attempts, limit=limit
         )
-        return list(rows)
 
 
 async def process(sessionmaker: SessionMaker, event_id: str) -> str:
     """Applies a stored event once; returns its result."""
     try:
         async with sessionmaker() as session, session.begin():
+            repo = BillingRepository(session)
             # The row lock makes a concurrent run of the same task wait, then see it done.
-            row = await session.get(StripeEvent, event_id, with_for_update=True)
+            row = await repo.event(event_id, lock=True)
             if row is None:
                 return "missing"
             if row.processed_at is not None:
                 return row.result or "applied"
-            result = await _apply(session, row)
+            result = await _apply(repo, row)
             row.attempts += 1
             row.result = result
             row.processed_at = datetime.now(UTC)
@@ -128,10 +108,10 @@ async def process(sessionmaker: SessionMaker, event_id: str) -> str:
     return result
 
 
-async def _apply(session: AsyncSession, event: StripeEvent) -> str:
+async def _apply(repo: BillingRepository, event: StripeEvent) -> str:
     obj: dict[str, Any] = event.payload.get("data", {}).get("object", {})
     if event.type in SUBSCRIPTION_EVENTS:
-        subscription = await _subscription(session, obj.get("id"), obj.get("metadata"))
+        subscription = await _subscription(repo, obj.get("id"), obj.get("metadata"))
         if subscription is None:
             return "ignored"
         if _stale(subscription, event):
@@ -145,7 +125,7 @@ async def _apply(session: AsyncSession, event: StripeEvent) -> str:
         subscription.current_period_start = state.current_period_start
         subscription.current_period_end = state.current_period_end
     elif event.type in INVOICE_STATUS:
-        subscription = await _subscription(session, _invoice_subscription(obj), None)
+        subscription = await _subscription(repo, _invoice_subscription(obj), None)
         if subscription is None:
             return "ignored"
         if _stale(subscription, event):
@@ -170,20 +150,16 @@ def _stale(subscription: Subscription, event: StripeEvent) -> bool:
 
 
 async def _subscription(
-    session: AsyncSession, stripe_id: Any, metadata: Any
+    repo: BillingRepository, stripe_id: Any, metadata: Any
 ) -> Subscription | None:
     ours = metadata.get("subscription_id") if isinstance(metadata, dict) else None
-    conditions = []
-    if isinstance(stripe_id, str):
-        conditions.append(Subscription.stripe_subscription_id == stripe_id)
+    subscription_id = None
     if isinstance(ours, str):
         with contextlib.suppress(ValueError):
-            conditions.append(Subscription.id == uuid.UUID(ours))
-    if not conditions:
-        return None
-    return (
-        await session.scalars(select(Subscription).where(or_(*conditions)).with_for_update())
-    ).first()
+            subscription_id = uuid.UUID(ours)
+    return await repo.subscription_for_stripe(
+        stripe_id if isinstance(stripe_id, str) else None, subscription_id
+    )
 
 
 def _invoice_subscription(invoice: dict[str, Any]) -> str | None:
@@ -199,7 +175,7 @@ def _invoice_subscription(invoice: dict[str, Any]) -> str | None:
 
 async def _note_error(sessionmaker: SessionMaker, event_id: str, exc: Exception) -> None:
     async with sessionmaker() as session, session.begin():
-        row = await session.get(StripeEvent, event_id)
+        row = await BillingRepository(session).event(event_id)
         if row is not None:
             row.attempts += 1
             row.last_error = f"{type(exc).__name__}: {exc}"[:1000]

@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from switchboard.billing.usage import usage_of_finished_runs, usage_parameters
+from switchboard.billing.repository import usage_of_finished_runs, usage_parameters
 from switchboard.conversations.postgres import next_position_query
 from switchboard.models import Conversation, Message, Run
 

@@ -12,7 +12,7 @@ from sqlalchemy import Integer, Uuid, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.billing.plans import sync_plan_prices
-from switchboard.billing.usage import usage_of_finished_runs, usage_parameters
+from switchboard.billing.repository import usage_of_finished_runs, usage_parameters
 from switchboard.kit.db import SessionMaker
 from switchboard.models import BillingCustomer, Tenant
 from switchboard.settings import Settings
