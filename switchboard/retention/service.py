@@ -12,12 +12,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from switchboard.kit.db import SessionMaker
@@ -25,13 +25,20 @@ from switchboard.models import (
     Conversation,
     PasswordResetToken,
     RefreshToken,
-    Run,
     StripeEvent,
     TaskFailure,
-    Tenant,
     UserLoginEvent,
 )
 from switchboard.retention.metrics import DELETED, LAST_RUN
+from switchboard.retention.repository import (
+    RetentionRepository,
+    ended_refresh_tokens,
+    expired_reset_tokens,
+    idle_conversations,
+    old_login_events,
+    old_task_failures,
+    processed_stripe_events,
+)
 from switchboard.retention.settings import RetentionSettings
 from switchboard.runs.events import stream_key
 
@@ -47,51 +54,13 @@ class Target:
     expired: Callable[[datetime, RetentionSettings], Select[Any]]
 
 
-def _idle_conversations(now: datetime, settings: RetentionSettings) -> Select[Any]:
-    days = func.coalesce(Tenant.retention_days, settings.conversation_days)
-    return (
-        select(Conversation.id)
-        .join(Tenant, Tenant.id == Conversation.tenant_id)
-        .where(Conversation.updated_at < now - func.make_interval(0, 0, 0, days))
-    )
-
-
-def _ended_refresh_tokens(now: datetime, settings: RetentionSettings) -> Select[Any]:
-    # Spent tokens are kept while their family lives: presenting one again is how reuse is
-    # detected. Once the family ended or was revoked, nothing needs them.
-    cutoff = now - timedelta(days=settings.refresh_token_grace_days)
-    return select(RefreshToken.id).where(
-        or_(RefreshToken.family_expires_at < cutoff, RefreshToken.revoked_at < cutoff)
-    )
-
-
-def _expired_reset_tokens(now: datetime, settings: RetentionSettings) -> Select[Any]:
-    cutoff = now - timedelta(days=settings.reset_token_grace_days)
-    return select(PasswordResetToken.id).where(PasswordResetToken.expires_at < cutoff)
-
-
-def _old_login_events(now: datetime, settings: RetentionSettings) -> Select[Any]:
-    cutoff = now - timedelta(days=settings.login_event_days)
-    return select(UserLoginEvent.id).where(UserLoginEvent.created_at < cutoff)
-
-
-def _processed_stripe_events(now: datetime, settings: RetentionSettings) -> Select[Any]:
-    cutoff = now - timedelta(days=settings.stripe_event_days)
-    return select(StripeEvent.id).where(StripeEvent.processed_at < cutoff)
-
-
-def _old_task_failures(now: datetime, settings: RetentionSettings) -> Select[Any]:
-    cutoff = now - timedelta(days=settings.task_failure_days)
-    return select(TaskFailure.id).where(TaskFailure.failed_at < cutoff)
-
-
 TARGETS = (
-    Target("conversations", Conversation.id, _idle_conversations),
-    Target("refresh_tokens", RefreshToken.id, _ended_refresh_tokens),
-    Target("password_reset_tokens", PasswordResetToken.id, _expired_reset_tokens),
-    Target("login_events", UserLoginEvent.id, _old_login_events),
-    Target("stripe_events", StripeEvent.id, _processed_stripe_events),
-    Target("task_failures", TaskFailure.id, _old_task_failures),
+    Target("conversations", Conversation.id, idle_conversations),
+    Target("refresh_tokens", RefreshToken.id, ended_refresh_tokens),
+    Target("password_reset_tokens", PasswordResetToken.id, expired_reset_tokens),
+    Target("login_events", UserLoginEvent.id, old_login_events),
+    Target("stripe_events", StripeEvent.id, processed_stripe_events),
+    Target("task_failures", TaskFailure.id, old_task_failures),
 )
 
 
@@ -138,7 +107,7 @@ async def run_retention(
 
 async def _count(sessionmaker: SessionMaker, query: Select[Any]) -> int:
     async with sessionmaker() as session:
-        return int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+        return await RetentionRepository(session).count(query)
 
 
 async def delete_in_batches(
@@ -151,16 +120,8 @@ async def delete_in_batches(
     """Deletes the rows ``query`` selects, ``batch_size`` per transaction."""
     deleted = 0
     for _ in range(max_batches):
-        batch = (
-            query.order_by(target.key)
-            .limit(batch_size)
-            .with_for_update(skip_locked=True, of=target.key.class_)
-        )
         async with sessionmaker() as session, session.begin():
-            result = await session.execute(
-                delete(target.key.class_).where(target.key.in_(batch.scalar_subquery()))
-            )
-        count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+            count = await RetentionRepository(session).delete_batch(target.key, query, batch_size)
         deleted += count
         if count < batch_size:
             break
@@ -183,7 +144,7 @@ async def sweep_event_buffers(
             except ValueError:
                 continue
         async with sessionmaker() as session:
-            alive = {str(i) for i in await session.scalars(select(Run.id).where(Run.id.in_(ids)))}
+            alive = {str(i) for i in await RetentionRepository(session).existing_runs(ids)}
         gone = [key for key, run_id in pending if run_id not in alive]
         if gone and not dry_run:
             await redis.delete(*gone)

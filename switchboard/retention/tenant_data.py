@@ -15,24 +15,24 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import Table, delete, literal_column, select
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnClause
 
 from switchboard.kit.db import SessionMaker
 from switchboard.kit.jobs import JobBuffer
-from switchboard.models import Base, Run, Tenant, TenantDataDeletion
+from switchboard.models import Base, TenantDataDeletion
 from switchboard.retention.errors import (
     ConfirmationMismatchError,
     DeletionNotFoundError,
     UnclassifiedTableError,
 )
+from switchboard.retention.jobs import PURGE_TENANT
 from switchboard.retention.metrics import DELETED
+from switchboard.retention.repository import RetentionRepository
 from switchboard.runs.events import stream_key
 
 log = structlog.get_logger("switchboard.retention")
 
-PURGE_TASK = "retention.tenant.purge"
 PURGE = "purge"
 # Table name -> PURGE, or why its rows are kept.
 TENANT_TABLES: dict[str, str] = {
@@ -71,20 +71,14 @@ async def request_deletion(
     enqueued again (purging twice is harmless; a lost job is not)."""
     if confirm != str(tenant_id):
         raise ConfirmationMismatchError("confirm must be the tenant's id.")
-    tenant = await session.get(Tenant, tenant_id, with_for_update=True)
-    if tenant is None:
+    repo = RetentionRepository(session)
+    if await repo.tenant(tenant_id, lock=True) is None:
         raise DeletionNotFoundError("No such tenant.")
-    deletion = await session.scalar(
-        select(TenantDataDeletion).where(
-            TenantDataDeletion.tenant_id == tenant_id,
-            TenantDataDeletion.status.in_(("queued", "running")),
-        )
-    )
+    deletion = await repo.open_deletion(tenant_id)
     if deletion is None:
         deletion = TenantDataDeletion(tenant_id=tenant_id, requested_by=user_id, deleted={})
-        session.add(deletion)
-        await session.flush()
-    jobs.enqueue(PURGE_TASK, str(deletion.id))
+        await repo.add_deletion(deletion)
+    jobs.enqueue(PURGE_TENANT, str(deletion.id))
     log.warning(
         "retention.tenant_deletion_requested",
         deletion_id=str(deletion.id),
@@ -97,7 +91,7 @@ async def request_deletion(
 async def get_deletion(
     session: AsyncSession, tenant_id: uuid.UUID, deletion_id: uuid.UUID
 ) -> TenantDataDeletion:
-    deletion = await session.get(TenantDataDeletion, deletion_id)
+    deletion = await RetentionRepository(session).deletion(deletion_id)
     if deletion is None or deletion.tenant_id != tenant_id:
         raise DeletionNotFoundError("No such deletion request.")
     return deletion
@@ -109,7 +103,7 @@ async def purge_tenant(
     """Deletes the tenant's rows table by table, in batches; safe to run again."""
     check_classified()
     async with sessionmaker() as session, session.begin():
-        deletion = await session.get(TenantDataDeletion, deletion_id, with_for_update=True)
+        deletion = await RetentionRepository(session).deletion(deletion_id, lock=True)
         if deletion is None or deletion.status == "done":
             return dict(deletion.deleted) if deletion is not None else {}
         deletion.status, deletion.started_at = "running", datetime.now(UTC)
@@ -138,16 +132,12 @@ async def purge_tenant(
 async def _purge_table(
     sessionmaker: SessionMaker, table: Table, tenant_id: uuid.UUID, batch_size: int
 ) -> int:
-    # ctid addresses a row whatever the table's key looks like.
-    ctid: ColumnClause[Any] = literal_column("ctid")
     deleted = 0
     while True:
-        batch = select(ctid).select_from(table).where(table.c.tenant_id == tenant_id)
         async with sessionmaker() as session, session.begin():
-            result = await session.execute(
-                delete(table).where(ctid.in_(batch.limit(batch_size).scalar_subquery()))
+            count = await RetentionRepository(session).delete_tenant_rows(
+                table, tenant_id, batch_size
             )
-        count = int(result.rowcount or 0)  # type: ignore[attr-defined]
         deleted += count
         if count < batch_size:
             return deleted
@@ -157,7 +147,7 @@ async def _drop_event_buffers(
     sessionmaker: SessionMaker, redis: Redis, tenant_id: uuid.UUID
 ) -> int:
     async with sessionmaker() as session:
-        run_ids = list(await session.scalars(select(Run.id).where(Run.tenant_id == tenant_id)))
+        run_ids = await RetentionRepository(session).tenant_run_ids(tenant_id)
     dropped = 0
     for start in range(0, len(run_ids), 500):
         keys = [stream_key(str(run_id)) for run_id in run_ids[start : start + 500]]
@@ -173,7 +163,7 @@ async def _finish(
     error: str | None,
 ) -> None:
     async with sessionmaker() as session, session.begin():
-        deletion = await session.get(TenantDataDeletion, deletion_id, with_for_update=True)
+        deletion = await RetentionRepository(session).deletion(deletion_id, lock=True)
         if deletion is not None:
             deletion.status = status
             deletion.deleted = counts

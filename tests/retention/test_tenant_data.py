@@ -12,17 +12,22 @@ from sqlalchemy import func, select
 
 from switchboard.auth.keyring import KeySnapshot
 from switchboard.kit.db import SessionMaker
+from switchboard.kit.jobs import JobBuffer
 from switchboard.models import (
     Message,
     ServiceAccount,
     ServiceAccountCredential,
+    Tenant,
     TenantDataDeletion,
 )
+from switchboard.retention.errors import DeletionNotFoundError
+from switchboard.retention.jobs import PURGE_TENANT
 from switchboard.retention.tenant_data import (
     PURGE,
     TENANT_TABLES,
     check_classified,
     purge_tenant,
+    request_deletion,
     tenant_tables,
 )
 from switchboard.runs.events import stream_key
@@ -104,6 +109,35 @@ async def test_purge_removes_every_tenant_row_and_nothing_of_another_tenant(
     assert record is not None
     assert (record.status, record.deleted) == ("done", counts)
     assert record.finished_at is not None
+
+
+async def test_a_request_is_recorded_once_and_its_purge_enqueued_each_time(
+    sessionmaker: SessionMaker,
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        tenant = Tenant(name="t")
+        session.add(tenant)
+    owner, jobs = uuid.uuid4(), JobBuffer()
+
+    async with sessionmaker() as session, session.begin():
+        first, again = [
+            await request_deletion(
+                session, tenant_id=tenant.id, user_id=owner, confirm=str(tenant.id), jobs=jobs
+            )
+            for _ in range(2)
+        ]
+    nobody = uuid.uuid4()
+    async with sessionmaker() as session:
+        with pytest.raises(DeletionNotFoundError):
+            await request_deletion(
+                session, tenant_id=nobody, user_id=owner, confirm=str(nobody), jobs=jobs
+            )
+
+    assert again.id == first.id
+    assert (first.tenant_id, first.requested_by, first.status) == (tenant.id, owner, "queued")
+    assert [(job.name, tuple(job.args)) for job in jobs.pending] == [
+        (PURGE_TENANT, (str(first.id),))
+    ] * 2
 
 
 @pytest.fixture
