@@ -235,6 +235,18 @@ _FINISH_FAILED = _finish(
 _FINISH_CANCELLED = _finish(status="cancelled", final_agent=bindparam("p_agent")).returning(
     _run.c.id
 )
+# The sweep's: fails a run only while it is still in the status it was seen in.
+_FAIL_IN_STATUS = (
+    update(_run)
+    .where(_run.c.id == bindparam("p_run_id"), _run.c.status == bindparam("p_status"))
+    .values(
+        status="failed",
+        error_code=bindparam("p_code"),
+        error_message=bindparam("p_message"),
+        finished_at=bindparam("p_now"),
+    )
+    .returning(_run.c.id)
+)
 
 
 class RunRepository:
@@ -326,6 +338,42 @@ class RunRepository:
             },
         )
         return bool(finished)
+
+    async def running_started_before(self, moment: datetime, *, limit: int) -> list[uuid.UUID]:
+        """Runs still running that started before ``moment``, oldest first."""
+        query = (
+            select(_run.c.id)
+            .where(_run.c.status == "running", _run.c.started_at < moment)
+            .order_by(_run.c.started_at)
+            .limit(limit)
+        )
+        return list(await self.session.scalars(query))
+
+    async def queued_created_before(self, moment: datetime, *, limit: int) -> list[uuid.UUID]:
+        """Runs still queued that were created before ``moment``, oldest first."""
+        query = (
+            select(_run.c.id)
+            .where(_run.c.status == "queued", _run.c.created_at < moment)
+            .order_by(_run.c.created_at)
+            .limit(limit)
+        )
+        return list(await self.session.scalars(query))
+
+    async def fail_in_status(
+        self, run_id: uuid.UUID, *, status: str, code: str, message: str, now: datetime
+    ) -> bool:
+        """Fails the run if it is still ``status``; False if it moved on or is gone."""
+        failed = await self.session.scalar(
+            _FAIL_IN_STATUS,
+            {
+                "p_run_id": run_id,
+                "p_status": status,
+                "p_code": code,
+                "p_message": message,
+                "p_now": now,
+            },
+        )
+        return failed is not None
 
     async def finish_failed(
         self, run_id: uuid.UUID, *, code: str, message: str, now: datetime

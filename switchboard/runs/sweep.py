@@ -17,13 +17,12 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from redis.asyncio import Redis
-from sqlalchemy import select, update
 
 from switchboard.kit.db import SessionMaker
-from switchboard.models import Run
 from switchboard.runs.emitter import RunEmitter
 from switchboard.runs.events import EventPublisher, EventType, lease_key, suspect_key
 from switchboard.runs.metrics import RUNS_FINISHED
+from switchboard.runs.repository import RunRepository
 from switchboard.runs.settings import RunsSettings
 
 log = structlog.get_logger("switchboard.runs")
@@ -50,18 +49,10 @@ async def fail_run(
     """Fails the run if it is still in ``status``; True if this call ended it."""
     code, message = error
     async with sessionmaker() as session, session.begin():
-        ended = await session.scalar(
-            update(Run)
-            .where(Run.id == run_id, Run.status == status)
-            .values(
-                status="failed",
-                error_code=code,
-                error_message=message,
-                finished_at=datetime.now(UTC),
-            )
-            .returning(Run.id)
+        ended = await RunRepository(session).fail_in_status(
+            run_id, status=status, code=code, message=message, now=datetime.now(UTC)
         )
-    if ended is None:
+    if not ended:
         return False
     RUNS_FINISHED.labels("failed").inc()
     log.warning("runs.ended_by_sweep", run_id=str(run_id), code=code)
@@ -90,24 +81,10 @@ async def sweep_runs(
     now = datetime.now(UTC)
     lease = timedelta(seconds=settings.lease_seconds)
     async with sessionmaker() as session:
-        running = list(
-            await session.scalars(
-                select(Run.id)
-                .where(Run.status == "running", Run.started_at < now - lease)
-                .order_by(Run.started_at)
-                .limit(batch)
-            )
-        )
-        stale = list(
-            await session.scalars(
-                select(Run.id)
-                .where(
-                    Run.status == "queued",
-                    Run.created_at < now - timedelta(seconds=settings.queue_timeout_seconds),
-                )
-                .order_by(Run.created_at)
-                .limit(batch)
-            )
+        runs = RunRepository(session)
+        running = await runs.running_started_before(now - lease, limit=batch)
+        stale = await runs.queued_created_before(
+            now - timedelta(seconds=settings.queue_timeout_seconds), limit=batch
         )
     suspected, lost = await _without_lease(redis, running, settings.lease_seconds)
     ended = 0

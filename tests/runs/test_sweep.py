@@ -22,7 +22,7 @@ from switchboard.runs.events import (
     suspect_key,
 )
 from switchboard.runs.settings import RunsSettings
-from switchboard.runs.sweep import sweep_runs
+from switchboard.runs.sweep import QUEUE_TIMEOUT, fail_run, sweep_runs
 from tests.support.redis import PrivateRedis
 
 SETTINGS = RunsSettings(lease_seconds=5, queue_timeout_seconds=60)
@@ -109,6 +109,19 @@ async def test_a_run_queued_too_long_fails_with_queue_timeout(
     assert report.expired >= 1
     assert await _status(sessionmaker, stale) == ("failed", "queue_timeout")
     assert await _status(sessionmaker, fresh) == ("queued", None)
+
+
+async def test_a_run_that_moved_on_is_not_failed(
+    sessionmaker: SessionMaker, redis: Redis, publisher: EventPublisher
+) -> None:
+    # Seen queued by the sweep, claimed by a worker before the sweep failed it.
+    run_id = await _run(sessionmaker, status="running", age=timedelta(minutes=5))
+
+    ended = await fail_run(sessionmaker, publisher, run_id, status="queued", error=QUEUE_TIMEOUT)
+
+    assert not ended
+    assert await _status(sessionmaker, run_id) == ("running", None)
+    assert await replay(redis, str(run_id), after=0) == []
 
 
 async def test_numbers_continue_after_redis_lost_the_counter(
