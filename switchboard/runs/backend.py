@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-
-from sqlalchemy import func, select
 
 from switchboard.agents.context import ConversationHit, UsageSummary
-from switchboard.conversations.postgres import PostgresConversationRepository
+from switchboard.billing.service import BillingService
+from switchboard.conversations.repository import ConversationRepository
 from switchboard.kit.db import SessionMaker
-from switchboard.models import Run
 
 SNIPPET_CHARS = 160
-
-
-def month_bounds(now: datetime) -> tuple[datetime, datetime]:
-    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    end = (
-        start.replace(year=start.year + 1, month=1)
-        if start.month == 12
-        else start.replace(month=start.month + 1)
-    )
-    return start, end
 
 
 class DatabaseToolBackend:
@@ -33,7 +20,7 @@ class DatabaseToolBackend:
         self, *, tenant_id: str, user_id: str, query: str, limit: int
     ) -> list[ConversationHit]:
         async with self._sessionmaker() as session:
-            rows = await PostgresConversationRepository(session).search(
+            rows = await ConversationRepository(session).search(
                 uuid.UUID(tenant_id), uuid.UUID(user_id), query, limit=limit
             )
         return [
@@ -46,25 +33,13 @@ class DatabaseToolBackend:
         ]
 
     async def usage_summary(self, *, tenant_id: str) -> UsageSummary:
-        start, end = month_bounds(datetime.now(UTC))
+        """This month's usage as billing counts it: the same answer as the usage endpoint."""
         async with self._sessionmaker() as session:
-            row = (
-                await session.execute(
-                    select(
-                        func.count(Run.id),
-                        func.coalesce(func.sum(Run.input_tokens), 0),
-                        func.coalesce(func.sum(Run.output_tokens), 0),
-                    ).where(
-                        Run.tenant_id == uuid.UUID(tenant_id),
-                        Run.created_at >= start,
-                        Run.created_at < end,
-                    )
-                )
-            ).one()
+            usage = await BillingService(session).usage(uuid.UUID(tenant_id))
         return UsageSummary(
-            period_start=start,
-            period_end=end,
-            runs=int(row[0]),
-            input_tokens=int(row[1]),
-            output_tokens=int(row[2]),
+            period_start=usage.period_start,
+            period_end=usage.period_end,
+            runs=usage.runs,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
         )

@@ -1,12 +1,32 @@
-"""The tool registry: bundles from metadata, and schemas that leave identity to the context."""
+"""The tool registry: bundles from metadata, and schemas that leave identity to the context;
+the billing tool's answer on Postgres."""
 
 from __future__ import annotations
 
-import pytest
-from agents import FunctionTool
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
 
+import pytest
+from agents import FunctionTool, RunContextWrapper
+from httpx import AsyncClient
+
+from switchboard.agents.context import AgentContext
 from switchboard.agents.errors import AgentConfigError
-from switchboard.agents.tools import TOOL_SPECS, ToolRegistry, ToolSpec, current_time
+from switchboard.agents.tools import (
+    TOOL_SPECS,
+    ToolRegistry,
+    ToolSpec,
+    current_time,
+    usage_summary,
+)
+from switchboard.auth.keyring import KeySnapshot
+from switchboard.kit.db import SessionMaker
+from switchboard.models import Conversation, Run, User
+from switchboard.runs.backend import DatabaseToolBackend
+from switchboard.settings import Settings
+from tests.billing.conftest import new_tenant, record_usage
+from tests.support.auth import bearer
 
 
 def test_bundles_follow_the_metadata() -> None:
@@ -57,3 +77,75 @@ def test_a_tool_needs_a_bundle() -> None:
 def test_unknown_bundle_is_refused() -> None:
     with pytest.raises(AgentConfigError, match="no tool bundle named 'sales'"):
         ToolRegistry(TOOL_SPECS).bundle("sales")
+
+
+async def _failed_run(sessionmaker: SessionMaker, tenant_id: uuid.UUID) -> uuid.UUID:
+    """A run of this month that failed after using tokens: billing meters no failed run."""
+    async with sessionmaker() as session, session.begin():
+        user = User(email=f"{uuid.uuid4().hex}@example.com", password_hash="x", pepper_version=1)
+        session.add(user)
+        await session.flush()
+        conversation = Conversation(tenant_id=tenant_id, user_id=user.id, title="c")
+        session.add(conversation)
+        await session.flush()
+        session.add(
+            Run(
+                tenant_id=tenant_id,
+                user_id=user.id,
+                conversation_id=conversation.id,
+                status="failed",
+                entry_agent="billing",
+                input_tokens=1000,
+                output_tokens=1000,
+            )
+        )
+    return user.id
+
+
+async def test_the_usage_tool_answers_what_the_usage_endpoint_answers(
+    client: AsyncClient,
+    sessionmaker: SessionMaker,
+    committed_keys: KeySnapshot,
+    settings: Settings,
+) -> None:
+    tenant, other = await new_tenant(sessionmaker), await new_tenant(sessionmaker)
+    now = datetime.now(UTC)
+    last_month = now.replace(day=1) - timedelta(days=1)
+    async with sessionmaker() as session, session.begin():
+        for owner, (input_tokens, output_tokens), at in (
+            (tenant, (10, 20), now),
+            (tenant, (1, 2), now),
+            (tenant, (300, 300), last_month),
+            (other, (500, 500), now),
+        ):
+            await record_usage(
+                session,
+                tenant_id=owner,
+                run_id=uuid.uuid4(),
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                at=at,
+            )
+    user = await _failed_run(sessionmaker, tenant)
+    context = AgentContext(
+        tenant_id=str(tenant),
+        user_id=str(user),
+        conversation_id=str(uuid.uuid4()),
+        backend=DatabaseToolBackend(sessionmaker),
+    )
+
+    told = json.loads(await usage_summary(RunContextWrapper(context)))
+    response = await client.get(
+        "/api/v1/billing/usage", headers=bearer(committed_keys, settings, tenant, "member")
+    )
+
+    assert response.status_code == 200
+    served = response.json()
+    for key in ("runs", "input_tokens", "output_tokens"):
+        assert told[key] == served[key]
+    for key in ("period_start", "period_end"):
+        assert datetime.fromisoformat(told[key]) == datetime.fromisoformat(served[key])
+    assert (told["runs"], told["input_tokens"], told["output_tokens"]) == (2, 11, 22)
+    assert datetime.fromisoformat(told["period_start"]) == now.replace(
+        day=1, hour=0, minute=0, second=0, microsecond=0
+    )
