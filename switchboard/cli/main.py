@@ -11,6 +11,7 @@ from switchboard.cli.auth import app as auth_app
 from switchboard.cli.billing import app as billing_app
 from switchboard.cli.common import load_or_exit
 from switchboard.cli.identity import app as identity_app
+from switchboard.cli.ops import app as ops_app
 from switchboard.cli.retention import app as retention_app
 from switchboard.kit.logging import configure_logging
 from switchboard.kit.services import START_HINT, ensure_database, unreachable_services
@@ -39,6 +40,7 @@ app.add_typer(auth_app, name="auth")
 app.add_typer(identity_app, name="identity")
 app.add_typer(billing_app, name="billing")
 app.add_typer(retention_app, name="retention")
+app.add_typer(ops_app, name="ops")
 
 
 @config_app.command("check")

@@ -1,3 +1,5 @@
+"""Operational records: failed tasks in Postgres, beat's heartbeat in Redis."""
+
 from __future__ import annotations
 
 import json
@@ -5,10 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.models import TaskFailure
+from switchboard.ops.repository import OpsRepository
 from switchboard.ops.schemas import TaskFailureCreate, TaskFailureRead
 
 _MAX_TEXT = 20_000
@@ -32,18 +34,15 @@ async def record_task_failure(session: AsyncSession, failure: TaskFailureCreate)
         request_id=failure.request_id,
         retries=failure.retries,
     )
-    session.add(row)
-    await session.flush()
+    await OpsRepository(session).add_task_failure(row)
     return row
 
 
 async def recent_task_failures(
     session: AsyncSession, *, limit: int = 50, task_name: str | None = None
 ) -> list[TaskFailureRead]:
-    query = select(TaskFailure).order_by(TaskFailure.failed_at.desc()).limit(limit)
-    if task_name is not None:
-        query = query.where(TaskFailure.task_name == task_name)
-    rows = (await session.scalars(query)).all()
+    """Newest first; only those of ``task_name`` if given."""
+    rows = await OpsRepository(session).recent_task_failures(limit=limit, task_name=task_name)
     return [TaskFailureRead.model_validate(row) for row in rows]
 
 
@@ -63,3 +62,9 @@ async def last_heartbeat(redis: Redis) -> datetime | None:
     if raw is None:
         return None
     return datetime.fromisoformat(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+def heartbeat_is_stale(at: datetime | None, *, period_seconds: float, now: datetime) -> bool:
+    """Beat is taken for dead when no heartbeat ran for two of its periods (one late
+    heartbeat is no outage)."""
+    return at is None or (now - at).total_seconds() > 2 * period_seconds
