@@ -41,9 +41,3 @@ class ConflictError(AppError):
     status = 409
     code = "conflict"
     title = "Conflict"
-
-
-class ServiceUnavailableError(AppError):
-    status = 503
-    code = "service_unavailable"
-    title = "Service unavailable"
