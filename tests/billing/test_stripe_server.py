@@ -219,21 +219,23 @@ def test_meter_events_are_deduplicated_by_identifier(
 ) -> None:
     customer = client.v1.customers.create({"email": "ada@example.com"})
 
-    def report(identifier: str, value: str) -> stripe.billing.MeterEvent:
+    def report(identifier: str, value: str, at: int | None = None) -> stripe.billing.MeterEvent:
         return client.v1.billing.meter_events.create(
             {
                 "event_name": "agent_tokens",
                 "identifier": identifier,
                 "payload": {"stripe_customer_id": customer.id, "value": value},
-                "timestamp": server.now() - 60,
+                "timestamp": server.now() - 60 if at is None else at,
             }
         )
 
-    event = report("run-1", "120")
+    # Read once: the clock may pass a second boundary between two reads.
+    at = server.now() - 60
+    event = report("run-1", "120", at)
     assert event.object == "billing.meter_event"
     assert (event.event_name, event.identifier) == ("agent_tokens", "run-1")
     assert event.payload.to_dict() == {"stripe_customer_id": customer.id, "value": "120"}
-    assert event.timestamp == server.now() - 60
+    assert event.timestamp == at
     assert event.livemode is False
     report("run-2", "30")
 
