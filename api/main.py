@@ -47,11 +47,7 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
             )
             app.state.agents = create_agent_runtime(settings.openai, settings.offline).registry
             app.state.event_hub = EventHub(resources.redis)
-            app.state.event_publisher = EventPublisher(
-                resources.redis,
-                max_events=settings.runs.buffer_max_events,
-                ttl_seconds=settings.runs.buffer_ttl_seconds,
-            )
+            app.state.event_publisher = EventPublisher.for_settings(resources.redis, settings.runs)
             app.state.replay_cache = create_replay_cache(
                 settings.auth.nonce_backend, resources.redis
             )
@@ -92,7 +88,6 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
 
 def _celery_sender() -> JobSender:
     # Imported here so that importing the API never configures Celery by side effect.
-    from workers.celery_app import celery_app
-    from workers.sender import CeleryJobSender
+    from workers.celery_app import job_sender
 
-    return CeleryJobSender(celery_app)
+    return job_sender

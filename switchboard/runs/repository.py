@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.billing.repository import usage_of_finished_runs, usage_parameters
-from switchboard.conversations.postgres import next_position_query
+from switchboard.conversations.repository import next_position_query
 from switchboard.models import Conversation, Message, Run
 
 
@@ -252,6 +252,18 @@ _FAIL_IN_STATUS = (
 class RunRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def get(self, run_id: uuid.UUID) -> Run | None:
+        return await self.session.get(Run, run_id)
+
+    async def owned(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, run_id: uuid.UUID
+    ) -> Run | None:
+        """The run if it is the caller's own."""
+        query = select(Run).where(
+            Run.id == run_id, Run.tenant_id == tenant_id, Run.user_id == user_id
+        )
+        return (await self.session.scalars(query)).one_or_none()
 
     async def start_in_new_conversation(self, run: NewRun, *, title: str, now: datetime) -> None:
         await self.session.execute(

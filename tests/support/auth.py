@@ -43,8 +43,8 @@ def claims_for(settings: Settings, **overrides: Any) -> dict[str, Any]:
     claims: dict[str, Any] = {
         "iss": settings.auth.issuer,
         "aud": settings.auth.audience,
-        "sub": "user-1",
-        "tid": "tenant-1",
+        "sub": "00000000-0000-4000-8000-000000000001",
+        "tid": "00000000-0000-4000-8000-000000000002",
         "roles": ["operator"],
         "iat": now,
         "nbf": now,
