@@ -1,6 +1,8 @@
 """The unit of work: one session, one transaction, and the jobs it will send.
 
-Requests and tasks own it; services receive it (or its session) and never commit.
+A request owns it; request services receive its session and job buffer and never commit. A
+service whose outcome must stick even when the request fails (a refused login's record) writes
+it in a short transaction of its own, from ``sessionmaker``.
 """
 
 from __future__ import annotations
@@ -30,11 +32,6 @@ class UnitOfWork:
         if self._session is None:
             raise RuntimeError("the unit of work is not open")
         return self._session
-
-    async def commit(self) -> None:
-        """Commits what is done so far, for outcomes that must stick even if the request then
-        fails (a login attempt's record, a revoked token family). Jobs still wait for the end."""
-        await self.session.commit()
 
     async def __aenter__(self) -> UnitOfWork:
         self._session = self._sessionmaker()
