@@ -11,7 +11,6 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from api.deps import AppSettings, Billing, CurrentPrincipal, RequireRole, UoW
 from switchboard.auth.principal import Principal
-from switchboard.billing import jobs as billing_jobs
 from switchboard.billing import webhooks
 from switchboard.billing.schemas import (
     PlanRead,
@@ -81,7 +80,7 @@ async def stripe_webhook(
 ) -> Response:
     """Stripe's events: verified against `STRIPE_WEBHOOK_SECRET`, stored once, processed by a
     worker. 404 when no secret is configured."""
-    event = webhooks.verify(await request.body(), stripe_signature, settings.stripe)
-    if await webhooks.store(uow.session, event):
-        uow.jobs.enqueue(billing_jobs.PROCESS_WEBHOOK, event["id"])
+    await webhooks.receive(
+        uow.session, uow.jobs, await request.body(), stripe_signature, settings.stripe
+    )
     return Response(status_code=200)

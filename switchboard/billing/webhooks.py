@@ -18,12 +18,14 @@ import stripe
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from switchboard.billing import jobs as billing_jobs
 from switchboard.billing.errors import InvalidWebhookError, WebhookDisabledError
 from switchboard.billing.gateway import subscription_state
 from switchboard.billing.metrics import WEBHOOK_EVENTS, WEBHOOK_LAG
 from switchboard.billing.repository import BillingRepository
 from switchboard.billing.settings import StripeSettings
 from switchboard.kit.db import SessionMaker
+from switchboard.kit.jobs import JobBuffer
 from switchboard.models import StripeEvent, Subscription
 
 log = structlog.get_logger("switchboard.billing")
@@ -60,6 +62,19 @@ def verify(payload: bytes, signature: str | None, settings: StripeSettings) -> d
         raise InvalidWebhookError("The event has no id or type.")
     del event
     return data
+
+
+async def receive(
+    session: AsyncSession,
+    jobs: JobBuffer,
+    payload: bytes,
+    signature: str | None,
+    settings: StripeSettings,
+) -> None:
+    """Verifies and stores an event, and enqueues its processing if it is new."""
+    event = verify(payload, signature, settings)
+    if await store(session, event):
+        jobs.enqueue(billing_jobs.PROCESS_WEBHOOK, event["id"])
 
 
 async def store(session: AsyncSession, event: dict[str, Any]) -> bool:

@@ -1,4 +1,5 @@
-"""Rows of one tenant in every table that holds tenant data, for retention tests."""
+"""Rows of one tenant in every table that holds tenant data, and their counts, for retention
+tests."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from switchboard.kit.db import SessionMaker
 from switchboard.models import (
     BillingCustomer,
     Conversation,
@@ -23,6 +26,7 @@ from switchboard.models import (
     UsageRecord,
     User,
 )
+from switchboard.retention.tenant_data import tenant_tables
 
 
 @dataclass
@@ -99,3 +103,13 @@ async def seed_tenant(
     )
     await session.flush()
     return Seeded(tenant.id, user.id, conversation.id, run.id)
+
+
+async def rows_per_tenant(sessionmaker: SessionMaker, tenant_id: uuid.UUID) -> dict[str, int]:
+    """For every table that names a tenant: how many of its rows name this one."""
+    counts = {}
+    async with sessionmaker() as session:
+        for table in tenant_tables():
+            query = select(func.count()).select_from(table).where(table.c.tenant_id == tenant_id)
+            counts[table.name] = int(await session.scalar(query) or 0)
+    return counts

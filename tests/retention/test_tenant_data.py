@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 
 import pytest
-from httpx import AsyncClient
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
-from switchboard.auth.keyring import KeySnapshot
 from switchboard.kit.db import SessionMaker
 from switchboard.kit.jobs import JobBuffer
 from switchboard.models import (
@@ -32,21 +29,9 @@ from switchboard.retention.tenant_data import (
 )
 from switchboard.runs.events import stream_key
 from switchboard.settings import Settings
-from tests.retention.seed import Seeded, seed_tenant
-from tests.support.auth import bearer
-from tests.support.waiting import eventually
+from tests.retention.seed import Seeded, rows_per_tenant, seed_tenant
 
 PROBLEM = "application/problem+json"
-
-
-async def rows_per_tenant(sessionmaker: SessionMaker, tenant_id: uuid.UUID) -> dict[str, int]:
-    """For every table that names a tenant: how many of its rows name this one."""
-    counts = {}
-    async with sessionmaker() as session:
-        for table in tenant_tables():
-            query = select(func.count()).select_from(table).where(table.c.tenant_id == tenant_id)
-            counts[table.name] = int(await session.scalar(query) or 0)
-    return counts
 
 
 async def dependants(sessionmaker: SessionMaker, seeded: Seeded) -> tuple[int, int]:
@@ -138,69 +123,3 @@ async def test_a_request_is_recorded_once_and_its_purge_enqueued_each_time(
     assert [(job.name, tuple(job.args)) for job in jobs.pending] == [
         (PURGE_TENANT, (str(first.id),))
     ] * 2
-
-
-@pytest.fixture
-async def owner_of(committed_keys: KeySnapshot, settings: Settings) -> OwnerTokens:
-    return OwnerTokens(committed_keys, settings)
-
-
-class OwnerTokens:
-    def __init__(self, keys: KeySnapshot, settings: Settings) -> None:
-        self.keys, self.settings = keys, settings
-
-    def __call__(self, seeded: Seeded, role: str = "owner") -> Mapping[str, str]:
-        return bearer(self.keys, self.settings, seeded.tenant_id, role, subject=seeded.user_id)
-
-
-async def test_only_the_owner_may_ask_and_must_confirm(
-    client: AsyncClient, sessionmaker: SessionMaker, owner_of: OwnerTokens
-) -> None:
-    async with sessionmaker() as session, session.begin():
-        mine = await seed_tenant(session)
-    url = f"/api/v1/tenant/data?confirm={mine.tenant_id}"
-
-    admin = await client.delete(url, headers=owner_of(mine, "admin"))
-    member = await client.delete(url, headers=owner_of(mine, "member"))
-    wrong = await client.delete("/api/v1/tenant/data?confirm=yes", headers=owner_of(mine))
-    missing = await client.delete("/api/v1/tenant/data", headers=owner_of(mine))
-    accepted = await client.delete(url, headers=owner_of(mine))
-    repeated = await client.delete(url, headers=owner_of(mine))
-
-    assert (admin.status_code, member.status_code) == (403, 403)
-    assert wrong.status_code == 422
-    assert wrong.json()["code"] == "tenant.confirmation_mismatch"
-    assert missing.status_code == 422
-    for response in (admin, member, wrong, missing):
-        assert response.headers["content-type"] == PROBLEM
-    assert accepted.status_code == 202
-    body = accepted.json()
-    assert body["status"] == "queued"
-    assert accepted.headers["location"] == f"/api/v1/tenant/data/deletions/{body['id']}"
-    assert repeated.json()["id"] == body["id"]  # still pending: the same request
-    seen = await client.get(accepted.headers["location"], headers=owner_of(mine, "admin"))
-    assert seen.status_code == 200
-    assert seen.json()["id"] == body["id"]
-
-
-@pytest.mark.usefixtures("worker")
-async def test_a_worker_carries_out_the_request(
-    live_client: AsyncClient, committed: SessionMaker, owner_of: OwnerTokens
-) -> None:
-    async with committed() as session, session.begin():
-        mine = await seed_tenant(session)
-
-    accepted = await live_client.delete(
-        f"/api/v1/tenant/data?confirm={mine.tenant_id}", headers=owner_of(mine)
-    )
-    assert accepted.status_code == 202
-
-    async def done() -> dict[str, int] | None:
-        async with committed() as session:
-            record = await session.get(TenantDataDeletion, uuid.UUID(accepted.json()["id"]))
-        return record.deleted if record is not None and record.status == "done" else None
-
-    deleted = await eventually(done, timeout=60)
-    assert deleted["conversation"] == 1
-    assert deleted["membership"] == 1
-    assert (await rows_per_tenant(committed, mine.tenant_id))["conversation"] == 0
