@@ -28,6 +28,7 @@ os.environ.update(
 
 import redis  # noqa: E402
 
+from switchboard.ops.jobs import CHECK, PING  # noqa: E402
 from workers.celery_app import celery_app  # noqa: E402
 
 
@@ -86,17 +87,13 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        celery_app.send_task("system.ping").get(timeout=60)
-        task_round_trips("system.check", 20)  # warm-up: pools open, code paths hot
+        celery_app.send_task(PING).get(timeout=60)
+        task_round_trips(CHECK, 20)  # warm-up: pools open, code paths hot
 
         print(f"{args.tasks} sequential round trips, one prefork worker process")
         floor = percentiles("raw Redis push/pop x2", redis_round_trips(args.tasks))
-        ping = percentiles(
-            "system.ping (broker+result)", task_round_trips("system.ping", args.tasks)
-        )
-        check = percentiles(
-            "system.check (+PG, Redis)", task_round_trips("system.check", args.tasks)
-        )
+        ping = percentiles("system.ping (broker+result)", task_round_trips(PING, args.tasks))
+        check = percentiles("system.check (+PG, Redis)", task_round_trips(CHECK, args.tasks))
         print(
             f"  Celery adds {ping - floor:.2f} ms over raw Redis at p50;"
             f" the worker's async work adds {check - ping:.2f} ms more"
@@ -104,7 +101,7 @@ def main() -> None:
 
         burst = 1000
         started = time.perf_counter()
-        results = [celery_app.send_task("system.check") for _ in range(burst)]
+        results = [celery_app.send_task(CHECK) for _ in range(burst)]
         for result in results:
             assert result.get(timeout=120)["status"] == "ok"
         elapsed = time.perf_counter() - started

@@ -72,7 +72,8 @@ from bench.services import (
     start_api,
     start_worker,
 )
-from switchboard.billing.jobs import PROCESS_WEBHOOK
+from switchboard.billing.jobs import PROCESS_WEBHOOK, REPORT_USAGE
+from switchboard.ops import jobs as ops_jobs
 
 WEBHOOK_PATH = "/api/v1/billing/webhooks/stripe"
 WEBHOOK_SECRET = "whsec_switchboard_bench"
@@ -493,7 +494,7 @@ def usage_part(
         )
         services.append(worker)
         try:
-            wait_ready(celery_app.send_task("system.ping"), worker)
+            wait_ready(celery_app.send_task(ops_jobs.PING), worker)
             print(
                 f"Usage reporting: {args.usage_rows:,} pending usage rows of {args.tenants}"
                 f" tenants (inserted in {inserted_in:.1f} s), batches of {args.batch}, one"
@@ -501,7 +502,7 @@ def usage_part(
             )
             cpu_worker = cpu_seconds(worker.pid)
             sent_at = time.time()
-            celery_app.send_task("billing.usage.report")
+            celery_app.send_task(REPORT_USAGE)
             elapsed = wait_reported(conninfo, args.usage_rows, worker, deadline=120)
             cpu_worker = cpu_seconds(worker.pid) - cpu_worker
         finally:
