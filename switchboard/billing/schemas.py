@@ -5,6 +5,16 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+class PlanLimits(BaseModel):
+    """What a tenant on a plan may use; ``None`` is unlimited."""
+
+    seats: int | None
+    runs_per_minute: int | None
+    concurrent_runs: int | None
+    monthly_tokens: int | None
+    open_streams_per_user: int | None
+
+
 class PlanRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -12,6 +22,15 @@ class PlanRead(BaseModel):
     name: str
     seat_price_cents: int
     included_tokens: int
+    limits: PlanLimits
+
+
+class TenantPlan(BaseModel):
+    """The plan a tenant is on (its live subscription's, else ``free``) and its limits, with
+    the seats the subscription pays for as the seat limit."""
+
+    plan_code: str
+    limits: PlanLimits
 
 
 class SubscriptionRead(BaseModel):

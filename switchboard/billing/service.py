@@ -21,16 +21,21 @@ from switchboard.billing.jobs import SYNC_SUBSCRIPTION
 from switchboard.billing.periods import period_of
 from switchboard.billing.repository import BillingRepository
 from switchboard.billing.schemas import (
+    PlanLimits,
     PlanRead,
     SubscriptionChange,
     SubscriptionRead,
     SubscriptionStart,
+    TenantPlan,
     UsageRead,
 )
 from switchboard.kit.jobs import JobBuffer
 from switchboard.models import Plan, Subscription
 
 log = structlog.get_logger("switchboard.billing")
+
+# The plan of every tenant without a live subscription.
+FREE_PLAN = "free"
 
 
 class BillingService:
@@ -42,7 +47,18 @@ class BillingService:
         self.repo = BillingRepository(session)
 
     async def plans(self) -> list[PlanRead]:
-        return [PlanRead.model_validate(plan) for plan in await self.repo.active_plans()]
+        return [plan_read(plan) for plan in await self.repo.active_plans()]
+
+    async def tenant_plan(self, tenant_id: uuid.UUID) -> TenantPlan:
+        subscription = await self.repo.live_subscription(tenant_id)
+        code = subscription.plan_code if subscription is not None else FREE_PLAN
+        plan = await self.repo.plan(code)
+        if plan is None:
+            raise PlanNotFoundError(f"The plan {code!r} does not exist.")
+        limits = plan_limits(plan)
+        if subscription is not None:
+            limits = limits.model_copy(update={"seats": subscription.seats})
+        return TenantPlan(plan_code=code, limits=limits)
 
     async def subscription(self, tenant_id: uuid.UUID) -> SubscriptionRead:
         return subscription_read(await self._live(tenant_id))
@@ -103,6 +119,8 @@ class BillingService:
         plan = await self.repo.plan(code)
         if plan is None or not plan.active:
             raise PlanNotFoundError(f"There is no plan {code!r}.")
+        if plan.code == FREE_PLAN:
+            raise PlanNotFoundError("The free plan is the plan of a tenant without a subscription.")
         return plan
 
     async def _live(self, tenant_id: uuid.UUID, *, lock: bool = False) -> Subscription:
@@ -119,4 +137,24 @@ def subscription_read(subscription: Subscription) -> SubscriptionRead:
         seats=subscription.seats,
         current_period_end=subscription.current_period_end,
         cancel_at_period_end=subscription.cancel_at_period_end,
+    )
+
+
+def plan_limits(plan: Plan) -> PlanLimits:
+    return PlanLimits(
+        seats=plan.max_seats,
+        runs_per_minute=plan.runs_per_minute,
+        concurrent_runs=plan.concurrent_runs,
+        monthly_tokens=plan.monthly_tokens,
+        open_streams_per_user=plan.open_streams_per_user,
+    )
+
+
+def plan_read(plan: Plan) -> PlanRead:
+    return PlanRead(
+        code=plan.code,
+        name=plan.name,
+        seat_price_cents=plan.seat_price_cents,
+        included_tokens=plan.included_tokens,
+        limits=plan_limits(plan),
     )

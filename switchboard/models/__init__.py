@@ -8,9 +8,11 @@ from switchboard.models.billing import (
     StripeEvent,
     Subscription,
     UsageRecord,
+    UsageThreshold,
 )
 from switchboard.models.conversations import Conversation, Message, Run
 from switchboard.models.identity import (
+    Invitation,
     Membership,
     PasswordResetToken,
     RefreshToken,
@@ -28,6 +30,7 @@ __all__ = [
     "Base",
     "BillingCustomer",
     "Conversation",
+    "Invitation",
     "KeyState",
     "Membership",
     "Message",
@@ -44,6 +47,7 @@ __all__ = [
     "Tenant",
     "TenantDataDeletion",
     "UsageRecord",
+    "UsageThreshold",
     "User",
     "UserLoginEvent",
     "UserProfile",

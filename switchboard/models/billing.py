@@ -6,7 +6,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -38,6 +48,13 @@ class Plan(CreatedAt, Base):
     stripe_seat_price_id: Mapped[str | None] = mapped_column(String(100))
     stripe_usage_price_id: Mapped[str | None] = mapped_column(String(100))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Limits of a tenant on this plan; None is unlimited. A subscription's own `seats` (what
+    # it pays for) is the seat limit of a subscribed tenant, and at most `max_seats`.
+    max_seats: Mapped[int | None]
+    runs_per_minute: Mapped[int | None]
+    concurrent_runs: Mapped[int | None]
+    monthly_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    open_streams_per_user: Mapped[int | None]
 
 
 class BillingCustomer(CreatedAt, Base):
@@ -143,3 +160,18 @@ class StripeEvent(Base):
         ),
         Index("ix_stripe_event_processed_at", "processed_at"),
     )
+
+
+class UsageThreshold(Base):
+    """A share of the month's tokens a tenant crossed, recorded once per tenant and period."""
+
+    __tablename__ = "usage_threshold"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenant.id", ondelete="CASCADE"), primary_key=True
+    )
+    period_start: Mapped[datetime] = mapped_column(primary_key=True)
+    percent: Mapped[int] = mapped_column(primary_key=True)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    limit_tokens: Mapped[int] = mapped_column(BigInteger)
+    reached_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -123,6 +123,40 @@ class PasswordResetToken(UUIDPrimaryKey, CreatedAt, Base):
     used_at: Mapped[datetime | None]
 
 
+class Invitation(UUIDPrimaryKey, CreatedAt, Base):
+    """An invitation to join a tenant with a role; its link's token is stored as a peppered
+    hash, like a reset token's. Pending while neither accepted, revoked nor expired."""
+
+    __tablename__ = "invitation"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenant.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(16))
+    invited_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    selector: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None]
+    accepted_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("user.id", ondelete="SET NULL")
+    )
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint("role IN ('owner', 'admin', 'member', 'billing')", name="role_known"),
+        # One open invitation per address and tenant (an expired one is revoked on re-invite).
+        Index(
+            "uq_invitation_open_email",
+            "tenant_id",
+            func.lower(email),
+            unique=True,
+            postgresql_where="accepted_at IS NULL AND revoked_at IS NULL",
+        ),
+    )
+
+
 class ServiceAccount(UUIDPrimaryKey, CreatedAt, Base):
     __tablename__ = "service_account"
 

@@ -41,9 +41,11 @@ TENANT_TABLES: dict[str, str] = {
     "membership": PURGE,
     "refresh_token": PURGE,
     "service_account": PURGE,
+    "invitation": PURGE,
     "billing_customer": "accounting: kept with the invoices it explains",
     "subscription": "accounting: kept with the invoices it explains",
     "usage_record": "accounting: token counts per run, no content",
+    "usage_threshold": "accounting: when a period's token share was crossed, no content",
     "tenant_data_deletion": "the audit record of deletions",
 }
 

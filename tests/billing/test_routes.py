@@ -44,8 +44,16 @@ async def test_plans_are_listed_cheapest_first(
 
     assert response.status_code == 200
     plans = response.json()
-    assert [plan["code"] for plan in plans] == ["starter", "team", "business"]
-    assert {"code", "name", "seat_price_cents", "included_tokens"} <= set(plans[0])
+    assert [plan["code"] for plan in plans] == ["free", "starter", "team", "business"]
+    assert {"code", "name", "seat_price_cents", "included_tokens", "limits"} <= set(plans[0])
+    assert plans[0]["limits"] == {
+        "seats": 3,
+        "runs_per_minute": 10,
+        "concurrent_runs": 2,
+        "monthly_tokens": 200_000,
+        "open_streams_per_user": 5,
+    }
+    assert plans[-1]["limits"]["seats"] is None  # unlimited
 
 
 async def test_billing_needs_a_token(client: AsyncClient) -> None:

@@ -14,6 +14,7 @@ from switchboard.kit.db import SessionMaker
 from switchboard.models import (
     BillingCustomer,
     Conversation,
+    Invitation,
     Membership,
     Message,
     RefreshToken,
@@ -24,6 +25,7 @@ from switchboard.models import (
     Tenant,
     TenantDataDeletion,
     UsageRecord,
+    UsageThreshold,
     User,
 )
 from switchboard.retention.tenant_data import tenant_tables
@@ -99,6 +101,22 @@ async def seed_tenant(
                 period_start=now.replace(day=1, hour=0, minute=0, second=0, microsecond=0),
             ),
             TenantDataDeletion(tenant_id=tenant.id, requested_by=user.id, deleted={}),
+            Invitation(
+                tenant_id=tenant.id,
+                email=f"{_hex()}@example.com",
+                role="member",
+                invited_by=user.id,
+                selector=_hex()[:32],
+                secret_hash="h",
+                expires_at=now + timedelta(days=7),
+            ),
+            UsageThreshold(
+                tenant_id=tenant.id,
+                period_start=now.replace(day=1, hour=0, minute=0, second=0, microsecond=0),
+                percent=80,
+                tokens=8,
+                limit_tokens=10,
+            ),
         ]
     )
     await session.flush()
