@@ -34,6 +34,8 @@ from switchboard.identity.throttle import LoginThrottle
 from switchboard.kit.jobs import JobSender
 from switchboard.kit.resources import Resources
 from switchboard.kit.uow import UnitOfWork
+from switchboard.mail.notifier import MailNotifier
+from switchboard.mail.sealing import MailSealer
 from switchboard.runs.events import EventPublisher
 from switchboard.runs.hub import EventHub
 from switchboard.runs.repository import RunRepository
@@ -68,7 +70,7 @@ async def get_hasher(request: Request) -> PasswordHasher:
     return hasher
 
 
-async def get_notifier(request: Request) -> Notifier:
+async def get_log_notifier(request: Request) -> Notifier:
     notifier: Notifier = request.app.state.notifier
     return notifier
 
@@ -119,6 +121,17 @@ async def get_unit_of_work(
 
 
 UoW = Annotated[UnitOfWork, Depends(get_unit_of_work, scope="function")]
+
+
+async def get_notifier(
+    request: Request, uow: UoW, fallback: Annotated[Notifier, Depends(get_log_notifier)]
+) -> Notifier:
+    """With SMTP configured, messages become mail jobs in this request's job buffer, sent only
+    once it commits; without, the process's notifier (the log, in development) tells them."""
+    sealer: MailSealer | None = request.app.state.mail_sealer
+    if sealer is None:
+        return fallback
+    return MailNotifier(uow.jobs, sealer)
 
 
 async def get_identity(

@@ -23,6 +23,7 @@ from switchboard.identity.passwords import PasswordHasher
 from switchboard.kit.jobs import JobSender
 from switchboard.kit.logging import configure_logging
 from switchboard.kit.resources import open_resources
+from switchboard.mail.sealing import MailSealer
 from switchboard.runs.events import EventPublisher
 from switchboard.runs.hub import EventHub
 from switchboard.settings import Settings, settings_or_exit
@@ -44,6 +45,10 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
             app.state.password_hasher = PasswordHasher.from_settings(settings.identity)
             app.state.notifier = LogNotifier(
                 include_link=settings.environment.allows_insecure_defaults
+            )
+            # With SMTP configured, each request's notifier seals mail jobs with this.
+            app.state.mail_sealer = (
+                MailSealer.for_settings(settings) if settings.smtp.configured else None
             )
             app.state.agents = create_agent_runtime(settings.openai, settings.offline).registry
             app.state.event_hub = EventHub(resources.redis)

@@ -30,6 +30,7 @@ from switchboard.auth.settings import AuthSettings, IdpMode, NonceBackend
 from switchboard.billing.settings import BillingSettings, StripeSettings
 from switchboard.identity.settings import IdentitySettings
 from switchboard.kit.secrets import insecure_default, is_insecure_default
+from switchboard.mail.settings import SmtpSettings
 from switchboard.retention.settings import RetentionSettings
 from switchboard.runs.settings import RunsSettings
 
@@ -177,6 +178,7 @@ class Settings(BaseSettings):
     stripe: StripeSettings = StripeSettings()
     billing: BillingSettings = BillingSettings()
     retention: RetentionSettings = RetentionSettings()
+    smtp: SmtpSettings = SmtpSettings()
 
     @model_validator(mode="after")
     def _demo_idp_only_in_development(self) -> Settings:

@@ -28,6 +28,10 @@ def _free_port() -> int:
 # Every process of the session (workers included) calls the local Stripe of tests/billing.
 STRIPE_PORT = _free_port()
 STRIPE_WEBHOOK_SECRET = "whsec_switchboard_test_secret"
+# Workers send mail to the tests' SMTP server (tests/mail); the in-process API has no SMTP
+# settings, so its reset links go to the log unless a test builds an app with them.
+SMTP_PORT = _free_port()
+WORKER_ENV = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(SMTP_PORT), "SMTP_SECURITY": "none"}
 
 os.environ.update(
     ENVIRONMENT="test",

@@ -24,11 +24,19 @@ TASK_ROUTES = {
     "runs.*": {"queue": "runs"},
     "auth.*": {"queue": "maintenance"},
     "billing.*": {"queue": "maintenance"},
+    "mail.*": {"queue": "maintenance"},
     "retention.*": {"queue": "maintenance"},
     "system.*": {"queue": "maintenance"},
 }
 
-TASK_MODULES = ["tasks.system", "tasks.auth", "tasks.runs", "tasks.billing", "tasks.retention"]
+TASK_MODULES = [
+    "tasks.system",
+    "tasks.auth",
+    "tasks.runs",
+    "tasks.billing",
+    "tasks.retention",
+    "tasks.mail",
+]
 
 
 def create_celery(settings: Settings) -> Celery:

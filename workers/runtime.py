@@ -8,8 +8,8 @@ loop on first use, after any fork, creates its clients inside it, and every task
 coroutine there. Thread-pool workers share that loop, so one process serves many tasks at once.
 
 What the tasks use besides the clients (the event publisher, the cancel listener, the agents,
-the Stripe gateway, the key store) is built here too, once per process: a forked child builds
-its own and never touches what its parent built.
+the Stripe gateway, the key store, the mailer) is built here too, once per process: a forked
+child builds its own and never touches what its parent built.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from switchboard.billing.gateway import StripeGateway
 from switchboard.kit.jobs import JobSender
 from switchboard.kit.resources import Resources, open_resources
 from switchboard.kit.uow import UnitOfWork
+from switchboard.mail.sealing import MailSealer
+from switchboard.mail.sender import SmtpSender
 from switchboard.runs.cancel import CancelNotices
 from switchboard.runs.events import EventPublisher
 from switchboard.settings import Settings
@@ -76,6 +78,15 @@ class WorkerRuntime:
     @property
     def key_store(self) -> KeyStore:
         return self._current().key_store.get()
+
+    @property
+    def mailer(self) -> SmtpSender:
+        """Raises ``UndeliverableMailError`` without ``SMTP_HOST``."""
+        return self._current().mailer.get()
+
+    @property
+    def mail_sealer(self) -> MailSealer:
+        return self._current().mail_sealer.get()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on this process's loop and wait for its result."""
@@ -132,6 +143,8 @@ class _Process:
         self.agents = _Once(lambda: create_agent_runtime(settings.openai, settings.offline))
         self.gateway = _Once(lambda: StripeGateway(settings.stripe))
         self.key_store = _Once(lambda: create_key_store(settings.auth))
+        self.mailer = _Once(lambda: SmtpSender(settings.smtp))
+        self.mail_sealer = _Once(lambda: MailSealer.for_settings(settings))
 
     @classmethod
     def start(cls, settings: Settings) -> _Process:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
+from tests.conftest import WORKER_ENV
 from tests.support.processes import STARTUP_SECONDS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +61,7 @@ def start_worker(
                 "--loglevel=INFO",
             ),
             cwd=ROOT,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **WORKER_ENV, **(env or {})},
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
