@@ -25,6 +25,12 @@ class PlanNotFoundError(AppError):
     title = "Unprocessable content"
 
 
+class InvalidLimitError(AppError):
+    status = 422
+    code = "billing.invalid_limit"
+    title = "Unprocessable content"
+
+
 class SubscriptionNotFoundError(NotFoundError):
     code = "billing.no_subscription"
 
