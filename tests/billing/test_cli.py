@@ -49,7 +49,11 @@ async def test_plans_are_priced_again_from_the_settings(
     async with committed() as session:
         plans = {p.code: p.stripe_seat_price_id for p in await session.scalars(select(Plan))}
     assert result.exit_code == 0, result.output
-    assert plans == {code: p.seat for code, p in settings.billing.plan_prices.items()}
+    # Free is nobody's subscription, so it has no price.
+    assert plans == {
+        "free": None,
+        **{code: p.seat for code, p in settings.billing.plan_prices.items()},
+    }
 
 
 async def test_report_usage_dry_run_changes_nothing_then_reports(
