@@ -1,4 +1,4 @@
-"""Prometheus metrics of billing: usage reports and Stripe webhooks."""
+"""Prometheus metrics of billing: usage reports, usage thresholds and Stripe webhooks."""
 
 from __future__ import annotations
 
@@ -13,6 +13,11 @@ WEBHOOK_EVENTS = Counter(
     "Stripe webhook events by type and result (received, duplicate, applied, stale, ignored,"
     " failed).",
     ["type", "result"],
+)
+USAGE_THRESHOLDS = Counter(
+    "billing_usage_thresholds_total",
+    "Tenants that reached a share (percent) of their plan's monthly tokens, once per month each.",
+    ["percent"],
 )
 WEBHOOK_LAG = Histogram(
     "billing_webhook_processing_lag_seconds",

@@ -11,7 +11,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import CTE, DateTime, Insert, Uuid, bindparam, func, literal, or_, select, update
+from sqlalchemy import (
+    CTE,
+    DateTime,
+    Insert,
+    Integer,
+    Uuid,
+    bindparam,
+    column,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+    values,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +39,7 @@ from switchboard.models import (
     Subscription,
     Tenant,
     UsageRecord,
+    UsageThreshold,
 )
 from switchboard.models.billing import ENDED_STATUSES
 
@@ -74,6 +91,15 @@ class PeriodUsage:
     output_tokens: int
     runs: int
     reported_quantity: int
+
+
+@dataclass(frozen=True)
+class CrossedThreshold:
+    """A share of the month's tokens a tenant crossed, recorded just now."""
+
+    percent: int
+    tokens: int
+    limit_tokens: int
 
 
 @dataclass(frozen=True)
@@ -297,6 +323,78 @@ class BillingRepository:
             update(UsageRecord)
             .where(UsageRecord.report_batch_id == batch_id)
             .values(report_attempts=UsageRecord.report_attempts + 1, last_error=error[:1000])
+        )
+
+    async def record_crossed_thresholds(
+        self,
+        tenant_id: uuid.UUID,
+        period_start: datetime,
+        *,
+        percents: tuple[int, ...],
+        default_plan: str,
+        now: datetime,
+    ) -> list[CrossedThreshold]:
+        """Records each of ``percents`` of the monthly tokens of the tenant's plan (its live
+        subscription's, else ``default_plan``) that its usage in the period has reached and
+        that is not recorded yet; returns those this call recorded. One statement: a plan
+        without a token limit, or a period whose highest threshold is recorded already, reads
+        no usage at all, and of two concurrent calls only one records (and returns) a row."""
+        plan_code = func.coalesce(
+            select(Subscription.plan_code)
+            .where(Subscription.tenant_id == tenant_id, Subscription.status.not_in(ENDED_STATUSES))
+            .scalar_subquery(),
+            default_plan,
+        )
+        done = exists().where(
+            UsageThreshold.tenant_id == tenant_id,
+            UsageThreshold.period_start == period_start,
+            UsageThreshold.percent == max(percents),
+        )
+        limit = (
+            select(Plan.monthly_tokens.label("limit_tokens"))
+            .where(Plan.code == plan_code, Plan.monthly_tokens.is_not(None), ~done)
+            .subquery("plan_limit")
+        )
+        # Lateral, so it is read only when the plan has a limit left to reach.
+        used = (
+            select(
+                func.coalesce(
+                    func.sum(UsageRecord.input_tokens + UsageRecord.output_tokens), 0
+                ).label("tokens")
+            )
+            .where(UsageRecord.tenant_id == tenant_id, UsageRecord.period_start == period_start)
+            .lateral("used")
+        )
+        threshold = values(column("percent", Integer), name="threshold").data(
+            [(percent,) for percent in percents]
+        )
+        crossed = (
+            select(
+                literal(tenant_id, Uuid),
+                literal(period_start, DateTime(timezone=True)),
+                threshold.c.percent,
+                used.c.tokens,
+                limit.c.limit_tokens,
+                literal(now, DateTime(timezone=True)),
+            )
+            .select_from(limit.join(used, true()).join(threshold, true()))
+            .where(
+                used.c.tokens > 0,
+                used.c.tokens * 100 >= limit.c.limit_tokens * threshold.c.percent,
+            )
+        )
+        rows = await self.session.execute(
+            insert(UsageThreshold)
+            .from_select(
+                ["tenant_id", "period_start", "percent", "tokens", "limit_tokens", "reached_at"],
+                crossed,
+            )
+            .on_conflict_do_nothing()
+            .returning(UsageThreshold.percent, UsageThreshold.tokens, UsageThreshold.limit_tokens)
+        )
+        return sorted(
+            (CrossedThreshold(int(p), int(t), int(limit)) for p, t, limit in rows),
+            key=lambda crossed: crossed.percent,
         )
 
     # Stripe events.

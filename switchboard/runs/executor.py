@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.agents.context import AgentContext, ToolBackend
 from switchboard.agents.registry import AgentRegistry
+from switchboard.billing.thresholds import record_thresholds
 from switchboard.kit.db import DATABASE_UNAVAILABLE, SessionMaker
 from switchboard.runs.cancel import CancelNotices
 from switchboard.runs.emitter import REDIS_DOWN, RunEmitter
@@ -288,6 +289,8 @@ class RunExecutor:
         await progress.events.emit(EventType.completed, usage=usage)
         await self._end(run, progress)
         log.info("runs.succeeded", run_id=str(run.id), **usage)
+        # After the run is done with: it logs its own failures and never fails the run.
+        await record_thresholds(self.sessionmaker, run.tenant_id, datetime.now(UTC))
 
     async def _finish_failed(
         self, run: ClaimedRun, progress: _Progress, code: str, message: str
