@@ -27,6 +27,7 @@ from switchboard.auth.tokens import TokenType
 from switchboard.billing.service import BillingService
 from switchboard.conversations.repository import ConversationRepository
 from switchboard.conversations.service import ConversationService
+from switchboard.identity.limits import PublicLimits
 from switchboard.identity.notifier import Notifier
 from switchboard.identity.passwords import PasswordHasher
 from switchboard.identity.service import IdentityService
@@ -171,6 +172,14 @@ Identity = Annotated[IdentityService, Depends(get_identity)]
 Runs = Annotated[RunService, Depends(get_runs)]
 Conversations = Annotated[ConversationService, Depends(get_conversations)]
 Billing = Annotated[BillingService, Depends(get_billing)]
+
+
+async def get_public_limits(resources: AppResources) -> PublicLimits:
+    return PublicLimits(resources.redis, resources.settings.identity)
+
+
+# Sign-up, password reset and refresh: per-IP and global limits for callers not signed in.
+Limits = Annotated[PublicLimits, Depends(get_public_limits)]
 
 # --- who is calling ---------------------------------------------------------------------
 

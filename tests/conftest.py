@@ -48,6 +48,12 @@ os.environ.update(
     IDENTITY_BCRYPT_COST="4",
     # Every in-process request comes from 127.0.0.1; tests of the limit set their own.
     IDENTITY_LOGIN_IP_MAX_ATTEMPTS="1000000",
+    # Likewise the unauthenticated endpoints' limits (tests/identity/test_throttles.py).
+    **{
+        f"IDENTITY_{action}_{scope}": "1000000"
+        for action in ("REGISTER", "FORGOT", "RESET", "REFRESH")
+        for scope in ("IP_PER_HOUR", "GLOBAL_PER_MINUTE")
+    },
     STRIPE_API_KEY="sk_test_switchboard",
     STRIPE_API_BASE=f"http://127.0.0.1:{STRIPE_PORT}",
     STRIPE_WEBHOOK_SECRET=STRIPE_WEBHOOK_SECRET,

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
-from api.deps import CurrentPrincipal, Identity, RedisClient, Replays
+from api.deps import CurrentPrincipal, Identity, Limits, RedisClient, Replays
+from switchboard.identity.limits import PublicAction
 from switchboard.identity.schemas import (
     ForgotPasswordRequest,
     LoginRequest,
@@ -34,8 +35,12 @@ def client_of(request: Request) -> Client:
 
 
 @router.post("/register", status_code=201, response_model=RegisterResult)
-async def register(body: RegisterRequest, identity: Identity) -> RegisterResult:
-    """Create a tenant and its first user, who becomes its `owner`."""
+async def register(
+    body: RegisterRequest, request: Request, identity: Identity, limits: Limits
+) -> RegisterResult:
+    """Create a tenant and its first user, who becomes its `owner`. Too many sign-ups from
+    one address, or from all at once, answer 429 with `Retry-After`."""
+    await limits.check(PublicAction.register, ip=client_of(request).ip)
     return await identity.register(body)
 
 
@@ -72,10 +77,15 @@ async def _sign_in(
 
 
 @router.post("/refresh", response_model=TokenPair, responses=UNAUTHORIZED)
-async def refresh(body: RefreshRequest, request: Request, identity: Identity) -> TokenPair:
+async def refresh(
+    body: RefreshRequest, request: Request, identity: Identity, limits: Limits
+) -> TokenPair:
     """Spend a refresh token for a new pair. Presenting a spent token again revokes its
-    whole family (every token descended from the same sign-in)."""
-    return await identity.refresh(body.refresh_token, client_of(request))
+    whole family (every token descended from the same sign-in). Over the per-address or
+    global limit, 429 with `Retry-After`, and the token is not spent."""
+    client = client_of(request)
+    await limits.check(PublicAction.refresh, ip=client.ip)
+    return await identity.refresh(body.refresh_token, client)
 
 
 @router.post("/logout", status_code=204)
@@ -92,16 +102,24 @@ async def me(principal: CurrentPrincipal, identity: Identity) -> MeRead:
 
 
 @router.post("/password/forgot", status_code=202)
-async def forgot_password(body: ForgotPasswordRequest, identity: Identity) -> Response:
-    """Send a password-reset link if the account exists. Always 202."""
+async def forgot_password(
+    body: ForgotPasswordRequest, request: Request, identity: Identity, limits: Limits
+) -> Response:
+    """Send a password-reset link if the account exists: 202 whether it does or not. Over the
+    per-address or global limit, 429 with `Retry-After`, and nothing is sent."""
+    await limits.check(PublicAction.forgot, ip=client_of(request).ip)
     await identity.forgot_password(body.email)
     return Response(status_code=202)
 
 
 @router.post("/password/reset", status_code=204)
-async def reset_password(body: ResetPasswordRequest, identity: Identity) -> Response:
+async def reset_password(
+    body: ResetPasswordRequest, request: Request, identity: Identity, limits: Limits
+) -> Response:
     """Set a new password with a reset link's token; every refresh token of the user is
-    revoked."""
+    revoked. Over the per-address or global limit, 429 with `Retry-After`, and the token is
+    not spent."""
+    await limits.check(PublicAction.reset, ip=client_of(request).ip)
     await identity.reset_password(body.token, body.new_password)
     return Response(status_code=204)
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from switchboard.kit.errors import AppError, ConflictError
+from switchboard.kit.ratelimit import RateLimitedError
 
 
 class InvalidCredentialsError(AppError):
@@ -31,6 +32,31 @@ class InvalidResetTokenError(AppError):
 
     def __init__(self) -> None:
         super().__init__("The password reset link is invalid, used or expired.")
+
+
+class PublicRateLimitedError(RateLimitedError):
+    """An unauthenticated endpoint refused: too many requests from one address, or from
+    everyone at once. Each endpoint has its own code."""
+
+    def __init__(self, retry_after: int, *, per_address: bool) -> None:
+        source = "from this address" if per_address else "right now"
+        super().__init__(retry_after, f"Too many of these requests {source}. Try again later.")
+
+
+class RegisterRateLimitedError(PublicRateLimitedError):
+    code = "identity.register_rate_limited"
+
+
+class ForgotPasswordRateLimitedError(PublicRateLimitedError):
+    code = "identity.password_forgot_rate_limited"
+
+
+class ResetPasswordRateLimitedError(PublicRateLimitedError):
+    code = "identity.password_reset_rate_limited"
+
+
+class RefreshRateLimitedError(PublicRateLimitedError):
+    code = "identity.refresh_rate_limited"
 
 
 class InvalidClientError(AppError):

@@ -28,6 +28,28 @@ class IdentitySettings(BaseModel):
         30, ge=1, description="Login attempts one IP may make per window."
     )
     login_ip_window_seconds: int = Field(60, ge=1, description="Window of the per-IP login limit.")
+    register_ip_per_hour: int = Field(20, ge=0, description="Sign-ups one IP may make per hour.")
+    register_global_per_minute: int = Field(
+        300, ge=0, description="Sign-ups accepted per minute from all addresses together."
+    )
+    forgot_ip_per_hour: int = Field(
+        10, ge=0, description="Password-reset requests one IP may make per hour."
+    )
+    forgot_global_per_minute: int = Field(
+        300, ge=0, description="Password-reset requests per minute from all addresses together."
+    )
+    reset_ip_per_hour: int = Field(
+        30, ge=0, description="New-password submissions one IP may make per hour."
+    )
+    reset_global_per_minute: int = Field(
+        300, ge=0, description="New-password submissions per minute from all addresses together."
+    )
+    refresh_ip_per_hour: int = Field(
+        3600, ge=0, description="Token refreshes one IP may make per hour (users behind one NAT)."
+    )
+    refresh_global_per_minute: int = Field(
+        20_000, ge=0, description="Token refreshes per minute from all addresses together."
+    )
     refresh_token_ttl_seconds: int = Field(
         1_209_600, ge=300, description="Life of one refresh token (14 days)."
     )
