@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
-from api.deps import AppSettings, Billing, CurrentPrincipal, RequireRole, UoW
+from api.deps import AppSettings, Billing, CurrentPrincipal, RequireMember, UoW
 from switchboard.auth.principal import Principal
 from switchboard.billing import webhooks
 from switchboard.billing.schemas import (
@@ -17,12 +17,14 @@ from switchboard.billing.schemas import (
     SubscriptionChange,
     SubscriptionRead,
     SubscriptionStart,
-    UsageRead,
+    UsageLimitsRead,
 )
 
 router = APIRouter(prefix="/api/v1/billing", tags=["billing"])
 
-BillingManager = Annotated[Principal, Depends(RequireRole("owner", "admin", "billing"))]
+# Roles are read from Postgres at each request, not trusted from the token.
+BillingManager = Annotated[Principal, Depends(RequireMember("owner", "admin", "billing"))]
+BillingMember = Annotated[Principal, Depends(RequireMember())]
 
 
 @router.get("/plans", response_model=list[PlanRead])
@@ -32,7 +34,7 @@ async def plans(_: CurrentPrincipal, billing: Billing) -> list[PlanRead]:
 
 
 @router.get("/subscription", response_model=SubscriptionRead)
-async def subscription(principal: CurrentPrincipal, billing: Billing) -> SubscriptionRead:
+async def subscription(principal: BillingMember, billing: Billing) -> SubscriptionRead:
     """The tenant's current subscription; 404 if it has none."""
     return await billing.subscription(principal.tenant_id)
 
@@ -59,14 +61,16 @@ async def cancel(principal: BillingManager, billing: Billing, uow: UoW) -> Subsc
     return await billing.cancel(principal.tenant_id, uow.jobs)
 
 
-@router.get("/usage", response_model=UsageRead)
+@router.get("/usage", response_model=UsageLimitsRead)
 async def usage(
-    principal: CurrentPrincipal,
+    principal: BillingMember,
     billing: Billing,
     period: Annotated[str, Query(pattern="^current$")] = "current",
-) -> UsageRead:
-    """Tokens used by the tenant's runs this calendar month (UTC), and how many were reported."""
-    return await billing.usage(principal.tenant_id)
+) -> UsageLimitsRead:
+    """Tokens used by the tenant's runs this calendar month (UTC), and how many were reported;
+    the plan's `limits`, and what `remaining` of them now (`monthly_tokens`,
+    `runs_this_minute`; null when unlimited)."""
+    return await billing.usage_and_limits(principal.tenant_id)
 
 
 @router.post(

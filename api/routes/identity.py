@@ -1,17 +1,24 @@
-"""Sign-up, sign-in, tokens and password reset."""
+"""Sign-up, sign-in, tokens and password reset; a tenant's members and invitations."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
-from api.deps import CurrentPrincipal, Identity, Limits, RedisClient, Replays
+from api.deps import CurrentPrincipal, Identity, Limits, RedisClient, Replays, RequireMember
+from switchboard.auth.principal import Principal
 from switchboard.identity.limits import PublicAction
 from switchboard.identity.schemas import (
     ForgotPasswordRequest,
+    InvitationAccept,
+    InvitationCreate,
+    InvitationRead,
     LoginRequest,
+    MemberRead,
+    MemberUpdate,
     MeRead,
     RefreshRequest,
     RegisterRequest,
@@ -19,12 +26,18 @@ from switchboard.identity.schemas import (
     ResetPasswordRequest,
     ServiceToken,
     ServiceTokenRequest,
+    TenantMembershipRead,
     TokenPair,
 )
 from switchboard.identity.service import Client, IdentityService
 from switchboard.kit.ratelimit import RateLimiter
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+tenant_router = APIRouter(prefix="/api/v1/tenant", tags=["tenant"])
+
+# Roles read from Postgres at each request, not from the token (see RequireMember).
+Member = Annotated[Principal, Depends(RequireMember())]
+Manager = Annotated[Principal, Depends(RequireMember("owner", "admin"))]
 
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Bad credentials or token."}}
 
@@ -137,3 +150,68 @@ async def service_token(
         limiter=RateLimiter(redis, prefix="auth:ratelimit:service"),
         replays=replays,
     )
+
+
+@router.get("/tenants", response_model=list[TenantMembershipRead], responses=UNAUTHORIZED)
+async def tenants(principal: CurrentPrincipal, identity: Identity) -> list[TenantMembershipRead]:
+    """The tenants the caller belongs to, with its role in each, oldest membership first (the
+    one login picks without `tenant_id`)."""
+    return await identity.tenants(principal)
+
+
+@router.post("/invitations/accept", response_model=TokenPair, responses=UNAUTHORIZED)
+async def accept_invitation(
+    body: InvitationAccept, request: Request, identity: Identity
+) -> TokenPair:
+    """Join the tenant an invitation's link names and sign in to it. An email without an
+    account gets one (`password` required, `display_name` optional); an existing account joins
+    on the token alone. A malformed, unknown, used, revoked or expired token answers 401."""
+    return await identity.accept_invitation(body, client_of(request))
+
+
+@tenant_router.get("/members", response_model=list[MemberRead])
+async def members(principal: Member, identity: Identity) -> list[MemberRead]:
+    """The tenant's members, oldest first. Any member."""
+    return await identity.members(principal)
+
+
+@tenant_router.patch("/members/{user_id}", response_model=MemberRead)
+async def change_member_role(
+    user_id: uuid.UUID, body: MemberUpdate, principal: Manager, identity: Identity
+) -> MemberRead:
+    """Change a member's role. Owner or admin; only an owner grants or takes away `owner`; the
+    last owner cannot be demoted (409). A lowered member's sessions of this tenant end."""
+    return await identity.change_member_role(principal, user_id, body.role)
+
+
+@tenant_router.delete("/members/{user_id}", status_code=204)
+async def remove_member(user_id: uuid.UUID, principal: Manager, identity: Identity) -> Response:
+    """Remove a member; its sessions of this tenant end at once. Owner or admin; only an owner
+    removes an owner; the last owner cannot be removed (409)."""
+    await identity.remove_member(principal, user_id)
+    return Response(status_code=204)
+
+
+@tenant_router.post("/invitations", status_code=201, response_model=InvitationRead)
+async def invite(body: InvitationCreate, principal: Manager, identity: Identity) -> InvitationRead:
+    """Invite an email to join the tenant with a role; the invitee is sent a single-use link.
+    Owner or admin; only an owner invites an owner. 409 when no seat is free or the email
+    belongs to a member. Inviting an address again replaces its pending invitation."""
+    return await identity.invite(principal, body.email, body.role)
+
+
+@tenant_router.get("/invitations", response_model=list[InvitationRead])
+async def invitations(principal: Manager, identity: Identity) -> list[InvitationRead]:
+    """The tenant's pending invitations (neither accepted, revoked nor expired). Owner or
+    admin."""
+    return await identity.invitations(principal)
+
+
+@tenant_router.delete("/invitations/{invitation_id}", status_code=204)
+async def revoke_invitation(
+    invitation_id: uuid.UUID, principal: Manager, identity: Identity
+) -> Response:
+    """Revoke an invitation not yet accepted; its link stops working and its seat is free.
+    Owner or admin."""
+    await identity.revoke_invitation(principal, invitation_id)
+    return Response(status_code=204)

@@ -7,15 +7,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from api.deps import RequireRole, UoW
+from api.deps import RequireMember, UoW
 from switchboard.auth.principal import Principal
 from switchboard.retention import tenant_data
 from switchboard.retention.schemas import TenantDeletionRead
 
 router = APIRouter(prefix="/api/v1/tenant", tags=["tenant"])
 
-Owner = Annotated[Principal, Depends(RequireRole("owner"))]
-OwnerOrAdmin = Annotated[Principal, Depends(RequireRole("owner", "admin"))]
+# Roles are read from Postgres at each request, not trusted from the token.
+Owner = Annotated[Principal, Depends(RequireMember("owner"))]
+OwnerOrAdmin = Annotated[Principal, Depends(RequireMember("owner", "admin"))]
 
 
 @router.delete("/data", status_code=202, response_model=TenantDeletionRead)

@@ -34,6 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from switchboard.billing.periods import period_of
 from switchboard.models import (
     BillingCustomer,
+    Invitation,
+    Membership,
     Plan,
     StripeEvent,
     Subscription,
@@ -209,6 +211,36 @@ class BillingRepository:
             return None
         query = select(Subscription).where(or_(*conditions)).with_for_update()
         return (await self.session.scalars(query)).first()
+
+    # Seats.
+
+    async def seats_in_use(self, tenant_id: uuid.UUID, now: datetime) -> int:
+        """The tenant's members plus its pending invitations: the one count of seats in use.
+
+        The tenant's row is locked first, in a statement of its own (a count in the locking
+        statement would see the rows of before the wait), so invitations and seat changes of
+        one tenant take turns and each counts what the one before committed."""
+        await self.session.execute(
+            select(Tenant.id).where(Tenant.id == tenant_id).with_for_update()
+        )
+        members = (
+            select(func.count())
+            .select_from(Membership)
+            .where(Membership.tenant_id == tenant_id)
+            .scalar_subquery()
+        )
+        invitations = (
+            select(func.count())
+            .select_from(Invitation)
+            .where(
+                Invitation.tenant_id == tenant_id,
+                Invitation.accepted_at.is_(None),
+                Invitation.revoked_at.is_(None),
+                Invitation.expires_at > now,
+            )
+            .scalar_subquery()
+        )
+        return int(await self.session.scalar(select(members + invitations)) or 0)
 
     # Usage.
 

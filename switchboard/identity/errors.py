@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from switchboard.kit.errors import AppError, ConflictError
+from switchboard.kit.errors import AppError, ConflictError, NotFoundError
 from switchboard.kit.ratelimit import RateLimitedError
 
 
@@ -70,3 +70,43 @@ class InvalidClientError(AppError):
 
 class EmailTakenError(ConflictError):
     code = "identity.email_taken"
+
+
+class InvalidInvitationError(AppError):
+    """Malformed, unknown, forged, used, revoked or expired: said the same way for each."""
+
+    status = 401
+    code = "identity.invalid_invitation"
+    title = "Unauthorized"
+
+    def __init__(self) -> None:
+        super().__init__("The invitation link is invalid, used, revoked or expired.")
+
+
+class PasswordRequiredError(AppError):
+    status = 422
+    code = "identity.password_required"
+    title = "Unprocessable content"
+
+    def __init__(self) -> None:
+        super().__init__("This email has no account yet: choose a password to create it.")
+
+
+class NoSeatFreeError(ConflictError):
+    code = "identity.no_seat_free"
+
+
+class AlreadyMemberError(ConflictError):
+    code = "identity.already_member"
+
+
+class LastOwnerError(ConflictError):
+    code = "identity.last_owner"
+
+
+class MemberNotFoundError(NotFoundError):
+    code = "identity.member_not_found"
+
+
+class InvitationNotFoundError(NotFoundError):
+    code = "identity.invitation_not_found"

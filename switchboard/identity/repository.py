@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.identity.passwords import PasswordHash
 from switchboard.models import (
+    Invitation,
     Membership,
     PasswordResetToken,
     RefreshToken,
@@ -137,6 +138,22 @@ class IdentityRepository:
         )
         return len(result.all())
 
+    async def revoke_member_tokens(
+        self, user_id: uuid.UUID, tenant_id: uuid.UUID, now: datetime, reason: str
+    ) -> int:
+        """Every live refresh token of the user in one tenant (the sessions of that tenant)."""
+        result = await self.session.execute(
+            update(RefreshToken)
+            .where(
+                RefreshToken.user_id == user_id,
+                RefreshToken.tenant_id == tenant_id,
+                RefreshToken.revoked_at.is_(None),
+            )
+            .values(revoked_at=now, revoked_reason=reason)
+            .returning(RefreshToken.id)
+        )
+        return len(result.all())
+
     async def revoke_user_tokens(self, user_id: uuid.UUID, now: datetime, reason: str) -> int:
         result = await self.session.execute(
             update(RefreshToken)
@@ -201,3 +218,140 @@ class IdentityRepository:
         )
         row = (await self.session.execute(query)).first()
         return (row[0], row[1]) if row else None
+
+    # Members and invitations.
+
+    async def lock_tenant(self, tenant_id: uuid.UUID) -> Tenant | None:
+        """The tenant's row, locked: member changes of one tenant take turns behind it."""
+        return await self.session.get(Tenant, tenant_id, with_for_update=True)
+
+    async def active_role(self, user_id: uuid.UUID, tenant_id: uuid.UUID) -> str | None:
+        """The role an active user holds in the tenant now, None without a membership."""
+        return await self.session.scalar(
+            select(Membership.role)
+            .join(User, User.id == Membership.user_id)
+            .where(
+                Membership.user_id == user_id,
+                Membership.tenant_id == tenant_id,
+                User.status == "active",
+            )
+        )
+
+    async def memberships_of(self, user_id: uuid.UUID) -> list[tuple[Membership, Tenant]]:
+        """The user's memberships with their tenants, oldest first (login's default first)."""
+        rows = await self.session.execute(
+            select(Membership, Tenant)
+            .join(Tenant, Tenant.id == Membership.tenant_id)
+            .where(Membership.user_id == user_id)
+            .order_by(Membership.created_at, Membership.id)
+        )
+        return [(membership, tenant) for membership, tenant in rows]
+
+    async def members(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID | None = None
+    ) -> list[tuple[Membership, User, UserProfile | None]]:
+        """The tenant's members (or the one with ``user_id``), oldest first."""
+        query = (
+            select(Membership, User, UserProfile)
+            .join(User, User.id == Membership.user_id)
+            .outerjoin(UserProfile, UserProfile.user_id == Membership.user_id)
+            .where(Membership.tenant_id == tenant_id)
+            .order_by(Membership.created_at, Membership.id)
+        )
+        if user_id is not None:
+            query = query.where(Membership.user_id == user_id)
+        rows = await self.session.execute(query)
+        return [(membership, user, profile) for membership, user, profile in rows]
+
+    async def count_owners(self, tenant_id: uuid.UUID) -> int:
+        count = await self.session.scalar(
+            select(func.count())
+            .select_from(Membership)
+            .where(Membership.tenant_id == tenant_id, Membership.role == "owner")
+        )
+        return int(count or 0)
+
+    async def delete_membership(self, membership_id: uuid.UUID) -> None:
+        await self.session.execute(delete(Membership).where(Membership.id == membership_id))
+
+    async def is_member_email(self, tenant_id: uuid.UUID, email: str) -> bool:
+        found = await self.session.scalar(
+            select(Membership.id)
+            .join(User, User.id == Membership.user_id)
+            .where(Membership.tenant_id == tenant_id, func.lower(User.email) == email.lower())
+        )
+        return found is not None
+
+    def add_invitation(self, invitation: Invitation) -> None:
+        self.session.add(invitation)
+
+    async def revoke_open_invitations(self, tenant_id: uuid.UUID, email: str, now: datetime) -> int:
+        """Revokes the address's open invitation to the tenant (pending or expired unused)."""
+        result = await self.session.execute(
+            update(Invitation)
+            .where(
+                Invitation.tenant_id == tenant_id,
+                func.lower(Invitation.email) == email.lower(),
+                Invitation.accepted_at.is_(None),
+                Invitation.revoked_at.is_(None),
+            )
+            .values(revoked_at=now)
+            .returning(Invitation.id)
+        )
+        return len(result.all())
+
+    async def revoke_invitation(
+        self, tenant_id: uuid.UUID, invitation_id: uuid.UUID, now: datetime
+    ) -> bool:
+        """Revokes the tenant's invitation if it is neither accepted nor revoked."""
+        result = await self.session.execute(
+            update(Invitation)
+            .where(
+                Invitation.id == invitation_id,
+                Invitation.tenant_id == tenant_id,
+                Invitation.accepted_at.is_(None),
+                Invitation.revoked_at.is_(None),
+            )
+            .values(revoked_at=now)
+            .returning(Invitation.id)
+        )
+        return result.first() is not None
+
+    async def pending_invitations(self, tenant_id: uuid.UUID, now: datetime) -> list[Invitation]:
+        """Neither accepted, revoked nor expired; oldest first."""
+        rows = await self.session.scalars(
+            select(Invitation)
+            .where(
+                Invitation.tenant_id == tenant_id,
+                Invitation.accepted_at.is_(None),
+                Invitation.revoked_at.is_(None),
+                Invitation.expires_at > now,
+            )
+            .order_by(Invitation.created_at, Invitation.id)
+        )
+        return list(rows)
+
+    async def invitation_by_selector(self, selector: str) -> Invitation | None:
+        query = select(Invitation).where(Invitation.selector == selector)
+        return (await self.session.scalars(query)).one_or_none()
+
+    async def claim_invitation(self, invitation_id: uuid.UUID, now: datetime) -> bool:
+        """Marks the invitation accepted if it is still pending: the one atomic step that makes
+        it single-use (a concurrent claim waits for this row and then finds it taken)."""
+        claimed = await self.session.execute(
+            update(Invitation)
+            .where(
+                Invitation.id == invitation_id,
+                Invitation.accepted_at.is_(None),
+                Invitation.revoked_at.is_(None),
+                Invitation.expires_at > now,
+            )
+            .values(accepted_at=now)
+            .returning(Invitation.id)
+        )
+        return claimed.first() is not None
+
+    async def set_invitation_accepter(self, invitation_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        await self.session.execute(
+            update(Invitation).where(Invitation.id == invitation_id).values(accepted_by=user_id)
+        )

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+Role = Literal["owner", "admin", "member", "billing"]
 
 # Bounds on free text keep oversized bodies from reaching bcrypt or the database.
 Password = Field(min_length=1, max_length=1024)
@@ -85,3 +88,43 @@ class MeRead(BaseModel):
     user: UserRead
     tenant: TenantRead
     roles: list[str]
+
+
+class TenantMembershipRead(BaseModel):
+    """One tenant the caller belongs to, for choosing ``tenant_id`` at login."""
+
+    tenant_id: uuid.UUID
+    name: str
+    role: str
+
+
+class MemberRead(BaseModel):
+    user_id: uuid.UUID
+    email: str
+    display_name: str | None
+    role: str
+    joined_at: datetime
+
+
+class MemberUpdate(BaseModel):
+    role: Role
+
+
+class InvitationCreate(BaseModel):
+    email: EmailStr = Field(max_length=320)
+    role: Role
+
+
+class InvitationRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    role: str
+    expires_at: datetime
+
+
+class InvitationAccept(BaseModel):
+    token: str = Field(min_length=1, max_length=200)
+    password: str | None = Field(None, min_length=1, max_length=1024)
+    display_name: str | None = Field(None, max_length=200)

@@ -1,6 +1,7 @@
 """The identity service the API calls: one entry point over sign-in sessions
-(``sessions.py``), password reset (``password_reset.py``) and service accounts
-(``service_accounts.py``)."""
+(``sessions.py``), password reset (``password_reset.py``), service accounts
+(``service_accounts.py``), a tenant's members (``members.py``) and invitations
+(``invitations.py``)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from switchboard.auth.authority import TokenAuthority
 from switchboard.auth.nonces import ReplayCache
 from switchboard.auth.principal import Principal
+from switchboard.billing.service import BillingService
+from switchboard.identity.invitations import InvitationService
+from switchboard.identity.members import MembersService
 from switchboard.identity.notifier import Notifier
 from switchboard.identity.password_reset import PasswordResetService
 from switchboard.identity.passwords import PasswordHasher
 from switchboard.identity.repository import IdentityRepository
 from switchboard.identity.schemas import (
+    InvitationAccept,
+    InvitationRead,
+    MemberRead,
     MeRead,
     RegisterRequest,
     RegisterResult,
     ServiceToken,
+    TenantMembershipRead,
     TokenPair,
 )
 from switchboard.identity.service_accounts import (
@@ -58,6 +66,10 @@ class IdentityService:
         )
         self._password_reset = PasswordResetService(repo, settings, hasher, notifier)
         self._service_accounts = ServiceAccountService(repo, settings, authority)
+        self._members = MembersService(repo)
+        self._invitations = InvitationService(
+            repo, BillingService(session), self._sessions, settings, hasher, notifier
+        )
 
     async def register(self, request: RegisterRequest) -> RegisterResult:
         return await self._sessions.register(request)
@@ -94,3 +106,35 @@ class IdentityService:
         return await self._service_accounts.service_token(
             client_id, client_secret, nonce, limiter=limiter, replays=replays
         )
+
+    # --- tenants and members --------------------------------------------------------------
+
+    async def current(self, principal: Principal) -> Principal:
+        """The caller with its role as it is now in Postgres (the token's may be stale)."""
+        return await self._members.current(principal)
+
+    async def tenants(self, principal: Principal) -> list[TenantMembershipRead]:
+        return await self._members.tenants(principal)
+
+    async def members(self, principal: Principal) -> list[MemberRead]:
+        return await self._members.members(principal.tenant_id)
+
+    async def change_member_role(
+        self, actor: Principal, user_id: uuid.UUID, role: str
+    ) -> MemberRead:
+        return await self._members.change_role(actor, user_id, role)
+
+    async def remove_member(self, actor: Principal, user_id: uuid.UUID) -> None:
+        await self._members.remove(actor, user_id)
+
+    async def invite(self, actor: Principal, email: str, role: str) -> InvitationRead:
+        return await self._invitations.invite(actor, email, role)
+
+    async def invitations(self, principal: Principal) -> list[InvitationRead]:
+        return await self._invitations.pending(principal)
+
+    async def revoke_invitation(self, actor: Principal, invitation_id: uuid.UUID) -> None:
+        await self._invitations.revoke(actor, invitation_id)
+
+    async def accept_invitation(self, request: InvitationAccept, client: Client) -> TokenPair:
+        return await self._invitations.accept(request, client)

@@ -142,7 +142,7 @@ class SessionService:
         ):
             demo_user, demo_membership = await self._demo_owner()
             self._event(self.repo, demo_user.id, account, client, "success", "demo")
-            return await self._issue_pair(demo_user, demo_membership, client)
+            return await self.issue_pair(demo_user, demo_membership, client)
         try:
             await self.throttle.before_attempt(account=account, ip=client.ip)
         except (AccountLockedError, LoginRateLimitedError) as refused:
@@ -174,7 +174,7 @@ class SessionService:
             user.password_hash, user.pepper_version = upgraded.value, upgraded.pepper_version
             log.info("identity.password_rehashed", user_id=str(user.id))
         self._event(self.repo, user.id, account, client, "success", None)
-        return await self._issue_pair(user, membership, client)
+        return await self.issue_pair(user, membership, client)
 
     async def _demo_owner(self) -> tuple[User, Membership]:
         user = await self.repo.user_by_email(DEMO_EMAIL)
@@ -220,7 +220,7 @@ class SessionService:
 
     # --- tokens -------------------------------------------------------------------------
 
-    async def _issue_pair(
+    async def issue_pair(
         self,
         user: User,
         membership: Membership,
@@ -295,7 +295,7 @@ class SessionService:
             async with self._apart() as repo:
                 await repo.revoke_family(family_id, now, "access_lost")
             raise InvalidRefreshTokenError("access_lost")
-        return await self._issue_pair(user, membership, client, parent=row)
+        return await self.issue_pair(user, membership, client, parent=row)
 
     async def _refresh_row(self, value: str) -> RefreshToken:
         parsed = parse_token(value, REFRESH_PREFIX)

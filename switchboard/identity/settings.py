@@ -63,6 +63,13 @@ class IdentitySettings(BaseModel):
         "http://127.0.0.1:3000/reset-password?token=",
         description="Prefix of the password-reset link sent to users.",
     )
+    invitation_ttl_hours: int = Field(
+        72, ge=1, le=720, description="Life of an invitation link to join a tenant."
+    )
+    invitation_url: str = Field(
+        "http://127.0.0.1:3000/accept-invitation?token=",
+        description="Prefix of the invitation link sent to invitees.",
+    )
     service_rate_limit_per_minute: int = Field(
         60, ge=1, description="Token requests per minute allowed to one service account."
     )

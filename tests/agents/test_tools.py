@@ -20,13 +20,11 @@ from switchboard.agents.tools import (
     current_time,
     usage_summary,
 )
-from switchboard.auth.keyring import KeySnapshot
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Conversation, Run, User
 from switchboard.runs.backend import DatabaseToolBackend
-from switchboard.settings import Settings
 from tests.billing.conftest import new_tenant, record_usage
-from tests.support.auth import bearer
+from tests.support.members import NewMember
 
 
 def test_bundles_follow_the_metadata() -> None:
@@ -105,8 +103,7 @@ async def _failed_run(sessionmaker: SessionMaker, tenant_id: uuid.UUID) -> uuid.
 async def test_the_usage_tool_answers_what_the_usage_endpoint_answers(
     client: AsyncClient,
     sessionmaker: SessionMaker,
-    committed_keys: KeySnapshot,
-    settings: Settings,
+    new_member: NewMember,
 ) -> None:
     tenant, other = await new_tenant(sessionmaker), await new_tenant(sessionmaker)
     now = datetime.now(UTC)
@@ -135,9 +132,8 @@ async def test_the_usage_tool_answers_what_the_usage_endpoint_answers(
     )
 
     told = json.loads(await usage_summary(RunContextWrapper(context)))
-    response = await client.get(
-        "/api/v1/billing/usage", headers=bearer(committed_keys, settings, tenant, "member")
-    )
+    member = await new_member(tenant_id=tenant, role="member")
+    response = await client.get("/api/v1/billing/usage", headers=member.headers)
 
     assert response.status_code == 200
     served = response.json()

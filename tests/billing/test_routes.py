@@ -9,12 +9,10 @@ import pytest
 from httpx import AsyncClient
 from sqlalchemy import select
 
-from switchboard.auth.keyring import KeySnapshot
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Subscription
-from switchboard.settings import Settings
 from tests.billing.conftest import new_tenant, record_usage
-from tests.support.auth import bearer
+from tests.support.members import NewMember
 
 URL = "/api/v1/billing/subscription"
 PROBLEM = "application/problem+json"
@@ -28,11 +26,10 @@ async def tenant(sessionmaker: SessionMaker) -> uuid.UUID:
 
 
 @pytest.fixture
-def as_role(
-    committed_keys: KeySnapshot, settings: Settings, tenant: uuid.UUID
-) -> dict[str, dict[str, str]]:
+async def as_role(new_member: NewMember, tenant: uuid.UUID) -> dict[str, dict[str, str]]:
+    """A member of the tenant in each role: billing reads the role from Postgres."""
     return {
-        role: bearer(committed_keys, settings, tenant, role)
+        role: (await new_member(tenant_id=tenant, role=role)).headers
         for role in ("owner", "admin", "billing", "member")
     }
 
@@ -126,12 +123,10 @@ async def test_a_member_cannot_touch_the_subscription(
 
 async def test_another_tenants_subscription_is_never_visible(
     client: AsyncClient,
-    sessionmaker: SessionMaker,
-    committed_keys: KeySnapshot,
-    settings: Settings,
+    new_member: NewMember,
     as_role: dict[str, dict[str, str]],
 ) -> None:
-    other = bearer(committed_keys, settings, await new_tenant(sessionmaker), "owner")
+    other = (await new_member()).headers  # the owner of another tenant
     assert (await client.post(URL, json={"plan_code": "team"}, headers=as_role["owner"])).is_success
 
     seen = await client.get(URL, headers=other)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from switchboard.auth.keyring import KeySnapshot
 from switchboard.billing.sync import unsynced
 from switchboard.kit.db import SessionMaker
-from switchboard.models import BillingCustomer, Subscription
+from switchboard.models import BillingCustomer, Membership, Subscription, User
 from switchboard.settings import Settings
 from tests.billing.conftest import new_tenant
 from tests.support.auth import bearer
@@ -32,8 +32,16 @@ async def tenant(committed: SessionMaker) -> uuid.UUID:
 
 
 @pytest.fixture
-def owner(committed_keys: KeySnapshot, settings: Settings, tenant: uuid.UUID) -> dict[str, str]:
-    return bearer(committed_keys, settings, tenant, "owner")
+async def owner(
+    committed_keys: KeySnapshot, settings: Settings, tenant: uuid.UUID, committed: SessionMaker
+) -> dict[str, str]:
+    """The tenant's owner, committed: billing reads the caller's role from its membership."""
+    async with committed() as session, session.begin():
+        user = User(email=f"{uuid.uuid4().hex}@example.com", password_hash="x", pepper_version=1)
+        session.add(user)
+        await session.flush()
+        session.add(Membership(tenant_id=tenant, user_id=user.id, role="owner"))
+    return bearer(committed_keys, settings, tenant, "owner", subject=user.id)
 
 
 async def synced(sessionmaker: SessionMaker, tenant: uuid.UUID, **expected: Any) -> Subscription:

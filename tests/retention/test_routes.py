@@ -14,6 +14,7 @@ from switchboard.models import TenantDataDeletion
 from switchboard.settings import Settings
 from tests.retention.seed import Seeded, rows_per_tenant, seed_tenant
 from tests.support.auth import bearer
+from tests.support.members import NewMember
 from tests.support.waiting import eventually
 
 PROBLEM = "application/problem+json"
@@ -33,14 +34,17 @@ class OwnerTokens:
 
 
 async def test_only_the_owner_may_ask_and_must_confirm(
-    client: AsyncClient, sessionmaker: SessionMaker, owner_of: OwnerTokens
+    client: AsyncClient, sessionmaker: SessionMaker, owner_of: OwnerTokens, new_member: NewMember
 ) -> None:
     async with sessionmaker() as session, session.begin():
         mine = await seed_tenant(session)
     url = f"/api/v1/tenant/data?confirm={mine.tenant_id}"
+    # Roles are read from the memberships, so these are real members of the tenant.
+    admin_headers = (await new_member(tenant_id=mine.tenant_id, role="admin")).headers
+    member_headers = (await new_member(tenant_id=mine.tenant_id, role="member")).headers
 
-    admin = await client.delete(url, headers=owner_of(mine, "admin"))
-    member = await client.delete(url, headers=owner_of(mine, "member"))
+    admin = await client.delete(url, headers=admin_headers)
+    member = await client.delete(url, headers=member_headers)
     wrong = await client.delete("/api/v1/tenant/data?confirm=yes", headers=owner_of(mine))
     missing = await client.delete("/api/v1/tenant/data", headers=owner_of(mine))
     accepted = await client.delete(url, headers=owner_of(mine))
@@ -57,7 +61,7 @@ async def test_only_the_owner_may_ask_and_must_confirm(
     assert body["status"] == "queued"
     assert accepted.headers["location"] == f"/api/v1/tenant/data/deletions/{body['id']}"
     assert repeated.json()["id"] == body["id"]  # still pending: the same request
-    seen = await client.get(accepted.headers["location"], headers=owner_of(mine, "admin"))
+    seen = await client.get(accepted.headers["location"], headers=admin_headers)
     assert seen.status_code == 200
     assert seen.json()["id"] == body["id"]
 
