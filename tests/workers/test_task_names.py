@@ -8,6 +8,7 @@ from celery import Celery
 
 from switchboard.auth import jobs as auth_jobs
 from switchboard.billing import jobs as billing_jobs
+from switchboard.mail import jobs as mail_jobs
 from switchboard.ops import jobs as ops_jobs
 from switchboard.retention import jobs as retention_jobs
 from switchboard.runs import jobs as runs_jobs
@@ -23,6 +24,7 @@ CONTRACT = {
     "billing.usage.report",
     "billing.webhooks.process",
     "billing.webhooks.resend",
+    "mail.send",
     "retention.run",
     "retention.tenant.purge",
     "runs.execute",
@@ -31,7 +33,14 @@ CONTRACT = {
     "system.heartbeat",
     "system.ping",
 }
-DOMAINS: tuple[ModuleType, ...] = (auth_jobs, billing_jobs, ops_jobs, retention_jobs, runs_jobs)
+DOMAINS: tuple[ModuleType, ...] = (
+    auth_jobs,
+    billing_jobs,
+    mail_jobs,
+    ops_jobs,
+    retention_jobs,
+    runs_jobs,
+)
 
 
 def _names(module: ModuleType) -> set[str]:
