@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.billing.repository import BillingRepository
+from switchboard.billing.service import FREE_PLAN
 from switchboard.billing.settings import BillingSettings
 
 
@@ -18,7 +19,8 @@ class PlanSync:
 
 
 async def sync_plan_prices(session: AsyncSession, settings: BillingSettings) -> PlanSync:
-    """Writes ``BILLING_PLAN_PRICES`` onto the plans; reports plans left without a price."""
+    """Writes ``BILLING_PLAN_PRICES`` onto the plans; reports plans left without a price
+    (free excepted: nobody subscribes to it)."""
     plans = {plan.code: plan for plan in await BillingRepository(session).plans()}
     updated = []
     for code, prices in settings.plan_prices.items():
@@ -31,7 +33,9 @@ async def sync_plan_prices(session: AsyncSession, settings: BillingSettings) -> 
     return PlanSync(
         updated=updated,
         unpriced=sorted(
-            code for code, plan in plans.items() if plan.active and not plan.stripe_seat_price_id
+            code
+            for code, plan in plans.items()
+            if plan.active and not plan.stripe_seat_price_id and code != FREE_PLAN
         ),
         unknown=sorted(set(settings.plan_prices) - set(plans)),
     )

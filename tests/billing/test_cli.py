@@ -49,7 +49,8 @@ async def test_plans_are_priced_again_from_the_settings(
     async with committed() as session:
         plans = {p.code: p.stripe_seat_price_id for p in await session.scalars(select(Plan))}
     assert result.exit_code == 0, result.output
-    # Free is nobody's subscription, so it has no price.
+    # Free is nobody's subscription, so it has no price and is not reported as missing one.
+    assert "without a Stripe seat price" not in result.stderr
     assert plans == {
         "free": None,
         **{code: p.seat for code, p in settings.billing.plan_prices.items()},
