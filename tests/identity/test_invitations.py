@@ -456,3 +456,52 @@ async def test_login_without_a_tenant_picks_the_oldest_membership(
 
     assert claims(default)["tid"] == other.tenant_id
     assert [row["tenant_id"] for row in tenants] == [other.tenant_id, acme.tenant_id]
+
+
+async def test_an_existing_account_is_refused_when_disabled_revoked_or_already_in(
+    client: AsyncClient, notifier: RecordingNotifier, db_session: AsyncSession
+) -> None:
+    acme = await owner(client)
+    db_session.add(
+        Subscription(
+            tenant_id=uuid.UUID(acme.tenant_id), plan_code="team", seats=10, status="active"
+        )
+    )
+    await db_session.commit()
+    disabled, revoked, inside = await owner(client), await owner(client), await owner(client)
+    for account in (disabled, revoked, inside):
+        await invite(client, acme, account.email)
+    await db_session.execute(
+        update(User).where(User.id == uuid.UUID(disabled.user_id)).values(status="disabled")
+    )
+    await db_session.commit()
+    pending = (await client.get(INVITATIONS, headers=acme.headers)).json()
+    [revoked_id] = [row["id"] for row in pending if row["email"] == revoked.email]
+    await client.delete(f"{INVITATIONS}/{revoked_id}", headers=acme.headers)
+    # Joined some other way meanwhile.
+    db_session.add(
+        Membership(
+            tenant_id=uuid.UUID(acme.tenant_id), user_id=uuid.UUID(inside.user_id), role="member"
+        )
+    )
+    await db_session.commit()
+
+    answers = [
+        await accept(client, notifier.token_for(account.email), password=None)
+        for account in (disabled, revoked, inside)
+    ]
+
+    assert [answer.status_code for answer in answers] == [401, 401, 409]
+    assert answers[0].json()["code"] == answers[1].json()["code"] == "identity.invalid_invitation"
+    assert answers[2].json()["code"] == "identity.already_member"
+    roles = await db_session.execute(
+        select(Membership.user_id, Membership.role).where(
+            Membership.tenant_id == uuid.UUID(acme.tenant_id)
+        )
+    )
+    assert {str(user_id): role for user_id, role in roles} == {
+        acme.user_id: "owner",
+        inside.user_id: "member",
+    }
+    # A disabled account's still-valid access token is refused where roles are read fresh.
+    assert (await client.get("/api/v1/tenant/members", headers=disabled.headers)).status_code == 401
