@@ -22,6 +22,7 @@ from switchboard.mail.settings import SmtpSecurity, SmtpSettings
 from switchboard.models import TaskFailure
 from switchboard.settings import Settings
 from tests.conftest import SMTP_PORT
+from tests.identity.support import accept, invite, owner
 from tests.mail.conftest import SmtpServer
 from tests.support.app import in_test_transaction
 from tests.support.worker import WorkerProcess
@@ -100,6 +101,27 @@ async def test_reset_link_is_mailed_and_works(
     # The worker neither logged the link nor the address.
     assert token not in worker.log()
     assert email not in worker.log()
+
+
+async def test_an_invitation_is_mailed_with_tenant_and_role_and_its_link_works(
+    mail_client: AsyncClient, smtp_server: SmtpServer, worker: WorkerProcess, settings: Settings
+) -> None:
+    acme = await owner(mail_client)
+    email = f"invitee-{uuid.uuid4().hex[:10]}@example.com"
+
+    await invite(mail_client, acme, email, "admin")
+
+    message = await smtp_server.wait_for(email)
+    assert message["To"] == email
+    assert message["Subject"] == "You are invited to join Acme on Switchboard"
+    text, html = text_and_html(message)
+    assert "join Acme on Switchboard as admin" in text
+    assert "<strong>Acme</strong>" in html
+    assert "<strong>admin</strong>" in html
+    token = token_of(text, settings.identity.invitation_url.split("?")[0])
+    assert token in html
+    accepted = await accept(mail_client, token)
+    assert accepted.status_code == 200, accepted.text
 
 
 async def test_unknown_email_gets_no_mail(
