@@ -217,11 +217,12 @@ class BillingRepository:
     async def seats_in_use(self, tenant_id: uuid.UUID, now: datetime) -> int:
         """The tenant's members plus its pending invitations: the one count of seats in use.
 
-        The tenant's row is locked first, in a statement of its own (a count in the locking
-        statement would see the rows of before the wait), so invitations and seat changes of
-        one tenant take turns and each counts what the one before committed."""
+        The tenant's row is locked first (FOR NO KEY UPDATE, which holds up no insert that
+        references the tenant), in a statement of its own (a count in the locking statement
+        would see the rows of before the wait), so invitations and seat changes of one tenant
+        take turns and each counts what the one before committed."""
         await self.session.execute(
-            select(Tenant.id).where(Tenant.id == tenant_id).with_for_update()
+            select(Tenant.id).where(Tenant.id == tenant_id).with_for_update(key_share=True)
         )
         members = (
             select(func.count())

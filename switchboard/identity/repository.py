@@ -222,8 +222,10 @@ class IdentityRepository:
     # Members and invitations.
 
     async def lock_tenant(self, tenant_id: uuid.UUID) -> Tenant | None:
-        """The tenant's row, locked: member changes of one tenant take turns behind it."""
-        return await self.session.get(Tenant, tenant_id, with_for_update=True)
+        """The tenant's row, locked: member changes of one tenant take turns behind it. FOR NO
+        KEY UPDATE, so rows that merely reference the tenant (a sign-in's refresh token, an
+        accepted invitation's membership) are not held up by it."""
+        return await self.session.get(Tenant, tenant_id, with_for_update={"key_share": True})
 
     async def active_role(self, user_id: uuid.UUID, tenant_id: uuid.UUID) -> str | None:
         """The role an active user holds in the tenant now, None without a membership."""
