@@ -47,6 +47,9 @@ class SmtpSender:
             raise _by_code(min(codes, default=550), _reply_text(exc)) from None
         except aiosmtplib.SMTPResponseException as exc:
             raise _by_code(exc.code, f"{exc.code} {exc.message}") from None
+        except aiosmtplib.SMTPNotSupported as exc:
+            # The server lacks what this mail needs (SMTPUTF8, a login): so will the next try.
+            raise UndeliverableMailError(f"The SMTP server cannot take the mail: {exc}") from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             # Refused or dropped connections, timeouts, TLS handshakes that did not finish.
             raise TransientMailError(f"{type(exc).__name__}: {exc}") from None
