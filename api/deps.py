@@ -37,6 +37,7 @@ from switchboard.kit.resources import Resources
 from switchboard.kit.uow import UnitOfWork
 from switchboard.mail.notifier import MailNotifier
 from switchboard.mail.sealing import MailSealer
+from switchboard.runs.admission import Admission, StreamSlots
 from switchboard.runs.events import EventPublisher
 from switchboard.runs.hub import EventHub
 from switchboard.runs.repository import RunRepository
@@ -91,7 +92,18 @@ async def get_publisher(request: Request) -> EventPublisher:
     return publisher
 
 
+async def get_admission(request: Request) -> Admission:
+    admission: Admission = request.app.state.admission
+    return admission
+
+
+async def get_stream_slots(request: Request) -> StreamSlots:
+    slots: StreamSlots = request.app.state.stream_slots
+    return slots
+
+
 AppResources = Annotated[Resources, Depends(get_resources)]
+Streams = Annotated[StreamSlots, Depends(get_stream_slots)]
 Authority = Annotated[TokenAuthority, Depends(get_authority)]
 Replays = Annotated[ReplayCache, Depends(get_replay_cache)]
 Registry = Annotated[AgentRegistry, Depends(get_registry)]
@@ -155,17 +167,30 @@ async def get_identity(
 
 
 async def get_runs(
-    uow: UoW, settings: AppSettings, publisher: Annotated[EventPublisher, Depends(get_publisher)]
+    uow: UoW,
+    settings: AppSettings,
+    publisher: Annotated[EventPublisher, Depends(get_publisher)],
+    admission: Annotated[Admission, Depends(get_admission)],
 ) -> RunService:
-    return RunService(settings.runs, publisher, RunRepository(uow.session))
+    return RunService(
+        settings.runs,
+        publisher,
+        RunRepository(uow.session),
+        admission if settings.runs.limits_enabled else None,
+    )
 
 
 async def get_conversations(uow: UoW) -> ConversationService:
     return ConversationService(ConversationRepository(uow.session))
 
 
-async def get_billing(uow: UoW) -> BillingService:
-    return BillingService(uow.session)
+async def get_billing(
+    uow: UoW, settings: AppSettings, admission: Annotated[Admission, Depends(get_admission)]
+) -> BillingService:
+    enforced = settings.runs.limits_enabled
+    return BillingService(
+        uow.session, runs_this_minute=admission.remaining_this_minute if enforced else None
+    )
 
 
 Identity = Annotated[IdentityService, Depends(get_identity)]
@@ -242,15 +267,20 @@ async def check_stream_access(
     runs: Runs,
     token: BearerToken,
     ticket: Annotated[str | None, Query(description="The ticket from `stream_url`.")] = None,
-) -> None:
+) -> tuple[uuid.UUID, uuid.UUID]:
     """A run's stream opens with its ticket (from `stream_url`), or with the bearer token of
-    the user who owns the run."""
+    the user who owns the run. Gives the (tenant, user) whose stream it is."""
     if ticket is not None:
         claims = await authority.verify(ticket, TokenType.stream_ticket)
         if claims.get("run") != str(run_id):
             raise InvalidTokenError("wrong_run")
-        return
-    await runs.check_access(await get_principal(authority, token), run_id)
+        try:
+            return uuid.UUID(str(claims["tid"])), uuid.UUID(str(claims["sub"]))
+        except (KeyError, ValueError):
+            raise InvalidTokenError("malformed") from None
+    principal = await get_principal(authority, token)
+    await runs.check_access(principal, run_id)
+    return principal.tenant_id, principal.subject
 
 
-StreamAccess = Annotated[None, Depends(check_stream_access)]
+StreamAccess = Annotated[tuple[uuid.UUID, uuid.UUID], Depends(check_stream_access)]

@@ -24,6 +24,7 @@ from switchboard.kit.jobs import JobSender
 from switchboard.kit.logging import configure_logging
 from switchboard.kit.resources import open_resources
 from switchboard.mail.sealing import MailSealer
+from switchboard.runs.admission import Admission, StreamSlots
 from switchboard.runs.events import EventPublisher
 from switchboard.runs.hub import EventHub
 from switchboard.settings import Settings, settings_or_exit
@@ -53,12 +54,15 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
             app.state.agents = create_agent_runtime(settings.openai, settings.offline).registry
             app.state.event_hub = EventHub(resources.redis)
             app.state.event_publisher = EventPublisher.for_settings(resources.redis, settings.runs)
+            app.state.admission = Admission(resources.redis, settings.runs)
+            app.state.stream_slots = StreamSlots(resources.redis, settings.runs)
             app.state.replay_cache = create_replay_cache(
                 settings.auth.nonce_backend, resources.redis
             )
             try:
                 yield
             finally:
+                await app.state.stream_slots.stop()
                 await app.state.event_hub.stop()
 
     app = FastAPI(

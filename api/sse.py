@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
+import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Receive, Scope, Send
 
 from switchboard.runs.errors import EventsLostError
 from switchboard.runs.events import RunEvent
@@ -47,14 +49,39 @@ async def _frames(batches: AsyncIterator[list[RunEvent]]) -> AsyncIterator[bytes
         STREAMS_OPEN.dec()
 
 
+class _HeldStream(EventSourceResponse):
+    """A stream holding a slot: ``opened`` when it goes on the wire, ``closed`` once it ends
+    however it ends (terminal event, client gone, send timeout, server shutdown)."""
+
+    opened: Callable[[], None] | None = None
+    closed: Callable[[], Awaitable[None]] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.opened is not None:
+            self.opened()
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.closed is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.closed()
+
+
 def event_stream(
-    batches: AsyncIterator[list[RunEvent]], settings: RunsSettings
+    batches: AsyncIterator[list[RunEvent]],
+    settings: RunsSettings,
+    *,
+    headers: Mapping[str, str] | None = None,
+    opened: Callable[[], None] | None = None,
+    closed: Callable[[], Awaitable[None]] | None = None,
 ) -> EventSourceResponse:
     """Ends after the terminal event; a client that goes away stops only its own stream."""
-    return EventSourceResponse(
+    response = _HeldStream(
         _frames(batches),
-        headers=HEADERS,
+        headers={**HEADERS, **(headers or {})},
         ping=max(1, int(settings.ping_seconds)),
         ping_message_factory=lambda: ServerSentEvent(comment="ping"),
         send_timeout=settings.send_timeout_seconds,
     )
+    response.opened, response.closed = opened, closed
+    return response

@@ -22,6 +22,7 @@ def executor() -> RunExecutor:
         backend=DatabaseToolBackend(resources.sessionmaker),
         settings=settings.runs,
         notices=runtime.cancel_notices,
+        slots=runtime.run_slots,
     )
 
 
@@ -44,6 +45,17 @@ def sweep() -> dict[str, int]:
     """Fails runs whose worker was lost and runs whose job never reached a worker."""
     resources = runtime.resources
     report: SweepReport = runtime.run(
-        sweep_runs(resources.sessionmaker, resources.redis, runtime.publisher, settings.runs)
+        sweep_runs(
+            resources.sessionmaker,
+            resources.redis,
+            runtime.publisher,
+            settings.runs,
+            slots=runtime.run_slots,
+        )
     )
-    return {"suspected": report.suspected, "lost": report.lost, "expired": report.expired}
+    return {
+        "suspected": report.suspected,
+        "lost": report.lost,
+        "expired": report.expired,
+        "reclaimed": report.reclaimed,
+    }

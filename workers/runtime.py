@@ -31,6 +31,7 @@ from switchboard.kit.resources import Resources, open_resources
 from switchboard.kit.uow import UnitOfWork
 from switchboard.mail.sealing import MailSealer
 from switchboard.mail.sender import SmtpSender
+from switchboard.runs.admission import RunSlots
 from switchboard.runs.cancel import CancelNotices
 from switchboard.runs.events import EventPublisher
 from switchboard.settings import Settings
@@ -60,6 +61,11 @@ class WorkerRuntime:
     @property
     def publisher(self) -> EventPublisher:
         return self._current().publisher
+
+    @property
+    def run_slots(self) -> RunSlots:
+        """The tenants' concurrency slots, given back as runs end."""
+        return self._current().run_slots
 
     @property
     def cancel_notices(self) -> CancelNotices:
@@ -136,6 +142,7 @@ class _Process:
         self.loop, self.thread, self.stack, self.resources = loop, thread, stack, resources
         self.publisher = EventPublisher.for_settings(resources.redis, settings.runs)
         self.cancel_notices = CancelNotices(resources.redis)
+        self.run_slots = RunSlots(resources.redis)
         # Closed before the clients it listens on (the stack unwinds last in, first out).
         stack.push_async_callback(self.cancel_notices.stop)
         # Built at first use, as tasks need them: a worker that never runs a billing task

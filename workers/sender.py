@@ -26,6 +26,7 @@ class CeleryJobSender:
                 kwargs=dict(job.kwargs),
                 queue=job.queue,
                 countdown=job.countdown,
+                priority=job.priority,
                 task_id=job.task_id,
                 ignore_result=self._ignores_result(job.name),
             ).id

@@ -17,7 +17,7 @@ from switchboard.billing.schemas import (
     SubscriptionChange,
     SubscriptionRead,
     SubscriptionStart,
-    UsageRead,
+    UsageLimitsRead,
 )
 
 router = APIRouter(prefix="/api/v1/billing", tags=["billing"])
@@ -61,14 +61,16 @@ async def cancel(principal: BillingManager, billing: Billing, uow: UoW) -> Subsc
     return await billing.cancel(principal.tenant_id, uow.jobs)
 
 
-@router.get("/usage", response_model=UsageRead)
+@router.get("/usage", response_model=UsageLimitsRead)
 async def usage(
     principal: BillingMember,
     billing: Billing,
     period: Annotated[str, Query(pattern="^current$")] = "current",
-) -> UsageRead:
-    """Tokens used by the tenant's runs this calendar month (UTC), and how many were reported."""
-    return await billing.usage(principal.tenant_id)
+) -> UsageLimitsRead:
+    """Tokens used by the tenant's runs this calendar month (UTC), and how many were reported;
+    the plan's `limits`, and what `remaining` of them now (`monthly_tokens`,
+    `runs_this_minute`; null when unlimited)."""
+    return await billing.usage_and_limits(principal.tenant_id)
 
 
 @router.post(

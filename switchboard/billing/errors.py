@@ -43,6 +43,14 @@ class SeatsInUseError(ConflictError):
     code = "billing.seats_in_use"
 
 
+class QuotaExceededError(AppError):
+    """The tenant used its plan's monthly tokens; raised when a chat would start a run."""
+
+    status = 402
+    code = "billing.quota_exceeded"
+    title = "Payment required"
+
+
 class WebhookDisabledError(NotFoundError):
     code = "not_found"
 

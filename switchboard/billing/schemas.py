@@ -64,3 +64,17 @@ class UsageRead(BaseModel):
     output_tokens: int
     runs: int
     reported_quantity: int
+
+
+class UsageRemaining(BaseModel):
+    """What the tenant may still use now; ``None`` is unlimited."""
+
+    monthly_tokens: int | None
+    runs_this_minute: int | None
+
+
+class UsageLimitsRead(UsageRead):
+    """The month's usage with the plan's limits and what is left of them."""
+
+    limits: PlanLimits
+    remaining: UsageRemaining

@@ -7,6 +7,7 @@ Stripe after the commit. Nothing here calls Stripe.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import structlog
@@ -28,7 +29,9 @@ from switchboard.billing.schemas import (
     SubscriptionRead,
     SubscriptionStart,
     TenantPlan,
+    UsageLimitsRead,
     UsageRead,
+    UsageRemaining,
 )
 from switchboard.kit.jobs import JobBuffer
 from switchboard.models import Plan, Subscription
@@ -38,14 +41,21 @@ log = structlog.get_logger("switchboard.billing")
 # The plan of every tenant without a live subscription.
 FREE_PLAN = "free"
 
+# Runs the tenant may still start this minute (None: unlimited), as the runs domain's
+# admission counts them; given to the service by the API, since billing imports no runs.
+RunsThisMinute = Callable[[uuid.UUID, PlanLimits], Awaitable[int | None]]
+
 
 class BillingService:
     """Requests' billing: takes the request's session (and its job buffer where a command
     enqueues); never commits."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(
+        self, session: AsyncSession, *, runs_this_minute: RunsThisMinute | None = None
+    ) -> None:
         self.session = session
         self.repo = BillingRepository(session)
+        self.runs_this_minute = runs_this_minute
 
     async def plans(self) -> list[PlanRead]:
         return [plan_read(plan) for plan in await self.repo.active_plans()]
@@ -120,6 +130,26 @@ class BillingService:
             output_tokens=usage.output_tokens,
             runs=usage.runs,
             reported_quantity=usage.reported_quantity,
+        )
+
+    async def usage_and_limits(self, tenant_id: uuid.UUID) -> UsageLimitsRead:
+        """The month's usage, the plan's limits and what is left: tokens this month, and runs
+        this minute as the enforcement counts them (None without a reader of it)."""
+        usage = await self.usage(tenant_id)
+        limits = (await self.tenant_plan(tenant_id)).limits
+        used = usage.input_tokens + usage.output_tokens
+        runs = None
+        if self.runs_this_minute is not None:
+            runs = await self.runs_this_minute(tenant_id, limits)
+        return UsageLimitsRead(
+            **usage.model_dump(),
+            limits=limits,
+            remaining=UsageRemaining(
+                monthly_tokens=(
+                    None if limits.monthly_tokens is None else max(0, limits.monthly_tokens - used)
+                ),
+                runs_this_minute=runs,
+            ),
         )
 
     async def _resync(self, subscription: Subscription, jobs: JobBuffer) -> SubscriptionRead:

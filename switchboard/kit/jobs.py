@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -17,6 +17,7 @@ class Job:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     queue: str | None = None
     countdown: float | None = None
+    priority: int | None = None
     task_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
@@ -35,6 +36,7 @@ class JobBuffer:
 
     def __init__(self) -> None:
         self._jobs: list[Job] = []
+        self._undo: list[Callable[[], Awaitable[None]]] = []
 
     def enqueue(
         self,
@@ -42,10 +44,12 @@ class JobBuffer:
         *args: Any,
         queue: str | None = None,
         countdown: float | None = None,
+        priority: int | None = None,
         **kwargs: Any,
     ) -> str:
-        """Buffers a job and returns the id its task will have once sent."""
-        job = Job(name, args, kwargs, queue, countdown)
+        """Buffers a job and returns the id its task will have once sent. ``priority``: 0
+        (first) to 9, within its queue."""
+        job = Job(name, args, kwargs, queue, countdown, priority)
         self._jobs.append(job)
         return job.task_id
 
@@ -53,10 +57,21 @@ class JobBuffer:
     def pending(self) -> tuple[Job, ...]:
         return tuple(self._jobs)
 
+    def on_rollback(self, undo: Callable[[], Awaitable[None]]) -> None:
+        """``undo`` runs if the transaction rolls back or fails to commit: it gives back what
+        was taken outside Postgres for rows that will never exist (a run's admission)."""
+        self._undo.append(undo)
+
     def drop(self) -> None:
         self._jobs.clear()
 
+    async def rolled_back(self) -> None:
+        undo, self._undo = self._undo, []
+        for callback in reversed(undo):
+            await callback()
+
     async def flush(self, sender: JobSender) -> list[str]:
+        self._undo.clear()
         jobs, self._jobs = self._jobs, []
         if not jobs:
             return []

@@ -51,6 +51,7 @@ class UnitOfWork:
                 await session.rollback()
         except BaseException:
             self.jobs.drop()
+            await self.jobs.rolled_back()
             raise
         finally:
             await session.close()
@@ -59,3 +60,4 @@ class UnitOfWork:
             await self.jobs.flush(self._sender)
         else:
             self.jobs.drop()
+            await self.jobs.rolled_back()

@@ -35,3 +35,21 @@ class EventsLostError(Exception):
         )
         self.run_id = run_id
         self.after = after
+
+
+class RunsRateLimitedError(AppError):
+    status = 429
+    code = "runs.rate_limited"
+    title = "Too many requests"
+
+
+class ConcurrencyLimitedError(AppError):
+    status = 429
+    code = "runs.concurrency_limited"
+    title = "Too many requests"
+
+
+class TooManyStreamsError(AppError):
+    status = 429
+    code = "runs.too_many_streams"
+    title = "Too many requests"

@@ -27,6 +27,7 @@ from switchboard.agents.context import AgentContext, ToolBackend
 from switchboard.agents.registry import AgentRegistry
 from switchboard.billing.thresholds import record_thresholds
 from switchboard.kit.db import DATABASE_UNAVAILABLE, SessionMaker
+from switchboard.runs.admission import RunSlots
 from switchboard.runs.cancel import CancelNotices
 from switchboard.runs.emitter import REDIS_DOWN, RunEmitter
 from switchboard.runs.events import EventPublisher, EventType, cancel_key, lease_key
@@ -76,6 +77,8 @@ class RunExecutor:
     backend: ToolBackend
     settings: RunsSettings
     notices: CancelNotices
+    slots: RunSlots | None = None
+    """The tenants' concurrency slots; each run gives its own back when it ends."""
 
     async def execute(self, run_id: str) -> str:
         """Runs it if it is queued; returns the final status."""
@@ -277,7 +280,9 @@ class RunExecutor:
                 now=datetime.now(UTC),
             )
 
-        if not await self._with_database(run, write):
+        ended = await self._with_database(run, write)
+        await self._release(run, usage["input_tokens"] + usage["output_tokens"] if ended else 0)
+        if not ended:
             return
         for reply in progress.replies:  # sent with run.completed, in one call
             progress.events.emit_soon(
@@ -300,7 +305,9 @@ class RunExecutor:
                 run.id, code=code, message=message, now=datetime.now(UTC)
             )
 
-        if await self._with_database(run, write):
+        ended = await self._with_database(run, write)
+        await self._release(run)
+        if ended:
             await progress.events.emit(EventType.failed, error={"code": code, "message": message})
             await self._end(run, progress)
 
@@ -310,7 +317,9 @@ class RunExecutor:
                 run.id, agent=progress.agent, now=datetime.now(UTC)
             )
 
-        if await self._with_database(run, write):
+        ended = await self._with_database(run, write)
+        await self._release(run)
+        if ended:
             await progress.events.emit(EventType.cancelled)
             await self._end(run, progress)
             log.info("runs.cancelled", run_id=str(run.id))
@@ -333,6 +342,17 @@ class RunExecutor:
                 await self._renew_lease(str(run.id))  # still ours: keep the sweep away
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
+
+    async def _release(self, run: ClaimedRun, tokens: int = 0) -> None:
+        """The run is over in Postgres (or gone): its slot goes back before its terminal event
+        goes out, so a client that reads the event and chats again finds the slot free.
+        Should Redis refuse, the sweep takes the slot back."""
+        if self.slots is None:
+            return
+        try:
+            await self.slots.release(run.tenant_id, run.id, tokens=tokens)
+        except REDIS_DOWN as exc:
+            log.warning("runs.slot_not_released", run_id=str(run.id), error=type(exc).__name__)
 
     async def _end(self, run: ClaimedRun, progress: _Progress) -> None:
         """The final state is committed: deliver what Redis still owes, then drop the lease."""

@@ -33,3 +33,25 @@ EVENTS_RELAYED = Counter("runs_events_relayed_total", "Run events sent to SSE cl
 STREAMS_INTERRUPTED = Counter(
     "runs_streams_interrupted_total", "Streams ended early because events were lost.", ["reason"]
 )
+
+# Plan limits (recorded by the API; the sweep sets runs_admitted). No tenant label: the
+# series would grow with the tenants.
+LIMIT_REJECTIONS = Counter(
+    "runs_limit_rejections_total",
+    "Chats and streams refused by a plan limit, by limit and plan.",
+    ["limit", "plan"],
+)
+ADMISSION_SECONDS = Histogram(
+    "runs_admission_seconds",
+    "Time to admit or refuse a chat against its tenant's plan (plan lookup and Redis).",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
+RUNS_ADMITTED = Gauge(
+    "runs_admitted",
+    "Runs holding a concurrency slot across all tenants, as the latest sweep counted them.",
+    multiprocess_mode="mostrecent",
+)
+SLOTS_RECLAIMED = Counter(
+    "runs_slots_reclaimed_total",
+    "Concurrency slots the sweep took back from runs that ended without giving them back.",
+)

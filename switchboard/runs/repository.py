@@ -371,6 +371,13 @@ class RunRepository:
         )
         return list(await self.session.scalars(query))
 
+    async def statuses(self, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+        """The status of each of these runs that exists."""
+        if not run_ids:
+            return {}
+        query = select(_run.c.id, _run.c.status).where(_run.c.id.in_(run_ids))
+        return {row.id: row.status for row in await self.session.execute(query)}
+
     async def fail_in_status(
         self, run_id: uuid.UUID, *, status: str, code: str, message: str, now: datetime
     ) -> bool:

@@ -13,10 +13,12 @@ from redis.asyncio import Redis
 
 from switchboard.agents.errors import UnknownAgentError
 from switchboard.auth.principal import Principal
+from switchboard.billing.service import BillingService
 from switchboard.conversations.errors import ConversationNotFoundError
 from switchboard.kit.db import SessionMaker
 from switchboard.kit.jobs import JobBuffer
 from switchboard.models import Run
+from switchboard.runs.admission import Admission, Admitted, StreamSlot, StreamSlots
 from switchboard.runs.errors import MessageTooLargeError, RunFinishedError, RunNotFoundError
 from switchboard.runs.events import EventPublisher, EventType, RunEvent, cancel_key
 from switchboard.runs.jobs import EXECUTE
@@ -30,11 +32,19 @@ FINISHED = ("succeeded", "failed", "cancelled")
 TITLE_CHARS = 80
 
 
+@dataclass(frozen=True)
+class StartedRun:
+    run: NewRun
+    admitted: Admitted | None
+    """None when limits are off."""
+
+
 @dataclass
 class RunService:
     settings: RunsSettings
     publisher: EventPublisher
     runs: RunRepository
+    admission: Admission | None = None
 
     async def start(
         self,
@@ -44,10 +54,11 @@ class RunService:
         agents: Collection[str],
         default_agent: str,
         jobs: JobBuffer,
-    ) -> NewRun:
-        """Stores the user's message and a queued run (and the conversation, when new),
-        publishes ``run.queued`` (always event 1) and buffers the job, which is sent only
-        after the caller commits."""
+    ) -> StartedRun:
+        """Admits the run against the tenant's plan (402/429 with nothing stored), stores
+        the user's message and a queued run (and the conversation, when new), publishes
+        ``run.queued`` (always event 1) and buffers the job, which is sent only after the
+        caller commits. Should the rows not commit, the admission is given back."""
         if len(request.message) > self.settings.max_message_chars:
             raise MessageTooLargeError(
                 f"The message has {len(request.message)} characters;"
@@ -64,6 +75,33 @@ class RunService:
             agent=agent,
             message=request.message,
         )
+        admitted = await self._admit(run, jobs)
+        await self._store(run, request)
+        jobs.enqueue(EXECUTE, str(run.id), priority=admitted.priority if admitted else None)
+        log.info("runs.queued", run_id=str(run.id), agent=agent)
+        return StartedRun(run, admitted)
+
+    async def _admit(self, run: NewRun, jobs: JobBuffer) -> Admitted | None:
+        admission = self.admission
+        if admission is None:
+            return None
+        billing = BillingService(self.runs.session)
+
+        async def tokens(tenant_id: uuid.UUID) -> int:
+            usage = await billing.usage(tenant_id)
+            return usage.input_tokens + usage.output_tokens
+
+        admitted = await admission.admit(
+            run.tenant_id, run.id, load_plan=billing.tenant_plan, load_tokens=tokens
+        )
+
+        async def give_back() -> None:
+            await admission.give_back(run.tenant_id, run.id, admitted)
+
+        jobs.on_rollback(give_back)
+        return admitted
+
+    async def _store(self, run: NewRun, request: ChatRequest) -> None:
         now = datetime.now(UTC)
         if request.conversation_id is None:
             title = " ".join(request.message.split())[:TITLE_CHARS]
@@ -78,9 +116,6 @@ class RunService:
             await self._announce(run)
         else:
             raise ConversationNotFoundError("There is no such conversation.")
-        jobs.enqueue(EXECUTE, str(run.id))
-        log.info("runs.queued", run_id=str(run.id), agent=agent)
-        return run
 
     async def _announce(self, run: NewRun) -> None:
         await self.publisher.publish(
@@ -98,6 +133,19 @@ class RunService:
 
     async def check_access(self, principal: Principal, run_id: uuid.UUID) -> None:
         await self._run(principal, run_id)
+
+    async def open_stream(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, slots: StreamSlots
+    ) -> StreamSlot | None:
+        """A slot among the user's open streams, or 429 ``runs.too_many_streams``; None when
+        the plan (or the settings) set no limit."""
+        if self.admission is None:
+            return None
+        plan = await self.admission.plan(tenant_id, BillingService(self.runs.session).tenant_plan)
+        limit = plan.limits.open_streams_per_user
+        if limit is None:
+            return None
+        return await slots.take(user_id, limit, plan.plan_code)
 
     async def cancel(self, principal: Principal, run_id: uuid.UUID, redis: Redis) -> None:
         """Raises the run's cancel flag; whichever worker runs it stops within a moment."""

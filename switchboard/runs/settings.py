@@ -44,3 +44,32 @@ class RunsSettings(BaseModel):
     publish_retry_seconds: float = Field(
         30, ge=0, description="How long a finished run's worker retries events Redis refused."
     )
+    limits_enabled: bool = Field(
+        True,
+        description="Enforce each plan's runs per minute, concurrent runs, monthly tokens and"
+        " open streams per user; off only for measurements.",
+    )
+    plan_cache_seconds: float = Field(
+        5, ge=0, description="How long an API process reuses a tenant's plan limits."
+    )
+    usage_cache_seconds: float = Field(
+        5,
+        ge=1,
+        description="How long a tenant's tokens this month, read from Postgres, are kept in"
+        " Redis (a finished run adds its tokens at once).",
+    )
+    concurrency_retry_seconds: int = Field(
+        2, ge=1, description="Retry-After of a chat refused for the tenant's concurrent runs."
+    )
+    slot_grace_seconds: int = Field(
+        30,
+        ge=5,
+        description="A run slot whose run is not in Postgres is kept this long (its write may"
+        " still be committing) before the sweep takes it back.",
+    )
+    stream_slot_seconds: int = Field(
+        45,
+        ge=6,
+        description="An open stream's slot lapses this long after its API process last renewed"
+        " it (every third of it), so a killed process frees its slots.",
+    )

@@ -6,6 +6,11 @@ missing on two sightings at least a lease apart (so a Redis restart, which drops
 until the workers renew them, fails nothing), and a queued run older than
 ``RUNS_QUEUE_TIMEOUT_SECONDS`` (its job was lost, for example with a Redis that keeps nothing
 on disk). Each gets its ``run.failed`` event, so open streams end instead of waiting.
+
+Then it reconciles the tenants' concurrency slots with Postgres: a slot whose run is no longer
+queued or running (its finish never gave it back: a worker killed after its commit, Redis
+away at that moment), or whose run never reached Postgres within ``RUNS_SLOT_GRACE_SECONDS``
+(an API process died between admission and commit), is taken back.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ import structlog
 from redis.asyncio import Redis
 
 from switchboard.kit.db import SessionMaker
+from switchboard.runs.admission import RunSlots
 from switchboard.runs.emitter import RunEmitter
 from switchboard.runs.events import EventPublisher, EventType, lease_key, suspect_key
-from switchboard.runs.metrics import RUNS_FINISHED
+from switchboard.runs.metrics import RUNS_ADMITTED, RUNS_FINISHED, SLOTS_RECLAIMED
 from switchboard.runs.repository import RunRepository
 from switchboard.runs.settings import RunsSettings
 
@@ -36,6 +42,7 @@ class SweepReport:
     suspected: int
     lost: int
     expired: int
+    reclaimed: int = 0
 
 
 async def fail_run(
@@ -77,6 +84,7 @@ async def sweep_runs(
     settings: RunsSettings,
     *,
     batch: int = 500,
+    slots: RunSlots | None = None,
 ) -> SweepReport:
     now = datetime.now(UTC)
     lease = timedelta(seconds=settings.lease_seconds)
@@ -95,10 +103,46 @@ async def sweep_runs(
         expired += await fail_run(
             sessionmaker, publisher, run_id, status="queued", error=QUEUE_TIMEOUT
         )
-    report = SweepReport(suspected=len(suspected), lost=ended, expired=expired)
-    if suspected or ended or expired:
-        log.info("runs.swept", suspected=len(suspected), lost=ended, expired=expired)
+    reclaimed = 0
+    if slots is not None:
+        reclaimed = await reconcile_slots(sessionmaker, slots, settings)
+    report = SweepReport(suspected=len(suspected), lost=ended, expired=expired, reclaimed=reclaimed)
+    if suspected or ended or expired or reclaimed:
+        log.info(
+            "runs.swept",
+            suspected=len(suspected),
+            lost=ended,
+            expired=expired,
+            reclaimed=reclaimed,
+        )
     return report
+
+
+IN_FLIGHT = ("queued", "running")
+
+
+async def reconcile_slots(
+    sessionmaker: SessionMaker, slots: RunSlots, settings: RunsSettings
+) -> int:
+    """Takes back every slot whose run is over, or never appeared; returns how many."""
+    reclaimed = held = 0
+    now = await slots.redis_time()
+    for tenant_id in await slots.tenants():
+        taken = await slots.held(tenant_id)
+        async with sessionmaker() as session:
+            statuses = await RunRepository(session).statuses([run_id for run_id, _ in taken])
+        stale = [
+            run_id
+            for run_id, admitted_at in taken
+            if statuses.get(run_id) not in IN_FLIGHT
+            and (run_id in statuses or now - admitted_at > settings.slot_grace_seconds)
+        ]
+        held += await slots.remove(tenant_id, stale)
+        reclaimed += len(stale)
+    RUNS_ADMITTED.set(held)
+    if reclaimed:
+        SLOTS_RECLAIMED.inc(reclaimed)
+    return reclaimed
 
 
 async def _without_lease(
