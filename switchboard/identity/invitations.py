@@ -107,7 +107,11 @@ class InvitationService:
     async def revoke(self, actor: Principal, invitation_id: uuid.UUID) -> None:
         if not await self.repo.revoke_invitation(actor.tenant_id, invitation_id, datetime.now(UTC)):
             raise InvitationNotFoundError("The tenant has no such open invitation.")
-        log.info("identity.invitation_revoked", invitation_id=str(invitation_id))
+        log.info(
+            "identity.invitation_revoked",
+            tenant_id=str(actor.tenant_id),
+            invitation_id=str(invitation_id),
+        )
 
     async def accept(self, request: InvitationAccept, client: Client) -> TokenPair:
         """Joins the invited tenant and signs in to it. A new email gets an account (the
