@@ -235,9 +235,7 @@ class BillingRepository:
             .select_from(Invitation)
             .where(
                 Invitation.tenant_id == tenant_id,
-                Invitation.accepted_at.is_(None),
-                Invitation.revoked_at.is_(None),
-                Invitation.expires_at > now,
+                Invitation.pending_at(now),
             )
             .scalar_subquery()
         )

@@ -325,9 +325,7 @@ class IdentityRepository:
             select(Invitation)
             .where(
                 Invitation.tenant_id == tenant_id,
-                Invitation.accepted_at.is_(None),
-                Invitation.revoked_at.is_(None),
-                Invitation.expires_at > now,
+                Invitation.pending_at(now),
             )
             .order_by(Invitation.created_at, Invitation.id)
         )
@@ -344,9 +342,7 @@ class IdentityRepository:
             update(Invitation)
             .where(
                 Invitation.id == invitation_id,
-                Invitation.accepted_at.is_(None),
-                Invitation.revoked_at.is_(None),
-                Invitation.expires_at > now,
+                Invitation.pending_at(now),
             )
             .values(accepted_at=now)
             .returning(Invitation.id)

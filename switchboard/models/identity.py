@@ -9,10 +9,12 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    ColumnElement,
     ForeignKey,
     Index,
     String,
     UniqueConstraint,
+    and_,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -143,6 +145,12 @@ class Invitation(UUIDPrimaryKey, CreatedAt, Base):
         ForeignKey("user.id", ondelete="SET NULL")
     )
     revoked_at: Mapped[datetime | None]
+
+    @classmethod
+    def pending_at(cls, now: datetime) -> ColumnElement[bool]:
+        """Neither accepted, revoked nor expired at ``now``: it can be accepted, and it holds a
+        seat."""
+        return and_(cls.accepted_at.is_(None), cls.revoked_at.is_(None), cls.expires_at > now)
 
     __table_args__ = (
         CheckConstraint("role IN ('owner', 'admin', 'member', 'billing')", name="role_known"),
