@@ -40,6 +40,9 @@ Member = Annotated[Principal, Depends(RequireMember())]
 Manager = Annotated[Principal, Depends(RequireMember("owner", "admin"))]
 
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Bad credentials or token."}}
+THROTTLED: dict[int | str, dict[str, Any]] = {
+    429: {"description": "Too many requests from this address, or from everyone; see Retry-After."}
+}
 
 
 def client_of(request: Request) -> Client:
@@ -47,7 +50,7 @@ def client_of(request: Request) -> Client:
     return Client(ip=host, user_agent=request.headers.get("user-agent"))
 
 
-@router.post("/register", status_code=201, response_model=RegisterResult)
+@router.post("/register", status_code=201, response_model=RegisterResult, responses=THROTTLED)
 async def register(
     body: RegisterRequest, request: Request, identity: Identity, limits: Limits
 ) -> RegisterResult:
@@ -89,7 +92,7 @@ async def _sign_in(
     )
 
 
-@router.post("/refresh", response_model=TokenPair, responses=UNAUTHORIZED)
+@router.post("/refresh", response_model=TokenPair, responses={**UNAUTHORIZED, **THROTTLED})
 async def refresh(
     body: RefreshRequest, request: Request, identity: Identity, limits: Limits
 ) -> TokenPair:
@@ -114,7 +117,7 @@ async def me(principal: CurrentPrincipal, identity: Identity) -> MeRead:
     return await identity.me(principal)
 
 
-@router.post("/password/forgot", status_code=202)
+@router.post("/password/forgot", status_code=202, responses=THROTTLED)
 async def forgot_password(
     body: ForgotPasswordRequest, request: Request, identity: Identity, limits: Limits
 ) -> Response:
@@ -125,7 +128,7 @@ async def forgot_password(
     return Response(status_code=202)
 
 
-@router.post("/password/reset", status_code=204)
+@router.post("/password/reset", status_code=204, responses=THROTTLED)
 async def reset_password(
     body: ResetPasswordRequest, request: Request, identity: Identity, limits: Limits
 ) -> Response:

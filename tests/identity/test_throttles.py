@@ -261,3 +261,10 @@ async def test_a_zero_limit_refuses_everything(redis: Redis) -> None:
     limits = PublicLimits(redis, IdentitySettings(refresh_global_per_minute=0))
     with pytest.raises(RefreshRateLimitedError, match="right now"):
         await limits.check(PublicAction.refresh, ip=new_ip())
+
+
+def test_openapi_names_the_429_of_each_limited_endpoint(settings: Settings) -> None:
+    paths = create_app(settings).openapi()["paths"]
+
+    for path in ("register", "refresh", "password/forgot", "password/reset"):
+        assert "429" in paths[f"/api/v1/auth/{path}"]["post"]["responses"], path
