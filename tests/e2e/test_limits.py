@@ -333,3 +333,38 @@ async def test_a_failed_run_by_a_killed_worker_gives_its_slot_back_through_the_s
     assert (await apis[1].post("/api/v1/chat", json={"message": "hi"}, headers=headers)).json()[
         "status"
     ] == "queued"
+
+
+async def test_a_tenants_backlog_does_not_hold_another_tenants_run_back(
+    apis: tuple[AsyncClient, AsyncClient],
+    committed: SessionMaker,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """After the test above no runs worker consumes: a backlog builds in the broker, then one
+    worker (one run at a time) drains it. The newcomer's first run in flight goes first."""
+    flooder, flooder_id = await _member_on_plan(apis[0], committed)  # no limits at all
+    newcomer, newcomer_id = await _member_on_plan(apis[1], committed)
+    backlog = await _chat_all(apis, flooder, 20, "hi")
+    assert {answer.status_code for answer in backlog} == {202}
+    late = await apis[1].post("/api/v1/chat", json={"message": "hi"}, headers=newcomer)
+    assert late.status_code == 202
+    worker = start_worker(
+        tmp_path_factory.mktemp("fair-worker"),
+        pool="threads",
+        concurrency=1,
+        queues="runs",
+        env={"LOG_LEVEL": "INFO"},  # its "ready." line
+    )
+    try:
+        wait_until_ready(worker)
+        await _until(
+            lambda: _done(apis[1], newcomer, late.json()["run_id"], "succeeded"), timeout=60
+        )
+    finally:
+        stop_worker(worker)
+    flooded = await _runs_of(committed, flooder_id)
+    (newcomers,) = await _runs_of(committed, newcomer_id)
+    assert newcomers.started_at is not None
+    before = [run for run in flooded if run.started_at and run.started_at < newcomers.started_at]
+    # Only the flooder's first run (also first in flight, so as urgent) may go before it.
+    assert len(before) <= 1
