@@ -51,7 +51,7 @@ os.environ.update(
     # Likewise the unauthenticated endpoints' limits (tests/identity/test_throttles.py).
     **{
         f"IDENTITY_{action}_{scope}": "1000000"
-        for action in ("REGISTER", "FORGOT", "RESET", "REFRESH")
+        for action in ("REGISTER", "FORGOT", "RESET", "REFRESH", "ACCEPT")
         for scope in ("IP_PER_HOUR", "GLOBAL_PER_MINUTE")
     },
     STRIPE_API_KEY="sk_test_switchboard",

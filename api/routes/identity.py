@@ -162,14 +162,18 @@ async def tenants(principal: CurrentPrincipal, identity: Identity) -> list[Tenan
     return await identity.tenants(principal)
 
 
-@router.post("/invitations/accept", response_model=TokenPair, responses=UNAUTHORIZED)
+@router.post(
+    "/invitations/accept", response_model=TokenPair, responses={**UNAUTHORIZED, **THROTTLED}
+)
 async def accept_invitation(
-    body: InvitationAccept, request: Request, identity: Identity
+    body: InvitationAccept, request: Request, identity: Identity, limits: Limits
 ) -> TokenPair:
     """Join the tenant an invitation's link names and sign in to it. An email without an
     account gets one (`password` required, `display_name` optional); an existing account joins
     on the token alone. A malformed, unknown, used, revoked or expired token answers 401."""
-    return await identity.accept_invitation(body, client_of(request))
+    client = client_of(request)
+    await limits.check(PublicAction.accept, ip=client.ip)
+    return await identity.accept_invitation(body, client)
 
 
 @tenant_router.get("/members", response_model=list[MemberRead])

@@ -43,6 +43,10 @@ class PublicRateLimitedError(RateLimitedError):
         super().__init__(retry_after, f"Too many of these requests {source}. Try again later.")
 
 
+class AcceptInvitationRateLimitedError(PublicRateLimitedError):
+    code = "identity.invitation_accept_rate_limited"
+
+
 class RegisterRateLimitedError(PublicRateLimitedError):
     code = "identity.register_rate_limited"
 

@@ -1,4 +1,5 @@
-"""Limits on what anyone may ask without signing in: sign-up, password reset, token refresh.
+"""Limits on what anyone may ask without signing in: sign-up, password reset, token refresh,
+accepting an invitation.
 
 Each endpoint has two fixed-window counters in Redis (``kit/ratelimit.py``), shared by every
 API process: one per client IP per hour, which stops one address from flooding, and one for
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from switchboard.identity.errors import (
+    AcceptInvitationRateLimitedError,
     ForgotPasswordRateLimitedError,
     PublicRateLimitedError,
     RefreshRateLimitedError,
@@ -35,6 +37,7 @@ class PublicAction(enum.StrEnum):
     forgot = "forgot"
     reset = "reset"
     refresh = "refresh"
+    accept = "accept"
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ class PublicLimits:
             ),
             PublicAction.refresh: _Rule(
                 s.refresh_ip_per_hour, s.refresh_global_per_minute, RefreshRateLimitedError
+            ),
+            PublicAction.accept: _Rule(
+                s.accept_ip_per_hour, s.accept_global_per_minute, AcceptInvitationRateLimitedError
             ),
         }
         self._per_ip = {

@@ -50,6 +50,12 @@ class IdentitySettings(BaseModel):
     refresh_global_per_minute: int = Field(
         20_000, ge=0, description="Token refreshes per minute from all addresses together."
     )
+    accept_ip_per_hour: int = Field(
+        30, ge=0, description="Invitation acceptances one IP may try per hour."
+    )
+    accept_global_per_minute: int = Field(
+        300, ge=0, description="Invitation acceptances per minute from all addresses together."
+    )
     refresh_token_ttl_seconds: int = Field(
         1_209_600, ge=300, description="Life of one refresh token (14 days)."
     )

@@ -1,5 +1,6 @@
-"""Per-IP and global limits on sign-up, password reset and refresh: exactly N pass, then 429
-with Retry-After, and a refused request stores nothing and sends nothing."""
+"""Per-IP and global limits on sign-up, password reset, refresh and accepting an invitation:
+exactly N pass, then 429 with Retry-After, and a refused request stores nothing and sends
+nothing."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from switchboard.identity.settings import IdentitySettings
 from switchboard.kit.db import SessionMaker
 from switchboard.models import PasswordResetToken, User
 from switchboard.settings import Settings
+from tests.identity.support import RecordingNotifier as InvitationRecorder
+from tests.identity.support import owner
 from tests.support.app import use_test_transaction
 
 pytestmark = pytest.mark.usefixtures("committed_keys")
@@ -266,5 +269,34 @@ async def test_a_zero_limit_refuses_everything(redis: Redis) -> None:
 def test_openapi_names_the_429_of_each_limited_endpoint(settings: Settings) -> None:
     paths = create_app(settings).openapi()["paths"]
 
-    for path in ("register", "refresh", "password/forgot", "password/reset"):
+    for path in ("register", "refresh", "password/forgot", "password/reset", "invitations/accept"):
         assert "429" in paths[f"/api/v1/auth/{path}"]["post"]["responses"], path
+
+
+async def test_accept_refused_does_not_spend_the_invitation(
+    settings: Settings, sessionmaker: SessionMaker, db_session: AsyncSession
+) -> None:
+    guest = new_email()
+    async with app_with(settings, sessionmaker, accept_ip_per_hour=1) as (app, client_from):
+        notifier = InvitationRecorder()
+        app.state.notifier = notifier
+        client = client_from(new_ip())
+        boss = await owner(client)
+        invited = await client.post(
+            "/api/v1/tenant/invitations",
+            json={"email": guest, "role": "member"},
+            headers=boss.headers,
+        )
+        body = {"token": notifier.token_for(guest), "password": PASSWORD}
+        wrong = await client.post(
+            "/api/v1/auth/invitations/accept", json={**body, "token": body["token"][:-4] + "AAAA"}
+        )
+        refused = await client.post("/api/v1/auth/invitations/accept", json=body)
+        created_when_refused = await users_named(db_session, guest)
+        elsewhere = await client_from(new_ip()).post("/api/v1/auth/invitations/accept", json=body)
+
+    assert invited.status_code == 201
+    assert wrong.status_code == 401  # counted like any other attempt
+    assert_refused(refused, "identity.invitation_accept_rate_limited", max_retry=3600)
+    assert created_when_refused == 0
+    assert elsewhere.status_code == 200  # the invitation was still good
