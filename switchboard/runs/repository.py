@@ -274,6 +274,14 @@ class RunRepository:
     async def start_in_conversation(self, run: NewRun, *, now: datetime) -> bool:
         """False if the conversation is not the caller's (or gone); nothing is written then.
         Holds the conversation's lock until the transaction ends."""
+        if not await self.lock_conversation(run, now=now):
+            return False
+        await self.add_to_conversation(run)
+        return True
+
+    async def lock_conversation(self, run: NewRun, *, now: datetime) -> bool:
+        """Locks the caller's conversation of ``run`` until the transaction ends (touching its
+        ``updated_at``); False if it is not the caller's (or gone)."""
         touched = await self.session.scalar(
             _TOUCH,
             {
@@ -283,10 +291,12 @@ class RunRepository:
                 "p_now": now,
             },
         )
-        if touched is None:
-            return False
+        return touched is not None
+
+    async def add_to_conversation(self, run: NewRun) -> None:
+        """The run and its message at the next position of a conversation locked by
+        ``lock_conversation``."""
         await self.session.execute(_START_IN_CONVERSATION, _params(run))
-        return True
 
     async def claim(self, run_id: uuid.UUID, *, now: datetime, history: int) -> ClaimedRun | None:
         """Moves a queued run to running and reads the conversation's last ``history``

@@ -75,8 +75,15 @@ class RunService:
             agent=agent,
             message=request.message,
         )
+        now = datetime.now(UTC)
+        # A chat in a conversation that is not the caller's is 404 before any limit: the
+        # conversation is locked first, as its run and message will be written under it.
+        if request.conversation_id is not None and not await self.runs.lock_conversation(
+            run, now=now
+        ):
+            raise ConversationNotFoundError("There is no such conversation.")
         admitted = await self._admit(run, jobs)
-        await self._store(run, request)
+        await self._store(run, request, now)
         jobs.enqueue(EXECUTE, str(run.id), priority=admitted.priority if admitted else None)
         log.info("runs.queued", run_id=str(run.id), agent=agent)
         return StartedRun(run, admitted)
@@ -101,8 +108,7 @@ class RunService:
         jobs.on_rollback(give_back)
         return admitted
 
-    async def _store(self, run: NewRun, request: ChatRequest) -> None:
-        now = datetime.now(UTC)
+    async def _store(self, run: NewRun, request: ChatRequest, now: datetime) -> None:
         if request.conversation_id is None:
             title = " ".join(request.message.split())[:TITLE_CHARS]
             # Nothing refuses a new conversation, so run.queued goes out while the rows are
@@ -112,10 +118,9 @@ class RunService:
                 self.runs.start_in_new_conversation(run, title=title, now=now),
                 self._announce(run),
             )
-        elif await self.runs.start_in_conversation(run, now=now):
-            await self._announce(run)
         else:
-            raise ConversationNotFoundError("There is no such conversation.")
+            await self.runs.add_to_conversation(run)  # locked and checked by start
+            await self._announce(run)
 
     async def _announce(self, run: NewRun) -> None:
         await self.publisher.publish(

@@ -7,22 +7,30 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from httpx import AsyncClient
 from redis.asyncio import Redis
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from switchboard.auth.principal import Principal
 from switchboard.billing.schemas import PlanLimits, TenantPlan
+from switchboard.billing.service import BillingService
 from switchboard.kit.db import SessionMaker
+from switchboard.kit.uow import UnitOfWork
 from switchboard.models import Run
 from switchboard.runs.admission import Admission, RunSlots, slots_key, tokens_key
 from switchboard.runs.events import EventPublisher, replay
+from switchboard.runs.repository import RunRepository
+from switchboard.runs.schemas import ChatRequest
+from switchboard.runs.service import RunService
 from switchboard.runs.settings import RunsSettings
 from switchboard.runs.sweep import reconcile_slots, sweep_runs
 from switchboard.settings import Settings
 from tests.runs.limits import put_on_plan
 from tests.runs.test_executor import _running
 from tests.support.members import NewMember
+from workers.celery_app import job_sender
 
 RUNS_QUEUES = ("runs", "runs\x06\x163", "runs\x06\x166", "runs\x06\x169")
 
@@ -93,24 +101,60 @@ async def test_concurrent_runs_refuse_the_next_until_a_slot_is_given_back(
 
 
 async def test_a_chat_whose_rows_never_commit_gives_its_admission_back(
-    client: AsyncClient, new_member: NewMember, sessionmaker: SessionMaker, redis: Redis
+    new_member: NewMember, sessionmaker: SessionMaker, redis: Redis, settings: Settings
 ) -> None:
     alice = await new_member()
     await put_on_plan(sessionmaker, alice.tenant_id, runs_per_minute=2, concurrent_runs=1)
-    unknown = str(uuid.uuid4())
+    admission = Admission(redis, settings.runs)
+    principal = Principal(alice.user_id, alice.tenant_id, frozenset({"owner"}), "t")
 
-    for _ in range(3):  # admitted, then refused by the database: each gives everything back
-        missing = await client.post(
-            "/api/v1/chat",
-            json={"message": "hi", "conversation_id": unknown},
-            headers=alice.headers,
-        )
-        assert missing.status_code == 404
+    for _ in range(3):  # each time admitted, then the transaction fails: all given back
+        with pytest.raises(RuntimeError):
+            async with UnitOfWork(sessionmaker, job_sender) as uow:
+                runs = RunService(
+                    settings.runs,
+                    EventPublisher(redis, max_events=100, ttl_seconds=60),
+                    RunRepository(uow.session),
+                    admission,
+                )
+                await runs.start(
+                    principal,
+                    ChatRequest(message="hi"),
+                    agents={"triage"},
+                    default_agent="triage",
+                    jobs=uow.jobs,
+                )
+                assert await redis.zcard(slots_key(alice.tenant_id)) == 1
+                raise RuntimeError("the commit never happens")
         assert await redis.zcard(slots_key(alice.tenant_id)) == 0
 
-    admitted = await client.post("/api/v1/chat", json={"message": "hi"}, headers=alice.headers)
-    assert admitted.status_code == 202
-    assert admitted.headers["RateLimit"].startswith('"runs";r=1;')
+    assert await _runs_of(sessionmaker, alice.tenant_id) == 0
+    limits = (await _plan_of(sessionmaker, alice.tenant_id)).limits
+    assert await admission.remaining_this_minute(alice.tenant_id, limits) == 2
+
+
+async def _plan_of(sessionmaker: SessionMaker, tenant_id: uuid.UUID) -> TenantPlan:
+    async with sessionmaker() as session:
+        return await BillingService(session).tenant_plan(tenant_id)
+
+
+async def test_a_chat_in_an_unknown_conversation_is_404_before_any_limit(
+    client: AsyncClient, new_member: NewMember, sessionmaker: SessionMaker, redis: Redis
+) -> None:
+    alice = await new_member()
+    await put_on_plan(sessionmaker, alice.tenant_id, runs_per_minute=1, concurrent_runs=1)
+    assert (
+        await client.post("/api/v1/chat", json={"message": "hi"}, headers=alice.headers)
+    ).status_code == 202
+
+    missing = await client.post(
+        "/api/v1/chat",
+        json={"message": "hi", "conversation_id": str(uuid.uuid4())},
+        headers=alice.headers,
+    )
+
+    assert missing.status_code == 404
+    assert await redis.zcard(slots_key(alice.tenant_id)) == 1
 
 
 async def test_monthly_tokens_used_up_answer_402(
