@@ -3,6 +3,7 @@ worker processes they start, and /proc readings of those processes."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -138,6 +139,28 @@ def start_worker(
         env,
         logs,
     )
+
+
+def put_on_plan(database: str, headers: dict[str, str], code: str, **limits: int | None) -> None:
+    """A plan with these limits (absent: unlimited) and the signed-in user's tenant on it."""
+    # The tenant id, from the access token's claims (no need to verify our own token here).
+    token = headers["Authorization"].removeprefix("Bearer ")
+    payload = token.split(".")[1]
+    tenant = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["tid"]
+    columns = ("runs_per_minute", "concurrent_runs", "monthly_tokens", "open_streams_per_user")
+    with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={database}") as conn:
+        conn.execute(
+            "INSERT INTO plan (code, name, seat_price_cents, included_tokens, active,"
+            " runs_per_minute, concurrent_runs, monthly_tokens, open_streams_per_user)"
+            " VALUES (%s, %s, 0, 0, true, %s, %s, %s, %s) ON CONFLICT (code) DO NOTHING",
+            (code, code, *(limits.get(column) for column in columns)),
+        )
+        conn.execute(
+            "INSERT INTO subscription (id, tenant_id, plan_code, seats, status, sync_version,"
+            " synced_version, cancel_at_period_end)"
+            " VALUES (%s, %s, %s, 1, 'active', 1, 1, false)",
+            (uuid.uuid4(), tenant, code),
+        )
 
 
 def free_port() -> int:
