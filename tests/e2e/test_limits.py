@@ -161,6 +161,21 @@ async def test_runs_per_minute_at_its_edge_across_two_api_processes(
     assert len(await _runs_of(committed, tenant_id)) == 6
 
 
+async def test_chat_stream_answers_carry_the_rate_limit_fields(
+    apis: tuple[AsyncClient, AsyncClient], committed: SessionMaker
+) -> None:
+    headers, _ = await _member_on_plan(apis[0], committed, runs_per_minute=5)
+
+    async with apis[1].stream(
+        "POST", "/api/v1/chat/stream", json={"message": "hi"}, headers=headers
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["RateLimit-Policy"] == '"runs";q=5;w=60'
+        assert response.headers["RateLimit"] == '"runs";r=4;t=12'
+        body = (await response.aread()).decode()
+    assert "event: run.completed" in body
+
+
 async def test_concurrent_runs_at_their_edge_and_given_back_when_runs_succeed(
     apis: tuple[AsyncClient, AsyncClient], committed: SessionMaker, redis: Redis
 ) -> None:
