@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from httpx import AsyncClient
 
+from switchboard.kit.db import SessionMaker
 from tests.support.members import NewMember
+from tests.support.plans import put_on_plan
 
 
 async def _start(client: AsyncClient, headers: dict[str, str], message: str) -> str:
@@ -15,9 +17,10 @@ async def _start(client: AsyncClient, headers: dict[str, str], message: str) -> 
 
 
 async def test_pages_follow_the_cursor_and_hold_only_the_callers_conversations(
-    client: AsyncClient, new_member: NewMember
+    client: AsyncClient, new_member: NewMember, sessionmaker: SessionMaker
 ) -> None:
     alice = await new_member()
+    await put_on_plan(sessionmaker, alice.tenant_id)  # no limits: four runs stay queued
     bob = await new_member(tenant_id=alice.tenant_id, role="member")
     mine = [await _start(client, alice.headers, f"question {n}") for n in range(3)]
     await _start(client, bob.headers, "bob's question")

@@ -24,7 +24,7 @@ from switchboard.runs.events import EventPublisher
 from switchboard.runs.settings import RunsSettings
 from switchboard.runs.sweep import sweep_runs
 from tests.e2e.conftest import sign_up
-from tests.runs.limits import put_on_plan
+from tests.support.plans import put_on_plan
 from tests.support.processes import free_port, serving
 from tests.support.worker import WorkerProcess, start_worker, stop_worker, wait_until_ready
 

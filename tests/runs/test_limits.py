@@ -27,9 +27,9 @@ from switchboard.runs.service import RunService
 from switchboard.runs.settings import RunsSettings
 from switchboard.runs.sweep import reconcile_slots, sweep_runs
 from switchboard.settings import Settings
-from tests.runs.limits import put_on_plan
 from tests.runs.test_executor import _running
 from tests.support.members import NewMember
+from tests.support.plans import put_on_plan
 from workers.celery_app import job_sender
 
 RUNS_QUEUES = ("runs", "runs\x06\x163", "runs\x06\x166", "runs\x06\x169")
