@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -49,12 +48,12 @@ from bench.services import (
     Service,
     bench_env,
     create_database,
-    drop_database,
     p50_p99_ms,
     put_on_plan,
     run_module,
     start_api,
     start_worker,
+    tear_down,
 )
 from bench.stream_bench import chat_stream, http_client, message_of, met, sign_up, watched
 from switchboard.billing.schemas import PlanLimits, TenantPlan
@@ -285,17 +284,7 @@ def main() -> None:
         kept = True
         raise
     finally:
-        for service in reversed(services):
-            service.stop()
-        if failures:
-            for service in services:
-                print(f"  warnings and errors in {service.log_path}:\n{service.complaints()}")
-        redis.Redis.from_url(REDIS_URL).flushdb()
-        drop_database(database)
-        if failures or kept:
-            print(f"logs kept in {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        tear_down(services, database=database, work=work, failed=bool(failures), kept=kept)
     sys.exit(1 if failures else 0)
 
 

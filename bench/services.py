@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import redis
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,3 +224,21 @@ def p50_p99_ms(timings: Sequence[float]) -> tuple[float, float]:
         return only, only
     cuts = statistics.quantiles(timings, n=100, method="inclusive")
     return statistics.median(timings) * 1e3, cuts[98] * 1e3
+
+
+def tear_down(
+    services: Sequence[Service], *, database: str, work: Path, failed: bool, kept: bool
+) -> None:
+    """Stops the services, drops the bench's Redis data and database; keeps the logs of a run
+    that failed or was interrupted."""
+    for service in reversed(services):
+        service.stop()
+    if failed:
+        for service in services:
+            print(f"  warnings and errors in {service.log_path}:\n{service.complaints()}")
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    drop_database(database)
+    if failed or kept:
+        print(f"logs kept in {work}", file=sys.stderr)
+    else:
+        shutil.rmtree(work, ignore_errors=True)

@@ -38,7 +38,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import statistics
 import sys
@@ -68,12 +67,12 @@ from bench.services import (
     cpu_seconds,
     create_database,
     descendants,
-    drop_database,
     p50_p99_ms,
     put_on_plan,
     run_module,
     start_api,
     start_worker,
+    tear_down,
 )
 
 PASSWORD = "a long enough passphrase"
@@ -894,17 +893,7 @@ def main() -> None:
         kept = True
         raise
     finally:
-        for service in reversed(services):
-            service.stop()
-        if failures:
-            for service in services:
-                print(f"  warnings and errors in {service.log_path}:\n{service.complaints()}")
-        redis.Redis.from_url(REDIS_URL).flushdb()
-        drop_database(database)
-        if failures or kept:
-            print(f"logs kept in {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        tear_down(services, database=database, work=work, failed=bool(failures), kept=kept)
     sys.exit(1 if failures else 0)
 
 
