@@ -43,6 +43,12 @@ class SeatsInUseError(ConflictError):
     code = "billing.seats_in_use"
 
 
+class TooManySeatsError(AppError):
+    status = 422
+    code = "billing.too_many_seats"
+    title = "Unprocessable content"
+
+
 class QuotaExceededError(AppError):
     """The tenant used its plan's monthly tokens; raised when a chat would start a run."""
 

@@ -43,7 +43,8 @@ class SubscriptionRead(BaseModel):
 
 class SubscriptionStart(BaseModel):
     plan_code: str = Field(min_length=1, max_length=32)
-    seats: int = Field(1, ge=1, le=10_000)
+    # Without it, the subscription pays for the seats in use (members and pending invitations).
+    seats: int | None = Field(None, ge=1, le=10_000)
 
 
 class SubscriptionChange(BaseModel):

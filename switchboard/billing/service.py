@@ -18,6 +18,7 @@ from switchboard.billing.errors import (
     SeatsInUseError,
     SubscriptionExistsError,
     SubscriptionNotFoundError,
+    TooManySeatsError,
 )
 from switchboard.billing.jobs import SYNC_SUBSCRIPTION
 from switchboard.billing.periods import period_of
@@ -84,12 +85,11 @@ class BillingService:
     async def start(
         self, tenant_id: uuid.UUID, request: SubscriptionStart, jobs: JobBuffer
     ) -> SubscriptionRead:
-        await self._plan(request.plan_code)
+        plan = await self._plan(request.plan_code)
         if await self.repo.live_subscription(tenant_id) is not None:
             raise SubscriptionExistsError("The tenant already has a subscription; change it.")
-        subscription = Subscription(
-            tenant_id=tenant_id, plan_code=request.plan_code, seats=request.seats
-        )
+        seats = await self._check_seats(tenant_id, plan, request.seats)
+        subscription = Subscription(tenant_id=tenant_id, plan_code=plan.code, seats=seats)
         await self.repo.add_subscription(subscription)
         jobs.enqueue(SYNC_SUBSCRIPTION, str(subscription.id))
         log.info("billing.subscription_requested", subscription_id=str(subscription.id))
@@ -100,17 +100,14 @@ class BillingService:
     ) -> SubscriptionRead:
         subscription = await self._live(tenant_id, lock=True)
         if request.plan_code is not None:
-            await self._plan(request.plan_code)
-            subscription.plan_code = request.plan_code
-        if request.seats is not None:
-            in_use = await self.repo.seats_in_use(tenant_id, datetime.now(UTC))
-            if request.seats < in_use:
-                raise SeatsInUseError(
-                    f"{in_use} seats are in use (members and pending invitations); remove"
-                    " members or revoke invitations before lowering the seats to"
-                    f" {request.seats}."
-                )
-            subscription.seats = request.seats
+            plan = await self._plan(request.plan_code)
+        else:  # the plan it is on, offered or not
+            current = await self.repo.plan(subscription.plan_code)
+            assert current is not None  # a foreign key
+            plan = current
+        seats = request.seats if request.seats is not None else subscription.seats
+        subscription.seats = await self._check_seats(tenant_id, plan, seats)
+        subscription.plan_code = plan.code
         return await self._resync(subscription, jobs)
 
     async def cancel(self, tenant_id: uuid.UUID, jobs: JobBuffer) -> SubscriptionRead:
@@ -159,6 +156,20 @@ class BillingService:
         jobs.enqueue(SYNC_SUBSCRIPTION, str(subscription.id))
         log.info("billing.subscription_changed", subscription_id=str(subscription.id))
         return subscription_read(subscription)
+
+    async def _check_seats(self, tenant_id: uuid.UUID, plan: Plan, seats: int | None) -> int:
+        """The seats a subscription on ``plan`` pays for: at least those in use (members and
+        pending invitations; all of them when ``seats`` is not given), at most the plan's."""
+        in_use = await self.repo.seats_in_use(tenant_id, datetime.now(UTC))
+        seats = seats if seats is not None else max(1, in_use)
+        if plan.max_seats is not None and seats > plan.max_seats:
+            raise TooManySeatsError(f"The {plan.name} plan has at most {plan.max_seats} seats.")
+        if seats < in_use:
+            raise SeatsInUseError(
+                f"{in_use} seats are in use (members and pending invitations); remove members"
+                f" or revoke invitations before paying for {seats}."
+            )
+        return seats
 
     async def _plan(self, code: str) -> Plan:
         plan = await self.repo.plan(code)

@@ -68,14 +68,14 @@ async def test_managers_subscribe_change_and_cancel(
 ) -> None:
     headers = as_role[role]
 
-    started = await client.post(URL, json={"plan_code": "team", "seats": 3}, headers=headers)
+    started = await client.post(URL, json={"plan_code": "team", "seats": 4}, headers=headers)
     changed = await client.patch(URL, json={"plan_code": "business"}, headers=headers)
     canceled = await client.delete(URL, headers=headers)
     current = await client.get(URL, headers=as_role["member"])
 
     assert started.status_code == 201, started.text
     assert started.json()["status"] == "pending"
-    assert started.json()["seats"] == 3
+    assert started.json()["seats"] == 4  # the tenant's four members
     assert changed.status_code == 200
     assert changed.json()["plan_code"] == "business"
     assert canceled.status_code == 200
@@ -95,7 +95,7 @@ async def test_managers_subscribe_change_and_cancel(
     assert len(rows) == 1
     assert (rows[0].plan_code, rows[0].seats, rows[0].cancel_at_period_end) == (
         "business",
-        3,
+        4,
         True,
     )
     assert rows[0].sync_version == 3  # start, change, cancel: each one intent to send
@@ -138,7 +138,8 @@ async def test_another_tenants_subscription_is_never_visible(
     assert changed.status_code == 404
     assert canceled.status_code == 404
     mine = await client.get(URL, headers=as_role["owner"])
-    assert (mine.json()["seats"], mine.json()["cancel_at_period_end"]) == (1, False)
+    # No seats asked for: the seats in use, the tenant's four members.
+    assert (mine.json()["seats"], mine.json()["cancel_at_period_end"]) == (4, False)
 
 
 async def test_bad_commands_get_problems(
