@@ -29,9 +29,7 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -46,7 +44,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.services, 
 from bench.services import (
     REDIS_URL,
     Service,
-    bench_env,
     create_database,
     p50_p99_ms,
     put_on_plan,
@@ -54,6 +51,7 @@ from bench.services import (
     start_api,
     start_worker,
     tear_down,
+    workspace,
 )
 from bench.stream_bench import chat_stream, http_client, message_of, met, sign_up, watched
 from switchboard.billing.schemas import PlanLimits, TenantPlan
@@ -243,18 +241,11 @@ def main() -> None:
         return
     skip = set(filter(None, args.skip.split(",")))
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    database = f"switchboard_bench_fair_{uuid.uuid4().hex[:8]}"
-    work = Path(tempfile.mkdtemp(prefix="switchboard-bench-fair-"))
-    (work / "keys").mkdir()
-    env = bench_env(
-        database,
-        str(work / "keys"),
+    database, work, env = workspace(
+        "fair",
         IDENTITY_LOGIN_IP_MAX_ATTEMPTS="100000000",
         OFFLINE_MODEL_TOKEN_DELAY_MS="0",
     )
-    os.environ.update(env)
-    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     services: list[Service] = []
     failures = 0
     redis.Redis.from_url(REDIS_URL).flushdb()

@@ -9,10 +9,12 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -224,6 +226,20 @@ def p50_p99_ms(timings: Sequence[float]) -> tuple[float, float]:
         return only, only
     cuts = statistics.quantiles(timings, n=100, method="inclusive")
     return statistics.median(timings) * 1e3, cuts[98] * 1e3
+
+
+def workspace(name: str, **extra: str) -> tuple[str, Path, dict[str, str]]:
+    """A bench run's database name, work directory (with its key directory) and environment,
+    which this process takes too (its settings, and every child it starts, read it). SIGTERM
+    exits through the caller's ``finally``, so nothing is left behind."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    database = f"switchboard_bench_{name}_{uuid.uuid4().hex[:8]}"
+    work = Path(tempfile.mkdtemp(prefix=f"switchboard-bench-{name}-"))
+    (work / "keys").mkdir()
+    env = bench_env(database, str(work / "keys"), **extra)
+    os.environ.update(env)
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return database, work, env
 
 
 def tear_down(

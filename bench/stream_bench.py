@@ -38,10 +38,8 @@ import contextlib
 import json
 import os
 import re
-import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -63,7 +61,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.services, 
 from bench.services import (
     REDIS_URL,
     Service,
-    bench_env,
     cpu_seconds,
     create_database,
     descendants,
@@ -73,6 +70,7 @@ from bench.services import (
     start_api,
     start_worker,
     tear_down,
+    workspace,
 )
 
 PASSWORD = "a long enough passphrase"
@@ -834,19 +832,11 @@ def main() -> None:
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
-    # SIGTERM runs the finally blocks too: no process, database or key directory left behind.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    database = f"switchboard_bench_stream_{uuid.uuid4().hex[:8]}"
-    work = Path(tempfile.mkdtemp(prefix="switchboard-bench-stream-"))
-    (work / "keys").mkdir()
-    env = bench_env(
-        database,
-        str(work / "keys"),
+    database, work, env = workspace(
+        "stream",
         IDENTITY_LOGIN_IP_MAX_ATTEMPTS="100000000",
         OFFLINE_MODEL_TOKEN_DELAY_MS="0",
     )
-    os.environ.update(env)  # this process's runtime reads the same settings
-    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # children inherit os.environ
     settings = load_settings()
     runtime = create_agent_runtime(settings.openai, settings.offline)
     services: list[Service] = []

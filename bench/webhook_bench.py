@@ -42,9 +42,7 @@ import math
 import os
 import random
 import shutil
-import signal
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -62,7 +60,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench, tests, as
 from bench.services import (
     REDIS_URL,
     Service,
-    bench_env,
     cpu_seconds,
     create_database,
     drop_database,
@@ -71,6 +68,7 @@ from bench.services import (
     run_module,
     start_api,
     start_worker,
+    workspace,
 )
 from switchboard.billing.jobs import PROCESS_WEBHOOK, REPORT_USAGE
 from switchboard.ops import jobs as ops_jobs
@@ -590,21 +588,13 @@ def main() -> None:
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
-    # SIGTERM runs the finally blocks too: no process, database or directory left behind.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    database = f"switchboard_bench_webhook_{uuid.uuid4().hex[:8]}"
-    work = Path(tempfile.mkdtemp(prefix="switchboard-bench-webhook-"))
-    (work / "keys").mkdir()
-    env = bench_env(
-        database,
-        str(work / "keys"),
+    database, work, env = workspace(
+        "webhook",
         STRIPE_API_KEY="",
         STRIPE_API_BASE="",
         STRIPE_WEBHOOK_SECRET="",
         STRIPE_METER_EVENT_NAME=METER_EVENT_NAME,
     )
-    os.environ.update(env)  # this process's Celery app and gateway read the same settings
-    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # children inherit os.environ
     services: list[Service] = []
     checks = Checks()
     started = time.perf_counter()
