@@ -19,6 +19,7 @@ from switchboard.billing.schemas import (
     SubscriptionStart,
     UsageLimitsRead,
 )
+from switchboard.kit.text import SafeStr
 
 router = APIRouter(prefix="/api/v1/billing", tags=["billing"])
 
@@ -65,7 +66,7 @@ async def cancel(principal: BillingManager, billing: Billing, uow: UoW) -> Subsc
 async def usage(
     principal: BillingMember,
     billing: Billing,
-    period: Annotated[str, Query(pattern="^current$")] = "current",
+    period: Annotated[SafeStr, Query(pattern="^current$")] = "current",
 ) -> UsageLimitsRead:
     """Tokens used by the tenant's runs this calendar month (UTC), and how many were reported;
     the plan's `limits`, and what `remaining` of them now (`monthly_tokens`,
@@ -80,7 +81,7 @@ async def stripe_webhook(
     request: Request,
     uow: UoW,
     settings: AppSettings,
-    stripe_signature: Annotated[str | None, Header()] = None,
+    stripe_signature: Annotated[SafeStr | None, Header()] = None,
 ) -> Response:
     """Stripe's events: verified against `STRIPE_WEBHOOK_SECRET`, stored once, processed by a
     worker. 404 when no secret is configured."""

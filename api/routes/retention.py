@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from api.deps import RequireMember, UoW
 from switchboard.auth.principal import Principal
+from switchboard.kit.text import SafeStr
 from switchboard.retention import tenant_data
 from switchboard.retention.schemas import TenantDeletionRead
 
@@ -24,7 +25,7 @@ async def delete_data(
     principal: Owner,
     uow: UoW,
     response: Response,
-    confirm: Annotated[str, Query(description="The tenant's id, to confirm.", max_length=64)],
+    confirm: Annotated[SafeStr, Query(description="The tenant's id, to confirm.", max_length=64)],
 ) -> TenantDeletionRead:
     """Delete all of the tenant's data (conversations, runs, members, sessions, service
     accounts). Owner only; enqueued; the request is kept as an audit record."""

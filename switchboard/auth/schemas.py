@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from switchboard.kit.text import InputModel
 from switchboard.models import KeyState
 
 
@@ -23,7 +24,7 @@ class KeySetRead(BaseModel):
     keys: list[SigningKeyRead]
 
 
-class KeyRotationRequest(BaseModel):
+class KeyRotationRequest(InputModel):
     action: Literal["rotate", "cutover"] = "rotate"
 
 

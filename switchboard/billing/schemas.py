@@ -4,6 +4,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from switchboard.kit.text import InputModel
+
 
 class PlanLimits(BaseModel):
     """What a tenant on a plan may use; ``None`` is unlimited."""
@@ -41,13 +43,13 @@ class SubscriptionRead(BaseModel):
     cancel_at_period_end: bool
 
 
-class SubscriptionStart(BaseModel):
+class SubscriptionStart(InputModel):
     plan_code: str = Field(min_length=1, max_length=32)
     # Without it, the subscription pays for the seats in use (members and pending invitations).
     seats: int | None = Field(None, ge=1, le=10_000)
 
 
-class SubscriptionChange(BaseModel):
+class SubscriptionChange(InputModel):
     plan_code: str | None = Field(None, min_length=1, max_length=32)
     seats: int | None = Field(None, ge=1, le=10_000)
 

@@ -6,39 +6,41 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from switchboard.kit.text import InputModel
+
 Role = Literal["owner", "admin", "member", "billing"]
 
 # Bounds on free text keep oversized bodies from reaching bcrypt or the database.
 Password = Field(min_length=1, max_length=1024)
 
 
-class RegisterRequest(BaseModel):
+class RegisterRequest(InputModel):
     email: EmailStr = Field(max_length=320)
     password: str = Password
     tenant_name: str = Field(min_length=1, max_length=200)
     display_name: str | None = Field(None, max_length=200)
 
 
-class LoginRequest(BaseModel):
+class LoginRequest(InputModel):
     email: EmailStr = Field(max_length=320)
     password: str = Password
     tenant_id: uuid.UUID | None = None
 
 
-class RefreshRequest(BaseModel):
+class RefreshRequest(InputModel):
     refresh_token: str = Field(min_length=1, max_length=4096)
 
 
-class ForgotPasswordRequest(BaseModel):
+class ForgotPasswordRequest(InputModel):
     email: EmailStr = Field(max_length=320)
 
 
-class ResetPasswordRequest(BaseModel):
+class ResetPasswordRequest(InputModel):
     token: str = Field(min_length=1, max_length=200)
     new_password: str = Password
 
 
-class ServiceTokenRequest(BaseModel):
+class ServiceTokenRequest(InputModel):
     client_id: str = Field(min_length=1, max_length=64)
     client_secret: str = Field(min_length=1, max_length=200)
     nonce: str = Field(min_length=16, max_length=128)
@@ -106,11 +108,11 @@ class MemberRead(BaseModel):
     joined_at: datetime
 
 
-class MemberUpdate(BaseModel):
+class MemberUpdate(InputModel):
     role: Role
 
 
-class InvitationCreate(BaseModel):
+class InvitationCreate(InputModel):
     email: EmailStr = Field(max_length=320)
     role: Role
 
@@ -124,7 +126,7 @@ class InvitationRead(BaseModel):
     expires_at: datetime
 
 
-class InvitationAccept(BaseModel):
+class InvitationAccept(InputModel):
     token: str = Field(min_length=1, max_length=200)
     password: str | None = Field(None, min_length=1, max_length=1024)
     display_name: str | None = Field(None, max_length=200)

@@ -5,8 +5,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, field_validator
 
+from switchboard.kit.text import InputModel
 
-class ChatRequest(BaseModel):
+
+class ChatRequest(InputModel):
     # The configured limit (RUNS_MAX_MESSAGE_CHARS) answers 413; this bound only keeps absurd
     # bodies from being parsed as text at all.
     message: str = Field(min_length=1)
