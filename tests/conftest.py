@@ -48,6 +48,7 @@ os.environ.update(
     IDENTITY_BCRYPT_COST="4",
     # Every in-process request comes from 127.0.0.1; tests of the limit set their own.
     IDENTITY_LOGIN_IP_MAX_ATTEMPTS="1000000",
+    IDENTITY_LOGIN_GLOBAL_FAILURES_PER_MINUTE="1000000",
     # Likewise the unauthenticated endpoints' limits (tests/identity/test_throttles.py).
     **{
         f"IDENTITY_{action}_{scope}": "1000000"

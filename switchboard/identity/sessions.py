@@ -47,7 +47,12 @@ from switchboard.identity.secrets import (
     secret_matches,
     token_pepper,
 )
-from switchboard.identity.throttle import AccountLockedError, LoginRateLimitedError, LoginThrottle
+from switchboard.identity.throttle import (
+    AccountLockedError,
+    LoginAttempt,
+    LoginRateLimitedError,
+    LoginThrottle,
+)
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Membership, RefreshToken, User, UserProfile
 from switchboard.settings import Settings
@@ -144,31 +149,34 @@ class SessionService:
             self._event(self.repo, demo_user.id, account, client, "success", "demo")
             return await self.issue_pair(demo_user, demo_membership, client)
         try:
-            await self.throttle.before_attempt(account=account, ip=client.ip)
+            attempt = await self.throttle.begin(account=account, ip=client.ip)
         except (AccountLockedError, LoginRateLimitedError) as refused:
-            result = "locked" if isinstance(refused, AccountLockedError) else "rate_limited"
-            async with self._apart() as repo:
-                self._event(repo, None, account, client, result, refused.code)
+            await self._refused(None, account, client, refused)
             raise
 
         user = await self.repo.user_by_email(account)
         if user is None:
             # Same bcrypt work as a real check, so timing does not reveal unknown emails.
             await self.hasher.verify_dummy_async(password)
-            await self._failed(None, account, client, "unknown_email")
+            await self._failed(None, account, client, attempt, "unknown_email")
         else:
             ok = await self.hasher.verify_async(password, user.password_hash, user.pepper_version)
             if not ok:
-                await self._failed(user, account, client, "bad_password")
+                await self._failed(user, account, client, attempt, "bad_password")
             if user.status != "active":
-                await self._failed(user, account, client, "disabled")
+                await self._failed(user, account, client, attempt, "disabled")
         assert user is not None
 
         membership = await self.repo.membership(user.id, tenant_id)
         if membership is None:
-            await self._failed(user, account, client, "no_membership")
+            await self._failed(user, account, client, attempt, "no_membership")
         assert membership is not None
-        await self.throttle.record_success(account=account)
+        try:
+            await self.throttle.succeed(attempt)
+        except AccountLockedError as refused:
+            # Another attempt locked the account while this password was checked.
+            await self._refused(user.id, account, client, refused)
+            raise
         if self.hasher.needs_rehash(user.password_hash, user.pepper_version):
             upgraded = await self.hasher.hash_async(password)
             user.password_hash, user.pepper_version = upgraded.value, upgraded.pepper_version
@@ -189,14 +197,33 @@ class SessionService:
         assert membership is not None
         return user, membership
 
-    async def _failed(self, user: User | None, account: str, client: Client, reason: str) -> None:
+    async def _refused(
+        self,
+        user_id: uuid.UUID | None,
+        account: str,
+        client: Client,
+        refused: AccountLockedError | LoginRateLimitedError,
+    ) -> None:
+        result = "locked" if isinstance(refused, AccountLockedError) else "rate_limited"
+        async with self._apart() as repo:
+            self._event(repo, user_id, account, client, result, refused.code)
+
+    async def _failed(
+        self,
+        user: User | None,
+        account: str,
+        client: Client,
+        attempt: LoginAttempt,
+        reason: str,
+    ) -> None:
         user_id = user.id if user else None
-        locked_for = await self.throttle.record_failure(account=account)
         async with self._apart() as repo:
             self._event(repo, user_id, account, client, "failure", reason)
-        if locked_for is not None:
+        if attempt.locks_for is not None:
             log.warning(
-                "identity.account_locked", seconds=locked_for, email_hash=self._hash(account)
+                "identity.account_locked",
+                seconds=attempt.locks_for,
+                email_hash=self._hash(account),
             )
         raise InvalidCredentialsError()
 

@@ -25,9 +25,17 @@ class IdentitySettings(BaseModel):
     lockout_base_seconds: int = Field(60, ge=1, description="First lock; doubles on each repeat.")
     lockout_max_seconds: int = Field(3600, ge=1, description="Longest single lock.")
     login_ip_max_attempts: int = Field(
-        30, ge=1, description="Login attempts one IP may make per window."
+        30,
+        ge=1,
+        description="Failed logins one IP may make per window; successful ones do not count.",
     )
     login_ip_window_seconds: int = Field(60, ge=1, description="Window of the per-IP login limit.")
+    login_global_failures_per_minute: int = Field(
+        3000,
+        ge=1,
+        description="Failed logins per minute from all addresses together; beyond, every login "
+        "answers 429 until the minute ends.",
+    )
     register_ip_per_hour: int = Field(20, ge=0, description="Sign-ups one IP may make per hour.")
     register_global_per_minute: int = Field(
         300, ge=0, description="Sign-ups accepted per minute from all addresses together."

@@ -1,4 +1,5 @@
-"""Login lockout and per-IP limit against the test run's real Redis."""
+"""Login lockout and the per-IP and global limits of failed sign-ins, against the test run's
+real Redis."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ import pytest
 from redis.asyncio import Redis
 
 from switchboard.identity.settings import IdentitySettings
-from switchboard.identity.throttle import AccountLockedError, LoginRateLimitedError, LoginThrottle
+from switchboard.identity.throttle import (
+    LOGIN_GLOBAL_KEY,
+    AccountLockedError,
+    LoginAttempt,
+    LoginRateLimitedError,
+    LoginThrottle,
+)
+
+HIGH = 1_000_000
 
 
 def _settings(**overrides: int) -> IdentitySettings:
@@ -19,8 +28,9 @@ def _settings(**overrides: int) -> IdentitySettings:
         "lockout_window_seconds": 900,
         "lockout_base_seconds": 60,
         "lockout_max_seconds": 3600,
-        "login_ip_max_attempts": 1000,
+        "login_ip_max_attempts": HIGH,
         "login_ip_window_seconds": 60,
+        "login_global_failures_per_minute": HIGH,
     }
     values.update(overrides)
     return IdentitySettings(**values)
@@ -38,23 +48,21 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-async def test_failures_below_threshold_do_not_lock(redis: Redis) -> None:
-    throttle = LoginThrottle(redis, _settings(lockout_threshold=5))
-    account = _account()
-    for _ in range(4):
-        assert await throttle.record_failure(account=account) is None
-    assert await throttle.locked_for(account=account) == 0
-    await throttle.before_attempt(account=account, ip=_ip())
+async def _lock_expires(redis: Redis, account: str) -> None:
+    """What the lock's TTL does at its end, without waiting for it."""
+    await redis.delete(f"auth:lockout:locked:{_digest(account)}")
 
 
-async def test_threshold_locks_and_before_attempt_raises_423(redis: Redis) -> None:
+async def test_the_attempt_that_takes_the_last_place_locks_the_account(redis: Redis) -> None:
     throttle = LoginThrottle(redis, _settings(lockout_threshold=5, lockout_base_seconds=60))
     account = _account()
-    results = [await throttle.record_failure(account=account) for _ in range(5)]
-    assert results == [None, None, None, None, 60]
-    assert 59 <= await throttle.locked_for(account=account) <= 60
+
+    attempts = [await throttle.begin(account=account, ip=_ip()) for _ in range(5)]
     with pytest.raises(AccountLockedError) as caught:
-        await throttle.before_attempt(account=account, ip=_ip())
+        await throttle.begin(account=account, ip=_ip())
+
+    assert [attempt.locks_for for attempt in attempts] == [None, None, None, None, 60]
+    assert 59 <= await throttle.locked_for(account=account) <= 60
     error = caught.value
     assert error.status == 423
     assert error.code == "identity.account_locked"
@@ -62,94 +70,159 @@ async def test_threshold_locks_and_before_attempt_raises_423(redis: Redis) -> No
     assert 1 <= int(error.headers["Retry-After"]) <= 60
 
 
-async def test_success_clears_failures(redis: Redis) -> None:
+async def test_concurrent_attempts_never_exceed_the_threshold_per_lock(redis: Redis) -> None:
+    throttle = LoginThrottle(redis, _settings(lockout_threshold=5, lockout_base_seconds=60))
+    account = _account()
+
+    results = await asyncio.gather(
+        *(throttle.begin(account=account, ip=_ip()) for _ in range(20)), return_exceptions=True
+    )
+
+    admitted = [result for result in results if isinstance(result, LoginAttempt)]
+    refused = [result for result in results if isinstance(result, AccountLockedError)]
+    assert len(admitted) == 5
+    assert len(refused) == 15
+    assert sorted(attempt.locks_for or 0 for attempt in admitted) == [0, 0, 0, 0, 60]
+    assert await redis.get(f"auth:lockout:level:{_digest(account)}") == b"1"
+
+
+async def test_a_success_clears_the_count(redis: Redis) -> None:
     throttle = LoginThrottle(redis, _settings(lockout_threshold=3))
     account = _account()
-    await throttle.record_failure(account=account)
-    await throttle.record_failure(account=account)
-    await throttle.record_success(account=account)
-    assert await throttle.record_failure(account=account) is None
-    assert await throttle.record_failure(account=account) is None
-    assert await throttle.record_failure(account=account) == 60
+    await throttle.begin(account=account, ip=_ip())
+    await throttle.begin(account=account, ip=_ip())
+    await throttle.succeed(await throttle.begin(account=account, ip=_ip()))
+
+    after = [(await throttle.begin(account=account, ip=_ip())).locks_for for _ in range(3)]
+
+    assert after == [None, None, 60]
 
 
-async def test_success_keeps_the_lock_level(redis: Redis) -> None:
+async def test_a_success_lifts_its_own_lock_and_leaves_the_level(redis: Redis) -> None:
     throttle = LoginThrottle(redis, _settings(lockout_threshold=1, lockout_base_seconds=10))
     account = _account()
-    assert await throttle.record_failure(account=account) == 10
-    await throttle.record_success(account=account)
-    assert await throttle.record_failure(account=account) == 20
+
+    own = await throttle.begin(account=account, ip=_ip())
+    await throttle.succeed(own)
+    unlocked = await throttle.locked_for(account=account)
+    next_lock = (await throttle.begin(account=account, ip=_ip())).locks_for
+
+    assert own.locks_for == 10
+    assert unlocked == 0
+    assert next_lock == 10  # the lifted lock did not double the next one
 
 
-async def test_repeat_lock_doubles_after_expiry(redis: Redis) -> None:
-    throttle = LoginThrottle(redis, _settings(lockout_threshold=2, lockout_base_seconds=1))
+async def test_a_right_password_does_not_succeed_once_another_attempt_locked(
+    redis: Redis,
+) -> None:
+    throttle = LoginThrottle(redis, _settings(lockout_threshold=2, lockout_base_seconds=60))
     account = _account()
-    assert await throttle.record_failure(account=account) is None
-    assert await throttle.record_failure(account=account) == 1
-    await asyncio.sleep(1.1)
-    assert await throttle.locked_for(account=account) == 0
-    await throttle.before_attempt(account=account, ip=_ip())
-    assert await throttle.record_failure(account=account) is None
-    assert await throttle.record_failure(account=account) == 2
-    assert 1 <= await throttle.locked_for(account=account) <= 2
+    right = await throttle.begin(account=account, ip=_ip())
+    locking = await throttle.begin(account=account, ip=_ip())
+
+    with pytest.raises(AccountLockedError) as caught:
+        await throttle.succeed(right)
+
+    assert locking.locks_for == 60
+    assert 1 <= caught.value.retry_after <= 60
+    assert 59 <= await throttle.locked_for(account=account) <= 60
 
 
-async def test_lock_is_capped_at_max(redis: Redis) -> None:
+async def test_a_success_keeps_the_level_of_earlier_locks(redis: Redis) -> None:
+    throttle = LoginThrottle(redis, _settings(lockout_threshold=1, lockout_base_seconds=10))
+    account = _account()
+    first = await throttle.begin(account=account, ip=_ip())  # a failure: the lock stays
+    await _lock_expires(redis, account)
+    await throttle.succeed(await throttle.begin(account=account, ip=_ip()))
+
+    assert first.locks_for == 10
+    assert (await throttle.begin(account=account, ip=_ip())).locks_for == 20
+
+
+async def test_repeated_locks_double_up_to_the_cap(redis: Redis) -> None:
     throttle = LoginThrottle(
         redis, _settings(lockout_threshold=1, lockout_base_seconds=5, lockout_max_seconds=30)
     )
     account = _account()
-    locks = [await throttle.record_failure(account=account) for _ in range(5)]
+    locks = []
+    for _ in range(5):
+        locks.append((await throttle.begin(account=account, ip=_ip())).locks_for)
+        await _lock_expires(redis, account)
+
     assert locks == [5, 10, 20, 30, 30]
-    level = await redis.get(f"auth:lockout:level:{_digest(account)}")
-    assert level == b"5"
-    assert 0 < await redis.ttl(f"auth:lockout:level:{_digest(account)}") <= 86_400
+    level = f"auth:lockout:level:{_digest(account)}"
+    assert await redis.get(level) == b"5"
+    assert 0 < await redis.ttl(level) <= 86_400
 
 
-async def test_ip_limit_raises_429_after_max_attempts(redis: Redis) -> None:
-    throttle = LoginThrottle(redis, _settings(login_ip_max_attempts=3, login_ip_window_seconds=60))
+async def test_the_ip_limit_counts_failures_not_successes(redis: Redis) -> None:
+    throttle = LoginThrottle(redis, _settings(login_ip_max_attempts=3, lockout_threshold=HIGH))
     ip = _ip()
+    for _ in range(10):
+        await throttle.succeed(await throttle.begin(account=_account(), ip=ip))
     for _ in range(3):
-        await throttle.before_attempt(account=_account(), ip=ip)
+        await throttle.begin(account=_account(), ip=ip)  # three failures
+
     with pytest.raises(LoginRateLimitedError) as caught:
-        await throttle.before_attempt(account=_account(), ip=ip)
+        await throttle.begin(account=_account(), ip=ip)
+    await throttle.begin(account=_account(), ip=_ip())  # another address has its own count
+
     error = caught.value
     assert error.status == 429
     assert error.code == "identity.login_rate_limited"
+    assert "from this address" in error.message
     assert 1 <= int(error.headers["Retry-After"]) <= 60
-    await throttle.before_attempt(account=_account(), ip=_ip())
 
 
-async def test_ip_is_counted_before_the_lock(redis: Redis) -> None:
+async def test_the_global_limit_counts_failures_from_every_address(redis: Redis) -> None:
+    await redis.delete(LOGIN_GLOBAL_KEY)  # shared with the rest of the run
+    throttle = LoginThrottle(redis, _settings(login_global_failures_per_minute=3))
+    await throttle.succeed(await throttle.begin(account=_account(), ip=_ip()))
+    for _ in range(3):
+        await throttle.begin(account=_account(), ip=_ip())
+
+    with pytest.raises(LoginRateLimitedError) as caught:
+        await throttle.begin(account=_account(), ip=_ip())
+
+    assert "right now" in caught.value.message
+    assert 1 <= int(caught.value.headers["Retry-After"]) <= 60
+
+
+async def test_an_address_over_its_limit_spends_none_of_the_global_budget(redis: Redis) -> None:
+    await redis.delete(LOGIN_GLOBAL_KEY)
+    throttle = LoginThrottle(
+        redis, _settings(login_ip_max_attempts=1, login_global_failures_per_minute=3)
+    )
+    noisy = _ip()
+    await throttle.begin(account=_account(), ip=noisy)
+    for _ in range(5):
+        with pytest.raises(LoginRateLimitedError, match="from this address"):
+            await throttle.begin(account=_account(), ip=noisy)
+
+    await throttle.begin(account=_account(), ip=_ip())
+    await throttle.begin(account=_account(), ip=_ip())
+    with pytest.raises(LoginRateLimitedError, match="right now"):
+        await throttle.begin(account=_account(), ip=_ip())
+
+
+async def test_attempts_on_a_locked_account_count_against_the_address(redis: Redis) -> None:
     throttle = LoginThrottle(redis, _settings(lockout_threshold=1, login_ip_max_attempts=2))
     account, ip = _account(), _ip()
-    await throttle.record_failure(account=account)
-    for _ in range(2):
-        with pytest.raises(AccountLockedError):
-            await throttle.before_attempt(account=account, ip=ip)
+    await throttle.begin(account=account, ip=ip)  # locks
+
+    with pytest.raises(AccountLockedError):
+        await throttle.begin(account=account, ip=ip)
     with pytest.raises(LoginRateLimitedError):
-        await throttle.before_attempt(account=account, ip=ip)
-
-
-async def test_concurrent_failures_lock_exactly_once_per_threshold(redis: Redis) -> None:
-    throttle = LoginThrottle(
-        redis, _settings(lockout_threshold=5, lockout_base_seconds=60, lockout_max_seconds=3600)
-    )
-    account = _account()
-    results = await asyncio.gather(*(throttle.record_failure(account=account) for _ in range(20)))
-    locks = sorted(result for result in results if result is not None)
-    assert len(locks) == 4
-    assert locks == [60, 120, 240, 480]
-    assert await redis.get(f"auth:lockout:level:{_digest(account)}") == b"4"
-    assert await redis.get(f"auth:lockout:failures:{_digest(account)}") is None
+        await throttle.begin(account=account, ip=ip)
 
 
 async def test_plain_account_and_ip_never_reach_redis(redis: Redis) -> None:
     throttle = LoginThrottle(redis, _settings(lockout_threshold=1))
     account, ip = _account(), _ip()
-    await throttle.before_attempt(account=account, ip=ip)
-    await throttle.record_failure(account=account)
-    keys = [k async for k in redis.scan_iter(match="auth:*", count=1000)]
+    await throttle.begin(account=account, ip=ip)
+
+    keys = [key async for key in redis.scan_iter(match="auth:*", count=1000)]
+
     assert f"auth:ratelimit:login-ip:{_digest(ip)}".encode() in keys
     assert f"auth:lockout:locked:{_digest(account)}".encode() in keys
     for key in keys:
