@@ -8,17 +8,35 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from api.deps import Conversations, CurrentPrincipal
-from switchboard.conversations.schemas import ConversationPage, ConversationRead
+from switchboard.conversations.schemas import (
+    CONVERSATION_PAGE_DEFAULT,
+    CONVERSATION_PAGE_MAX,
+    MESSAGE_PAGE_DEFAULT,
+    MESSAGE_PAGE_MAX,
+    ConversationPage,
+    ConversationRead,
+    MessagePage,
+)
+from switchboard.kit.text import SafeStr
 
 router = APIRouter(prefix="/api/v1", tags=["conversations"])
+
+Cursor = Annotated[
+    SafeStr | None,
+    Query(
+        max_length=200,
+        description="`next_cursor` of the previous page; absent or empty for the first page.",
+    ),
+]
+MessageLimit = Annotated[int, Query(ge=1, le=MESSAGE_PAGE_MAX)]
 
 
 @router.get("/conversations", response_model=ConversationPage)
 async def list_conversations(
     principal: CurrentPrincipal,
     conversations: Conversations,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=CONVERSATION_PAGE_MAX)] = CONVERSATION_PAGE_DEFAULT,
+    cursor: Cursor = None,
 ) -> ConversationPage:
     """Most recently active first; pass `next_cursor` back as `cursor` for the next page."""
     return await conversations.page(principal, limit=limit, cursor=cursor)
@@ -26,10 +44,28 @@ async def list_conversations(
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationRead)
 async def get_conversation(
-    conversation_id: uuid.UUID, principal: CurrentPrincipal, conversations: Conversations
+    conversation_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    conversations: Conversations,
+    limit: MessageLimit = MESSAGE_PAGE_DEFAULT,
+    cursor: Cursor = None,
 ) -> ConversationRead:
-    """A conversation with all its messages, oldest first."""
-    return await conversations.get(principal, conversation_id)
+    """A conversation with a page of its messages, oldest first; `next_cursor` (null on the
+    last page) continues them, here or at `/conversations/{id}/messages`."""
+    return await conversations.get(principal, conversation_id, limit=limit, cursor=cursor)
+
+
+@router.get("/conversations/{conversation_id}/messages", response_model=MessagePage)
+async def list_messages(
+    conversation_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    conversations: Conversations,
+    limit: MessageLimit = MESSAGE_PAGE_DEFAULT,
+    cursor: Cursor = None,
+) -> MessagePage:
+    """A page of a conversation's messages, oldest first; pass `next_cursor` back as `cursor`
+    for the next page."""
+    return await conversations.messages(principal, conversation_id, limit=limit, cursor=cursor)
 
 
 @router.delete("/conversations/{conversation_id}", status_code=204)

@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-from switchboard.kit.errors import AppError, NotFoundError
+from switchboard.kit.errors import ConflictError, NotFoundError
 
 
 class ConversationNotFoundError(NotFoundError):
     code = "conversation.not_found"
 
 
-class InvalidCursorError(AppError):
-    status = 422
-    code = "validation_error"
-    title = "Unprocessable content"
+class ConversationFullError(ConflictError):
+    code = "conversation.full"

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, delete, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from switchboard.conversations.schemas import MESSAGE_PAGE_DEFAULT
 from switchboard.models import Conversation, Message
 
 
@@ -59,15 +60,22 @@ class ConversationRepository:
         return list((await self.session.scalars(query)).all())
 
     async def messages(
-        self, conversation_id: uuid.UUID, *, last: int | None = None
+        self,
+        conversation_id: uuid.UUID,
+        *,
+        limit: int = MESSAGE_PAGE_DEFAULT,
+        after: int | None = None,
     ) -> list[Message]:
-        query = select(Message).where(Message.conversation_id == conversation_id)
-        if last is None:
-            return list((await self.session.scalars(query.order_by(Message.position))).all())
-        newest = (
-            await self.session.scalars(query.order_by(Message.position.desc()).limit(last))
-        ).all()
-        return list(reversed(newest))
+        """Up to ``limit`` messages in position order, those after position ``after``."""
+        query = (
+            select(Message)
+            .where(Message.conversation_id == conversation_id)
+            .order_by(Message.position)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(Message.position > after)
+        return list((await self.session.scalars(query)).all())
 
     async def delete(self, conversation: Conversation) -> None:
         await self.session.execute(delete(Conversation).where(Conversation.id == conversation.id))

@@ -5,6 +5,12 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
+# Page sizes are part of the API: a larger `limit` is a 422, never a larger body.
+CONVERSATION_PAGE_DEFAULT = 20
+CONVERSATION_PAGE_MAX = 100
+MESSAGE_PAGE_DEFAULT = 100
+MESSAGE_PAGE_MAX = 500
+
 
 class ConversationSummary(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -30,5 +36,14 @@ class MessageRead(BaseModel):
     created_at: datetime
 
 
+class MessagePage(BaseModel):
+    items: list[MessageRead]
+    next_cursor: str | None
+
+
 class ConversationRead(ConversationSummary):
+    """A conversation with one page of its messages, oldest first; ``next_cursor`` (null on
+    the last page) continues the messages."""
+
     messages: list[MessageRead]
+    next_cursor: str | None

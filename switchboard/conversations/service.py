@@ -1,4 +1,5 @@
-"""Conversations as their owner sees them: pages, one with its messages, deletion."""
+"""Conversations as their owner sees them: pages, one with a page of its messages,
+deletion."""
 
 from __future__ import annotations
 
@@ -8,13 +9,19 @@ from dataclasses import dataclass
 import structlog
 
 from switchboard.auth.principal import Principal
-from switchboard.conversations.cursor import decode_cursor, encode_cursor
-from switchboard.conversations.errors import ConversationNotFoundError, InvalidCursorError
+from switchboard.conversations.cursor import (
+    decode_conversation_cursor,
+    decode_message_cursor,
+    encode_conversation_cursor,
+    encode_message_cursor,
+)
+from switchboard.conversations.errors import ConversationNotFoundError
 from switchboard.conversations.repository import ConversationRepository
 from switchboard.conversations.schemas import (
     ConversationPage,
     ConversationRead,
     ConversationSummary,
+    MessagePage,
     MessageRead,
 )
 from switchboard.models import Conversation
@@ -29,29 +36,51 @@ class ConversationService:
     async def page(
         self, principal: Principal, *, limit: int, cursor: str | None
     ) -> ConversationPage:
-        try:
-            after = decode_cursor(cursor) if cursor else None
-        except ValueError:
-            raise InvalidCursorError("The cursor is not one this API returned.") from None
+        after = decode_conversation_cursor(cursor) if cursor else None
         rows = await self.conversations.page(
             principal.tenant_id, principal.subject, limit=limit + 1, after=after
         )
         items, more = rows[:limit], len(rows) > limit
-        next_cursor = encode_cursor(items[-1].updated_at, items[-1].id) if more else None
+        next_cursor = (
+            encode_conversation_cursor(items[-1].updated_at, items[-1].id) if more else None
+        )
         return ConversationPage(
             items=[ConversationSummary.model_validate(item) for item in items],
             next_cursor=next_cursor,
         )
 
-    async def get(self, principal: Principal, conversation_id: uuid.UUID) -> ConversationRead:
+    async def get(
+        self, principal: Principal, conversation_id: uuid.UUID, *, limit: int, cursor: str | None
+    ) -> ConversationRead:
         conversation = await self._owned(principal, conversation_id)
-        messages = await self.conversations.messages(conversation.id)
+        page = await self._messages(conversation, limit=limit, cursor=cursor)
         return ConversationRead(
             id=conversation.id,
             title=conversation.title,
             created_at=conversation.created_at,
             updated_at=conversation.updated_at,
-            messages=[MessageRead.model_validate(message) for message in messages],
+            messages=page.items,
+            next_cursor=page.next_cursor,
+        )
+
+    async def messages(
+        self, principal: Principal, conversation_id: uuid.UUID, *, limit: int, cursor: str | None
+    ) -> MessagePage:
+        conversation = await self._owned(principal, conversation_id)
+        return await self._messages(conversation, limit=limit, cursor=cursor)
+
+    async def _messages(
+        self, conversation: Conversation, *, limit: int, cursor: str | None
+    ) -> MessagePage:
+        """Oldest first, ``limit`` at most: one more is read only to learn whether a next page
+        exists."""
+        after = decode_message_cursor(cursor, conversation.id) if cursor else None
+        rows = await self.conversations.messages(conversation.id, limit=limit + 1, after=after)
+        items, more = rows[:limit], len(rows) > limit
+        next_cursor = encode_message_cursor(conversation.id, items[-1].position) if more else None
+        return MessagePage(
+            items=[MessageRead.model_validate(message) for message in items],
+            next_cursor=next_cursor,
         )
 
     async def delete(self, principal: Principal, conversation_id: uuid.UUID) -> None:

@@ -18,8 +18,9 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    BindParameter,
     Insert,
-    ScalarSelect,
+    Integer,
     String,
     Table,
     Text,
@@ -97,7 +98,7 @@ _new_run = (
 )
 
 
-def _user_message(position: int | ScalarSelect[Any]) -> Insert:
+def _user_message(position: int | BindParameter[int]) -> Insert:
     return (
         insert(_message)
         .values(
@@ -124,10 +125,8 @@ _START_IN_NEW_CONVERSATION = _user_message(0).add_cte(
     .cte("new_conversation")
 )
 
-# Runs after _TOUCH has locked the conversation, so the next position is read under the lock.
-_START_IN_CONVERSATION = _user_message(
-    next_position_query(bindparam("p_conversation_id")).scalar_subquery()
-)
+# At the next position, read after _TOUCH locked the conversation.
+_START_IN_CONVERSATION = _user_message(bindparam("p_position", type_=Integer))
 
 # The caller's own conversation: another user's or tenant's matches no row.
 _OWNED_CONVERSATION = (
@@ -274,14 +273,18 @@ class RunRepository:
     async def start_in_conversation(self, run: NewRun, *, now: datetime) -> bool:
         """False if the conversation is not the caller's (or gone); nothing is written then.
         Holds the conversation's lock until the transaction ends."""
-        if not await self.lock_conversation(run, now=now):
+        held = await self.lock_conversation(run, now=now)
+        if held is None:
             return False
-        await self.add_to_conversation(run)
+        await self.add_to_conversation(run, position=held)
         return True
 
-    async def lock_conversation(self, run: NewRun, *, now: datetime) -> bool:
+    async def lock_conversation(self, run: NewRun, *, now: datetime) -> int | None:
         """Locks the caller's conversation of ``run`` until the transaction ends (touching its
-        ``updated_at``); False if it is not the caller's (or gone)."""
+        ``updated_at``) and counts its messages; None if it is not the caller's (or gone).
+
+        The count is the next position (positions run from 0 without gaps), read in a
+        statement of its own: one that waited for the lock would read from before it."""
         touched = await self.session.scalar(
             _TOUCH,
             {
@@ -291,12 +294,13 @@ class RunRepository:
                 "p_now": now,
             },
         )
-        return touched is not None
+        if touched is None:
+            return None
+        return int(await self.session.scalar(next_position_query(run.conversation_id)) or 0)
 
-    async def add_to_conversation(self, run: NewRun) -> None:
-        """The run and its message at the next position of a conversation locked by
-        ``lock_conversation``."""
-        await self.session.execute(_START_IN_CONVERSATION, _params(run))
+    async def add_to_conversation(self, run: NewRun, *, position: int) -> None:
+        """The run and its message at ``position``, the count ``lock_conversation`` read."""
+        await self.session.execute(_START_IN_CONVERSATION, {**_params(run), "p_position": position})
 
     async def claim(self, run_id: uuid.UUID, *, now: datetime, history: int) -> ClaimedRun | None:
         """Moves a queued run to running and reads the conversation's last ``history``

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 from switchboard.agents.errors import UnknownAgentError
 from switchboard.auth.principal import Principal
 from switchboard.billing.service import BillingService
-from switchboard.conversations.errors import ConversationNotFoundError
+from switchboard.conversations.errors import ConversationFullError, ConversationNotFoundError
+from switchboard.conversations.settings import ConversationSettings
 from switchboard.kit.db import SessionMaker
 from switchboard.kit.jobs import JobBuffer
 from switchboard.models import Run
@@ -45,6 +46,7 @@ class RunService:
     publisher: EventPublisher
     runs: RunRepository
     admission: Admission | None = None
+    conversations: ConversationSettings = field(default_factory=ConversationSettings)
 
     async def start(
         self,
@@ -76,17 +78,36 @@ class RunService:
             message=request.message,
         )
         now = datetime.now(UTC)
-        # A chat in a conversation that is not the caller's is 404 before any limit: the
-        # conversation is locked first, as its run and message will be written under it.
-        if request.conversation_id is not None and not await self.runs.lock_conversation(
-            run, now=now
-        ):
-            raise ConversationNotFoundError("There is no such conversation.")
+        position = None
+        if request.conversation_id is not None:
+            position = await self._hold_conversation(run, now)
         admitted = await self._admit(run, jobs)
-        await self._store(run, request, now)
+        await self._store(run, request, now, position)
         jobs.enqueue(EXECUTE, str(run.id), priority=admitted.priority if admitted else None)
         log.info("runs.queued", run_id=str(run.id), agent=agent)
         return StartedRun(run, admitted)
+
+    async def _hold_conversation(self, run: NewRun, now: datetime) -> int:
+        """Locks the caller's conversation and gives the position of the chat's message; 404
+        for a conversation not the caller's and 409 for a full one, both before any limit
+        (nothing is stored, admitted or queued then).
+
+        Bound: every message, a chat's and a run's replies alike, is written under this lock,
+        so chats take turns and each counts the messages of those before it; none is
+        accepted into a conversation holding ``max_messages``. A run accepted before the
+        conversation filled still stores its replies, so it ends with at most
+        ``max_messages`` plus the replies of the runs in flight in it at that moment (one
+        run's, when its chats wait for each answer)."""
+        held = await self.runs.lock_conversation(run, now=now)
+        if held is None:
+            raise ConversationNotFoundError("There is no such conversation.")
+        cap = self.conversations.max_messages
+        if held >= cap:
+            raise ConversationFullError(
+                f"The conversation holds {held} messages, the most it may ({cap});"
+                " continue in a new conversation."
+            )
+        return held
 
     async def _admit(self, run: NewRun, jobs: JobBuffer) -> Admitted | None:
         admission = self.admission
@@ -108,8 +129,11 @@ class RunService:
         jobs.on_rollback(give_back)
         return admitted
 
-    async def _store(self, run: NewRun, request: ChatRequest, now: datetime) -> None:
-        if request.conversation_id is None:
+    async def _store(
+        self, run: NewRun, request: ChatRequest, now: datetime, position: int | None
+    ) -> None:
+        """``position``: the message's in the conversation held by start; None for a new one."""
+        if position is None:
             title = " ".join(request.message.split())[:TITLE_CHARS]
             # Nothing refuses a new conversation, so run.queued goes out while the rows are
             # written. Should the write fail, the event's buffer expires unread: no one can
@@ -119,7 +143,7 @@ class RunService:
                 self._announce(run),
             )
         else:
-            await self.runs.add_to_conversation(run)  # locked and checked by start
+            await self.runs.add_to_conversation(run, position=position)
             await self._announce(run)
 
     async def _announce(self, run: NewRun) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from switchboard.conversations.cursor import decode_cursor, encode_cursor
+from switchboard.conversations.cursor import decode_conversation_cursor, encode_conversation_cursor
 from switchboard.conversations.repository import ConversationRepository, next_position_query
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Conversation, Message, Tenant, User
@@ -79,7 +79,9 @@ async def test_pages_are_newest_first_and_never_repeat(
     await _conversation(repository, owners[1], 0)
 
     first = await repository.page(*owners[0], limit=3, after=None)
-    cursor = decode_cursor(encode_cursor(first[-1].updated_at, first[-1].id))
+    cursor = decode_conversation_cursor(
+        encode_conversation_cursor(first[-1].updated_at, first[-1].id)
+    )
     second = await repository.page(*owners[0], limit=3, after=cursor)
 
     assert [c.id for c in first + second] == [c.id for c in mine]
@@ -97,21 +99,18 @@ async def test_only_the_owner_gets_a_conversation(
     assert await repository.get(owners[0][0], owners[1][1], conversation.id) is None
 
 
-async def test_messages_keep_their_positions_and_the_last_ones_can_be_asked_for(
+async def test_messages_come_in_position_order_one_page_at_a_time(
     repository: ConversationRepository, owners: list[tuple[uuid.UUID, uuid.UUID]]
 ) -> None:
     conversation = await _conversation(repository, owners[0], 0)
     await _say(repository, conversation, "one", "two", "three")
 
-    assert [m.content for m in await repository.messages(conversation.id)] == [
-        "one",
-        "two",
-        "three",
-    ]
-    assert [m.content for m in await repository.messages(conversation.id, last=2)] == [
-        "two",
-        "three",
-    ]
+    first = await repository.messages(conversation.id, limit=2)
+    rest = await repository.messages(conversation.id, limit=2, after=first[-1].position)
+
+    assert [m.content for m in first] == ["one", "two"]
+    assert [m.content for m in rest] == ["three"]
+    assert await repository.messages(conversation.id, limit=2, after=rest[-1].position) == []
     assert await _next_position(repository, conversation) == 3
 
 

@@ -3,11 +3,12 @@ claiming it with its history, and finishing it."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Conversation, Message, Run, Tenant, UsageRecord, User
@@ -118,6 +119,44 @@ async def test_another_users_conversation_is_refused_and_nothing_is_written(
     async with sessionmaker() as session, session.begin():
         assert not await RunRepository(session).start_in_conversation(unknown, now=NOW)
     assert [m.content for m in await _messages(sessionmaker, mine.conversation_id)] == ["mine"]
+
+
+async def test_a_chat_waiting_for_the_conversations_lock_counts_the_message_it_waited_for(
+    committed: SessionMaker,
+) -> None:
+    # The conversation cap rests on this count: read with the lock in one statement, it would
+    # come from before the first chat's message committed, and both chats would see room.
+    async with committed() as session, session.begin():
+        tenant = Tenant(name="t")
+        user = User(email=f"{uuid.uuid4().hex}@example.com", password_hash="x", pepper_version=1)
+        session.add_all([tenant, user])
+        await session.flush()
+        owner = (tenant.id, user.id)
+    first = _new_run(owner, uuid.uuid4(), "m0")
+    await _start_new(committed, first, "c")
+    second = _new_run(owner, first.conversation_id, "m1")
+    third = _new_run(owner, first.conversation_id, "m2")
+
+    async with committed() as waiter, waiter.begin():
+        waiter_pid = await waiter.scalar(text("SELECT pg_backend_pid()"))
+        async with committed() as holder, holder.begin():
+            held = await RunRepository(holder).lock_conversation(second, now=NOW)
+            assert held is not None
+            waiting = asyncio.create_task(RunRepository(waiter).lock_conversation(third, now=NOW))
+            await _until_waiting_for_a_lock(committed, waiter_pid)
+            await RunRepository(holder).add_to_conversation(second, position=held)
+        counted = await waiting
+
+    assert (held, counted) == (1, 2)
+
+
+async def _until_waiting_for_a_lock(sessionmaker: SessionMaker, pid: int) -> None:
+    query = text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :pid")
+    while True:
+        async with sessionmaker() as session:
+            if await session.scalar(query, {"pid": pid}):
+                return
+        await asyncio.sleep(0.01)
 
 
 async def test_the_claim_runs_once_and_brings_the_latest_history_oldest_first(
