@@ -57,7 +57,8 @@ class RunService:
         default_agent: str,
         jobs: JobBuffer,
     ) -> StartedRun:
-        """Admits the run against the tenant's plan (402/429 with nothing stored), stores
+        """Holds a continued conversation (404 not the caller's, 409 full), admits the run
+        against the tenant's plan (402/429), each refusal with nothing stored, then stores
         the user's message and a queued run (and the conversation, when new), publishes
         ``run.queued`` (always event 1) and buffers the job, which is sent only after the
         caller commits. Should the rows not commit, the admission is given back."""
