@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -261,26 +262,38 @@ async def require_operator(principal: CurrentPrincipal) -> Principal:
 RequireOperator = Annotated[Principal, Depends(require_operator)]
 
 
+@dataclass(frozen=True)
+class StreamOpener:
+    """Whose stream is being opened, and the ticket (its ``jti``) that opens it, if any."""
+
+    tenant_id: uuid.UUID
+    user_id: uuid.UUID
+    ticket_id: str | None = None
+
+
 async def check_stream_access(
     run_id: uuid.UUID,
     authority: Authority,
     runs: Runs,
     token: BearerToken,
     ticket: Annotated[str | None, Query(description="The ticket from `stream_url`.")] = None,
-) -> tuple[uuid.UUID, uuid.UUID]:
+) -> StreamOpener:
     """A run's stream opens with its ticket (from `stream_url`), or with the bearer token of
-    the user who owns the run. Gives the (tenant, user) whose stream it is."""
+    the user who owns the run. The ticket is checked here, when the stream opens, and never
+    again: a stream it opened outlives it."""
     if ticket is not None:
         claims = await authority.verify(ticket, TokenType.stream_ticket)
         if claims.get("run") != str(run_id):
             raise InvalidTokenError("wrong_run")
         try:
-            return uuid.UUID(str(claims["tid"])), uuid.UUID(str(claims["sub"]))
+            return StreamOpener(
+                uuid.UUID(str(claims["tid"])), uuid.UUID(str(claims["sub"])), str(claims["jti"])
+            )
         except (KeyError, ValueError):
             raise InvalidTokenError("malformed") from None
     principal = await get_principal(authority, token)
     await runs.check_access(principal, run_id)
-    return principal.tenant_id, principal.subject
+    return StreamOpener(principal.tenant_id, principal.subject)
 
 
-StreamAccess = Annotated[tuple[uuid.UUID, uuid.UUID], Depends(check_stream_access)]
+StreamAccess = Annotated[StreamOpener, Depends(check_stream_access)]

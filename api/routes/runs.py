@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
@@ -23,12 +25,12 @@ from api.deps import (
 )
 from api.sse import event_stream
 from switchboard.auth.principal import Principal
-from switchboard.auth.tokens import TokenType
+from switchboard.auth.tokens import IssuedToken, TokenType
 from switchboard.runs.admission import StreamSlot, StreamSlots
-from switchboard.runs.errors import InvalidLastEventIdError
 from switchboard.runs.events import RunEvent
 from switchboard.runs.hub import EventHub
-from switchboard.runs.schemas import ChatAccepted, ChatRequest, RunRead
+from switchboard.runs.resume import parse_last_event_id
+from switchboard.runs.schemas import ChatAccepted, ChatRequest, RunRead, StreamTicketRead
 from switchboard.runs.service import terminal_event
 from switchboard.runs.stream import follow_batches
 
@@ -39,12 +41,15 @@ STREAM: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _stream_url(authority: Authority, principal: Principal, run_id: uuid.UUID) -> str:
-    ticket = await authority.issue(
+async def _ticket(authority: Authority, principal: Principal, run_id: uuid.UUID) -> IssuedToken:
+    return await authority.issue(
         TokenType.stream_ticket,
         str(principal.subject),
         {"run": str(run_id), "tid": str(principal.tenant_id)},
     )
+
+
+def _stream_url(run_id: uuid.UUID, ticket: IssuedToken) -> str:
     return f"/api/v1/runs/{run_id}/stream?ticket={ticket.token}"
 
 
@@ -75,7 +80,7 @@ async def chat(
         run_id=run.id,
         conversation_id=run.conversation_id,
         status="queued",
-        stream_url=await _stream_url(authority, principal, run.id),
+        stream_url=_stream_url(run.id, await _ticket(authority, principal, run.id)),
     )
 
 
@@ -100,10 +105,11 @@ async def chat_stream(
             principal, body, agents=registry.names, default_agent=registry.default, jobs=uow.jobs
         )
     except BaseException:
-        await _give_back(slots, slot)
+        await _give_back(slots, [slot] if slot is not None else [])
         raise
     headers = started.admitted.headers() if started.admitted is not None else {}
-    return _follow(started.run.id, 0, resources, hub, settings, slots, slot, headers)
+    held = [slot] if slot is not None else []
+    return _follow(started.run.id, 0, resources, hub, settings, slots, held, headers)
 
 
 @router.get("/runs/{run_id}", response_model=RunRead)
@@ -124,34 +130,47 @@ async def stream_run(
     last_event_id: Annotated[str | None, Header()] = None,
     last_event_id_query: Annotated[str | None, Query(alias="last_event_id")] = None,
 ) -> EventSourceResponse:
-    """The run's events after `Last-Event-ID` (or `?last_event_id=`), then live ones, each
-    once and in order; a finished run's stream ends with its terminal event. Takes one of
-    the user's open streams until it ends: 429 `runs.too_many_streams` beyond the plan's."""
-    after = _after(last_event_id if last_event_id is not None else last_event_id_query)
-    tenant_id, user_id = owner
-    slot = await runs.open_stream(tenant_id, user_id, slots)
-    return _follow(run_id, after, resources, hub, settings, slots, slot)
-
-
-async def _give_back(slots: StreamSlots, slot: StreamSlot | None) -> None:
+    """The run's events after `Last-Event-ID` (or `?last_event_id=`, a whole number from 0 to
+    99999999999999, else 422 `run.invalid_last_event_id`), then live ones, each once and in
+    order; a finished run's stream ends with its terminal event, or at once if the client
+    already had it. Takes one of the user's open streams until it ends: 429
+    `runs.too_many_streams` beyond the plan's; opened with a ticket, also one of the ticket's:
+    429 `runs.ticket_streams_exceeded` beyond `RUNS_STREAMS_PER_TICKET`."""
+    after = parse_last_event_id(last_event_id if last_event_id is not None else last_event_id_query)
+    held: list[StreamSlot] = []
+    if owner.ticket_id is not None:
+        held.append(await slots.take_for_ticket(owner.ticket_id))
+    try:
+        slot = await runs.open_stream(owner.tenant_id, owner.user_id, slots)
+    except BaseException:
+        await _give_back(slots, held)
+        raise
     if slot is not None:
+        held.append(slot)
+    return _follow(run_id, after, resources, hub, settings, slots, held)
+
+
+@router.post("/runs/{run_id}/stream-ticket", response_model=StreamTicketRead)
+async def stream_ticket(
+    run_id: uuid.UUID, principal: CurrentPrincipal, runs: Runs, authority: Authority
+) -> StreamTicketRead:
+    """A fresh ticket for the run's stream, for a client whose ticket expired before it
+    (re)opened the stream: `stream_url` as `POST /chat` gives it, and `expires_at`, after
+    which the ticket opens nothing (a stream it opened goes on). 404 `run.not_found` for a
+    run that is not the caller's."""
+    await runs.check_access(principal, run_id)
+    ticket = await _ticket(authority, principal, run_id)
+    return StreamTicketRead(
+        stream_url=_stream_url(run_id, ticket),
+        expires_at=datetime.fromtimestamp(ticket.expires_at, UTC),
+    )
+
+
+async def _give_back(slots: StreamSlots, held: Sequence[StreamSlot]) -> None:
+    for slot in held:
         # Redis away: the slot lapses by itself, unrenewed, within RUNS_STREAM_SLOT_SECONDS.
         with contextlib.suppress(Exception):
             await slots.give_back(slot)
-
-
-def _after(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return 0
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidLastEventIdError(
-            "Last-Event-ID must be a sequence number (0 or more)."
-        ) from None
-    if value < 0:
-        raise InvalidLastEventIdError("Last-Event-ID must be a sequence number (0 or more).")
-    return value
 
 
 def _follow(
@@ -161,7 +180,7 @@ def _follow(
     hub: EventHub,
     settings: AppSettings,
     slots: StreamSlots,
-    slot: StreamSlot | None,
+    held: Sequence[StreamSlot],
     headers: dict[str, str] | None = None,
 ) -> EventSourceResponse:
     async def terminal(seq: int) -> RunEvent | None:
@@ -174,12 +193,12 @@ def _follow(
         redis=resources.redis,
         terminal_from_database=terminal,
     )
-    if slot is None:
+    if not held:
         return event_stream(batches, settings.runs, headers=headers)
-    held = slot
 
     def opened() -> None:
-        slots.serving(held)
+        for slot in held:
+            slots.serving(slot)
 
     async def closed() -> None:
         await _give_back(slots, held)

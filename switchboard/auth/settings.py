@@ -32,7 +32,11 @@ class AuthSettings(BaseModel):
         600, ge=60, le=3600, description="Service-account access token life."
     )
     stream_ticket_ttl_seconds: int = Field(
-        300, ge=10, le=3600, description="Life of the ticket in a run's stream_url."
+        60,
+        ge=10,
+        le=3600,
+        description="Life of a stream ticket (in a run's stream_url): the time to open a stream"
+        " with it; an open stream outlives it.",
     )
     leeway_seconds: int = Field(
         30, ge=0, le=300, description="Clock skew tolerated on exp/nbf/iat."

@@ -9,7 +9,8 @@ back when the run ends (the executor, the sweep), or by the unit of work's rollb
 run's rows never committed.
 
 Streams hold a slot per user in a sorted set scored by a deadline that the serving API
-process renews; a process that dies stops renewing and its slots lapse.
+process renews; a process that dies stops renewing and its slots lapse. A stream opened with a
+ticket holds a second slot the same way, in its ticket's set.
 
 Redis's clock (``TIME``) is the only clock, so API processes on different hosts agree.
 """
@@ -35,6 +36,7 @@ from switchboard.billing.schemas import PlanLimits, TenantPlan
 from switchboard.runs.errors import (
     ConcurrencyLimitedError,
     RunsRateLimitedError,
+    TicketStreamsExceededError,
     TooManyStreamsError,
 )
 from switchboard.runs.metrics import ADMISSION_SECONDS, LIMIT_REJECTIONS
@@ -64,6 +66,11 @@ def tokens_key(tenant_id: uuid.UUID, at: datetime) -> str:
 def streams_key(user_id: uuid.UUID) -> str:
     """The user's open streams: stream id -> deadline (ms, Redis clock)."""
     return f"limits:user:{user_id}:streams"
+
+
+def ticket_streams_key(ticket_id: str) -> str:
+    """The streams opened with one stream ticket (its ``jti``): stream id -> deadline."""
+    return f"limits:ticket:{ticket_id}:streams"
 
 
 def interval_ms(runs_per_minute: int) -> int:
@@ -421,18 +428,35 @@ class StreamSlots:
 
     async def take(self, user_id: uuid.UUID, limit: int | None, plan_code: str) -> StreamSlot:
         """A slot for a new stream of the user's, or 429 ``runs.too_many_streams``."""
-        slot = StreamSlot(streams_key(user_id), uuid.uuid4().hex)
-        ttl = self.settings.stream_slot_seconds * 1000
-        taken, _ = await self._open_script(
-            keys=[slot.key], args=[slot.stream_id, _or_unlimited(limit), ttl]
-        )
-        if not taken:
+        slot = await self._take(streams_key(user_id), limit)
+        if slot is None:
             LIMIT_REJECTIONS.labels("open_streams_per_user", plan_code).inc()
             raise TooManyStreamsError(
                 f"The plan allows {limit} open streams per user; close one first.",
                 headers=_retry_after(self.settings.concurrency_retry_seconds),
             )
         return slot
+
+    async def take_for_ticket(self, ticket_id: str) -> StreamSlot:
+        """A slot among the streams of one ticket, or 429 ``runs.ticket_streams_exceeded``:
+        a ticket that leaked (a log, a shared link) cannot fan out to many streams."""
+        limit = self.settings.streams_per_ticket
+        slot = await self._take(ticket_streams_key(ticket_id), limit)
+        if slot is None:
+            raise TicketStreamsExceededError(
+                f"A stream ticket holds at most {limit} streams open at once; close one, or"
+                " ask for a fresh ticket.",
+                headers=_retry_after(self.settings.concurrency_retry_seconds),
+            )
+        return slot
+
+    async def _take(self, key: str, limit: int | None) -> StreamSlot | None:
+        slot = StreamSlot(key, uuid.uuid4().hex)
+        ttl = self.settings.stream_slot_seconds * 1000
+        taken, _ = await self._open_script(
+            keys=[key], args=[slot.stream_id, _or_unlimited(limit), ttl]
+        )
+        return slot if taken else None
 
     def serving(self, slot: StreamSlot) -> None:
         """The stream is on the wire: renew its slot while it lasts."""

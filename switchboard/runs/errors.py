@@ -53,3 +53,9 @@ class TooManyStreamsError(AppError):
     status = 429
     code = "runs.too_many_streams"
     title = "Too many requests"
+
+
+class TicketStreamsExceededError(AppError):
+    status = 429
+    code = "runs.ticket_streams_exceeded"
+    title = "Too many requests"

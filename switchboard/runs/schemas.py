@@ -50,3 +50,8 @@ class RunRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class StreamTicketRead(BaseModel):
+    stream_url: str
+    expires_at: datetime

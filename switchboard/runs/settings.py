@@ -73,3 +73,9 @@ class RunsSettings(BaseModel):
         description="An open stream's slot lapses this long after its API process last renewed"
         " it (every third of it), so a killed process frees its slots.",
     )
+    streams_per_ticket: int = Field(
+        2,
+        ge=1,
+        description="Streams one stream ticket may hold open at once (a browser's reconnect may"
+        " overlap the stream it replaces).",
+    )

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
+from datetime import UTC, datetime
+from typing import Any
 
+import pytest
 from httpx import AsyncClient
 from redis.asyncio import Redis
 from sqlalchemy import select
@@ -11,6 +16,7 @@ from sqlalchemy import select
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Message, Run
 from switchboard.runs.events import cancel_key, stream_key
+from switchboard.runs.resume import LAST_SEQ
 from switchboard.settings import Settings
 from tests.support.members import NewMember
 
@@ -134,3 +140,102 @@ async def test_a_stream_opens_only_with_its_own_ticket_or_the_owners_token(
         422,
         "run.invalid_last_event_id",
     )
+
+
+def _claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return claims
+
+
+# int() takes every one of these; a Last-Event-ID is ASCII digits and no more than a run holds.
+NOT_AN_EVENT_ID = [
+    "-1",
+    "+1",
+    "1_000",
+    "١٢",
+    "²",
+    " 1",
+    "1\t",
+    "0x10",
+    "1.0",
+    "1e3",
+    str(LAST_SEQ + 1),
+    "99999999999999999999",
+]
+
+
+@pytest.mark.parametrize("raw", NOT_AN_EVENT_ID)
+async def test_a_resume_from_anything_but_an_event_number_is_refused(
+    client: AsyncClient, new_member: NewMember, raw: str
+) -> None:
+    alice = await new_member()
+    run_id = (
+        await client.post("/api/v1/chat", json={"message": "hi"}, headers=alice.headers)
+    ).json()["run_id"]
+    url = f"/api/v1/runs/{run_id}/stream"
+
+    refusals = [await client.get(url, params={"last_event_id": raw}, headers=alice.headers)]
+    # The HTTP layer strips blanks around a header's value, which leaves " 1" a good header.
+    if raw == raw.strip():
+        header = {**alice.headers, "Last-Event-ID": raw.encode()}
+        refusals.append(await client.get(url, headers=header))
+
+    for refused in refusals:
+        assert refused.status_code == 422
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["code"] == "run.invalid_last_event_id"
+
+
+async def test_a_fresh_stream_ticket_opens_only_the_callers_run_for_a_minute(
+    client: AsyncClient, new_member: NewMember, settings: Settings
+) -> None:
+    alice = await new_member()
+    colleague = await new_member(tenant_id=alice.tenant_id, role="admin")
+    stranger = await new_member()
+    accepted = (
+        await client.post("/api/v1/chat", json={"message": "hi"}, headers=alice.headers)
+    ).json()
+    run_id = accepted["run_id"]
+    url = f"/api/v1/runs/{run_id}/stream-ticket"
+
+    fresh = await client.post(url, headers=alice.headers)
+    not_hers = [
+        await client.post(url, headers=colleague.headers),
+        await client.post(url, headers=stranger.headers),
+        await client.post(f"/api/v1/runs/{uuid.uuid4()}/stream-ticket", headers=alice.headers),
+    ]
+    anonymous = await client.post(url)
+
+    assert fresh.status_code == 200
+    body = fresh.json()
+    path, _, ticket = body["stream_url"].partition("?ticket=")
+    assert path == f"/api/v1/runs/{run_id}/stream"
+    claims = _claims(ticket)
+    assert (claims["run"], claims["sub"], claims["tid"]) == (
+        run_id,
+        str(alice.user_id),
+        str(alice.tenant_id),
+    )
+    assert claims["jti"] != _claims(accepted["stream_url"].partition("?ticket=")[2])["jti"]
+    assert body["expires_at"].endswith("Z")
+    assert datetime.fromisoformat(body["expires_at"]) == datetime.fromtimestamp(claims["exp"], UTC)
+    assert claims["exp"] - claims["iat"] == settings.auth.stream_ticket_ttl_seconds == 60
+    assert [(r.status_code, r.json()["code"]) for r in not_hers] == [(404, "run.not_found")] * 3
+    assert anonymous.status_code == 401
+    # A ticket opens a stream and nothing else: it is no Bearer token.
+    as_bearer = await client.post(url, headers={"Authorization": f"Bearer {ticket}"})
+    assert as_bearer.status_code == 401
+
+
+async def test_the_ticket_in_a_chats_stream_url_lives_a_minute(
+    client: AsyncClient, new_member: NewMember
+) -> None:
+    alice = await new_member()
+    accepted = await client.post("/api/v1/chat", json={"message": "hi"}, headers=alice.headers)
+
+    claims = _claims(accepted.json()["stream_url"].partition("?ticket=")[2])
+
+    assert claims["exp"] - claims["iat"] == 60
