@@ -11,9 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from switchboard.kit.db import DATABASE_UNAVAILABLE
+from switchboard.kit.db import DATABASE_UNAVAILABLE, violated_constraint
 from switchboard.kit.errors import AppError
 
 log = structlog.get_logger("switchboard.api")
@@ -91,6 +93,31 @@ async def _dependency_down(request: Request, exc: Exception) -> ProblemResponse:
     )
 
 
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
+
+
+async def _integrity_error(request: Request, exc: Exception) -> ProblemResponse:
+    # A constraint the domain did not foresee, most often a race two requests ran against a
+    # unique index: the request conflicts with the data's state. The constraint name is logged,
+    # never answered (it names tables and columns).
+    assert isinstance(exc, IntegrityError)
+    log.warning(
+        "http.integrity_error",
+        path=request.url.path,
+        sqlstate=_sqlstate(exc),
+        constraint=violated_constraint(exc),
+    )
+    return problem(409, "conflict", "The request conflicts with the current state of the resource.")
+
+
+async def _data_error(request: Request, exc: Exception) -> ProblemResponse:
+    # A value the database cannot hold (out of range, not of the column's type): the input.
+    assert isinstance(exc, DataError)
+    log.warning("http.data_error", path=request.url.path, sqlstate=_sqlstate(exc))
+    return problem(422, "invalid_value", "A value in the request cannot be stored.")
+
+
 async def _unhandled(request: Request, exc: Exception) -> ProblemResponse:
     log.error("http.unhandled_error", path=request.url.path, exc_info=exc)
     request_id = request.scope.get("state", {}).get("request_id")
@@ -98,10 +125,46 @@ async def _unhandled(request: Request, exc: Exception) -> ProblemResponse:
     return problem(500, "internal_error", "An unexpected error occurred.", headers=headers)
 
 
+class ErrorBoundary:
+    """Around the routes: an exception no handler took becomes the 500 problem document here,
+    so it never reaches the server. Once the response has started it can only be logged; the
+    connection is then closed with the body cut short, which a client can tell from an end.
+
+    Starlette's own last resort answers the same document but raises the exception on to the
+    server, which logs it a second time; it still covers the middleware outside this one."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started:
+                log.error("http.response_failed", path=scope["path"], exc_info=exc)
+                return
+            response = await _unhandled(Request(scope), exc)
+            await response(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """Call before adding any other middleware, so the boundary sits right around the routes."""
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     for unavailable in (*DATABASE_UNAVAILABLE, RedisConnectionError, RedisTimeoutError):
         app.add_exception_handler(unavailable, _dependency_down)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(Exception, _unhandled)
+    app.add_middleware(ErrorBoundary)

@@ -38,6 +38,9 @@ class SubscriptionNotFoundError(NotFoundError):
 class SubscriptionExistsError(ConflictError):
     code = "billing.subscription_exists"
 
+    def __init__(self) -> None:
+        super().__init__("The tenant already has a subscription; change it.")
+
 
 class SeatsInUseError(ConflictError):
     code = "billing.seats_in_use"

@@ -29,9 +29,11 @@ from sqlalchemy import (
     values,
 )
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.billing.periods import period_of
+from switchboard.kit.db import violated_constraint
 from switchboard.models import (
     BillingCustomer,
     Invitation,
@@ -46,6 +48,9 @@ from switchboard.models import (
 from switchboard.models.billing import ENDED_STATUSES
 
 _record = UsageRecord.metadata.tables[UsageRecord.__tablename__]
+
+# The partial unique index on Subscription: one live subscription per tenant.
+LIVE_SUBSCRIPTION_INDEX = "uq_subscription_live_tenant"
 
 
 def usage_of_finished_runs(finished: CTE) -> Insert:
@@ -161,9 +166,17 @@ class BillingRepository:
             query = query.with_for_update()
         return (await self.session.scalars(query)).one_or_none()
 
-    async def add_subscription(self, subscription: Subscription) -> None:
-        self.session.add(subscription)
-        await self.session.flush()
+    async def add_subscription(self, subscription: Subscription) -> bool:
+        """Store it; False when the tenant has a live subscription after all (one committed
+        between our check and this insert), with the transaction still usable."""
+        try:
+            async with self.session.begin_nested():
+                self.session.add(subscription)
+        except IntegrityError as error:
+            if violated_constraint(error) != LIVE_SUBSCRIPTION_INDEX:
+                raise
+            return False
+        return True
 
     async def subscription(
         self, subscription_id: uuid.UUID, *, lock: bool = False

@@ -87,10 +87,11 @@ class BillingService:
     ) -> SubscriptionRead:
         plan = await self._plan(request.plan_code)
         if await self.repo.live_subscription(tenant_id) is not None:
-            raise SubscriptionExistsError("The tenant already has a subscription; change it.")
+            raise SubscriptionExistsError()
         seats = await self._check_seats(tenant_id, plan, request.seats)
         subscription = Subscription(tenant_id=tenant_id, plan_code=plan.code, seats=seats)
-        await self.repo.add_subscription(subscription)
+        if not await self.repo.add_subscription(subscription):
+            raise SubscriptionExistsError()
         jobs.enqueue(SYNC_SUBSCRIPTION, str(subscription.id))
         log.info("billing.subscription_requested", subscription_id=str(subscription.id))
         return subscription_read(subscription)

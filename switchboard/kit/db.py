@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -25,6 +25,12 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
 )
 
 
+def violated_constraint(error: IntegrityError) -> str | None:
+    """The name of the constraint or unique index the statement broke, as Postgres reports it."""
+    diagnostics = getattr(error.orig, "diag", None)
+    return getattr(diagnostics, "constraint_name", None)
+
+
 def database_url(raw: str) -> URL:
     """Normalise any PostgreSQL URL to the psycopg 3 driver."""
     url = make_url(raw)
@@ -41,6 +47,9 @@ def create_engine(
         pool_timeout=settings.pool_timeout_seconds,
         pool_pre_ping=True,
         echo=settings.echo,
+        # Bound values are client data (messages, emails, tokens): keep them out of every
+        # exception text and log line the engine writes.
+        hide_parameters=True,
         connect_args={
             "connect_timeout": settings.connect_timeout_seconds,
             "application_name": application_name,
