@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Depends, Form, Query, Request, Response
 
 from api.deps import CurrentPrincipal, Identity, Limits, RedisClient, Replays, RequireMember
 from switchboard.auth.principal import Principal
@@ -20,6 +19,7 @@ from switchboard.identity.schemas import (
     MemberRead,
     MemberUpdate,
     MeRead,
+    PasswordForm,
     RefreshRequest,
     RegisterRequest,
     RegisterResult,
@@ -30,7 +30,11 @@ from switchboard.identity.schemas import (
     TokenPair,
 )
 from switchboard.identity.service import Client, IdentityService
+from switchboard.kit.pagination import Page
 from switchboard.kit.ratelimit import RateLimiter
+from switchboard.kit.text import SafeStr
+
+T = TypeVar("T")
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 tenant_router = APIRouter(prefix="/api/v1/tenant", tags=["tenant"])
@@ -43,6 +47,23 @@ UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Bad crede
 THROTTLED: dict[int | str, dict[str, Any]] = {
     429: {"description": "Too many requests from this address, or from everyone; see Retry-After."}
 }
+SIGN_IN_REFUSED: dict[int | str, dict[str, Any]] = {
+    **UNAUTHORIZED,
+    423: {"description": "The account is locked; see Retry-After."},
+    429: {
+        "description": "Too many failed sign-ins from this address, or from everyone; "
+        "see Retry-After."
+    },
+}
+
+# A page of members or invitations: `limit` rows at most, the next page's link in `Link`.
+PAGE_SIZE_DEFAULT = 100
+PAGE_SIZE_MAX = 500
+PageSize = Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX, description="Rows per page (at most 500).")]
+Cursor = Annotated[
+    SafeStr | None,
+    Query(max_length=200, description='The cursor of the `Link: rel="next"` of the last page.'),
+]
 
 
 def client_of(request: Request) -> Client:
@@ -60,19 +81,20 @@ async def register(
     return await identity.register(body)
 
 
-@router.post("/login", response_model=TokenPair, responses=UNAUTHORIZED)
+@router.post("/login", response_model=TokenPair, responses=SIGN_IN_REFUSED)
 async def login(body: LoginRequest, request: Request, identity: Identity) -> TokenPair:
     """Exchange email and password for an access token and a refresh token.
 
     Wrong email and wrong password answer the same 401. Repeated failures lock the account
-    (423 with `Retry-After`); too many attempts from one address answer 429.
+    (423 with `Retry-After`); too many failed sign-ins from one address, or from everyone in a
+    minute, answer 429 with `Retry-After`.
     """
     return await _sign_in(identity, body.email, body.password, request, body)
 
 
-@router.post("/token", response_model=TokenPair, responses=UNAUTHORIZED)
+@router.post("/token", response_model=TokenPair, responses=SIGN_IN_REFUSED)
 async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[PasswordForm, Form()],
     request: Request,
     identity: Identity,
 ) -> TokenPair:
@@ -177,9 +199,18 @@ async def accept_invitation(
 
 
 @tenant_router.get("/members", response_model=list[MemberRead])
-async def members(principal: Member, identity: Identity) -> list[MemberRead]:
-    """The tenant's members, oldest first. Any member."""
-    return await identity.members(principal)
+async def members(
+    principal: Member,
+    identity: Identity,
+    request: Request,
+    response: Response,
+    limit: PageSize = PAGE_SIZE_DEFAULT,
+    cursor: Cursor = None,
+) -> list[MemberRead]:
+    """The tenant's members, oldest first, `limit` (100, at most 500) at a time; when more
+    follow, `Link: <...>; rel="next"` gives the next page's URL. Any member."""
+    page = await identity.members(principal, limit=limit, cursor=cursor)
+    return _page(page, request, response)
 
 
 @tenant_router.patch("/members/{user_id}", response_model=MemberRead)
@@ -208,10 +239,18 @@ async def invite(body: InvitationCreate, principal: Manager, identity: Identity)
 
 
 @tenant_router.get("/invitations", response_model=list[InvitationRead])
-async def invitations(principal: Manager, identity: Identity) -> list[InvitationRead]:
-    """The tenant's pending invitations (neither accepted, revoked nor expired). Owner or
-    admin."""
-    return await identity.invitations(principal)
+async def invitations(
+    principal: Manager,
+    identity: Identity,
+    request: Request,
+    response: Response,
+    limit: PageSize = PAGE_SIZE_DEFAULT,
+    cursor: Cursor = None,
+) -> list[InvitationRead]:
+    """The tenant's pending invitations (neither accepted, revoked nor expired), oldest first,
+    paged as the members are. Owner or admin."""
+    page = await identity.invitations(principal, limit=limit, cursor=cursor)
+    return _page(page, request, response)
 
 
 @tenant_router.delete("/invitations/{invitation_id}", status_code=204)
@@ -222,3 +261,10 @@ async def revoke_invitation(
     Owner or admin."""
     await identity.revoke_invitation(principal, invitation_id)
     return Response(status_code=204)
+
+
+def _page(page: Page[T], request: Request, response: Response) -> list[T]:
+    if page.next_cursor is not None:
+        following = request.url.include_query_params(cursor=page.next_cursor)
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+    return page.items

@@ -40,6 +40,7 @@ from switchboard.identity.secrets import (
     token_pepper,
 )
 from switchboard.identity.sessions import Client, SessionService
+from switchboard.kit.pagination import Page, decode_cursor, keyset_page
 from switchboard.models import Invitation, User
 from switchboard.settings import Settings
 
@@ -100,9 +101,19 @@ class InvitationService:
         )
         return InvitationRead.model_validate(invitation)
 
-    async def pending(self, principal: Principal) -> list[InvitationRead]:
-        rows = await self.repo.pending_invitations(principal.tenant_id, datetime.now(UTC))
-        return [InvitationRead.model_validate(row) for row in rows]
+    async def pending(
+        self, principal: Principal, *, limit: int, cursor: str | None
+    ) -> Page[InvitationRead]:
+        after = decode_cursor(cursor) if cursor is not None else None
+        rows = await self.repo.pending_invitations(
+            principal.tenant_id, datetime.now(UTC), after=after, limit=limit + 1
+        )
+        return keyset_page(
+            rows,
+            limit,
+            key=lambda row: (row.created_at, row.id),
+            read=InvitationRead.model_validate,
+        )
 
     async def revoke(self, actor: Principal, invitation_id: uuid.UUID) -> None:
         if not await self.repo.revoke_invitation(actor.tenant_id, invitation_id, datetime.now(UTC)):

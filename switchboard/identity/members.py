@@ -17,6 +17,7 @@ from switchboard.auth.principal import OPERATOR_ROLE, Principal
 from switchboard.identity.errors import LastOwnerError, MemberNotFoundError
 from switchboard.identity.repository import IdentityRepository
 from switchboard.identity.schemas import MemberRead, TenantMembershipRead
+from switchboard.kit.pagination import Page, decode_cursor, keyset_page
 from switchboard.models import Membership, User, UserProfile
 
 log = structlog.get_logger("switchboard.identity")
@@ -44,8 +45,14 @@ class MembersService:
             for membership, tenant in await self.repo.memberships_of(principal.subject)
         ]
 
-    async def members(self, tenant_id: uuid.UUID) -> list[MemberRead]:
-        return [_member_read(*row) for row in await self.repo.members(tenant_id)]
+    async def members(
+        self, tenant_id: uuid.UUID, *, limit: int, cursor: str | None
+    ) -> Page[MemberRead]:
+        after = decode_cursor(cursor) if cursor is not None else None
+        rows = await self.repo.members(tenant_id, after=after, limit=limit + 1)
+        return keyset_page(
+            rows, limit, key=lambda row: (row[0].created_at, row[0].id), read=_read_row
+        )
 
     async def change_role(self, actor: Principal, user_id: uuid.UUID, role: str) -> MemberRead:
         membership, user, profile = await self._member(actor, user_id, role)
@@ -104,6 +111,10 @@ class MembersService:
             raise LastOwnerError(
                 "The tenant's last owner cannot be demoted or removed; make another owner first."
             )
+
+
+def _read_row(row: tuple[Membership, User, UserProfile | None]) -> MemberRead:
+    return _member_read(*row)
 
 
 def _member_read(membership: Membership, user: User, profile: UserProfile | None) -> MemberRead:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.identity.passwords import PasswordHash
+from switchboard.kit.pagination import CreatedKey
 from switchboard.models import (
     Invitation,
     Membership,
@@ -250,18 +251,27 @@ class IdentityRepository:
         return [(membership, tenant) for membership, tenant in rows]
 
     async def members(
-        self, tenant_id: uuid.UUID, user_id: uuid.UUID | None = None
+        self,
+        tenant_id: uuid.UUID,
+        user_id: uuid.UUID | None = None,
+        *,
+        after: CreatedKey | None = None,
+        limit: int | None = None,
     ) -> list[tuple[Membership, User, UserProfile | None]]:
-        """The tenant's members (or the one with ``user_id``), oldest first."""
+        """The tenant's members (or the one with ``user_id``), oldest first; with ``after``,
+        those that come after the membership of that ``(created_at, id)``."""
         query = (
             select(Membership, User, UserProfile)
             .join(User, User.id == Membership.user_id)
             .outerjoin(UserProfile, UserProfile.user_id == Membership.user_id)
             .where(Membership.tenant_id == tenant_id)
             .order_by(Membership.created_at, Membership.id)
+            .limit(limit)
         )
         if user_id is not None:
             query = query.where(Membership.user_id == user_id)
+        if after is not None:
+            query = query.where(tuple_(Membership.created_at, Membership.id) > tuple_(*after))
         rows = await self.session.execute(query)
         return [(membership, user, profile) for membership, user, profile in rows]
 
@@ -319,17 +329,22 @@ class IdentityRepository:
         )
         return result.first() is not None
 
-    async def pending_invitations(self, tenant_id: uuid.UUID, now: datetime) -> list[Invitation]:
-        """Neither accepted, revoked nor expired; oldest first."""
-        rows = await self.session.scalars(
+    async def pending_invitations(
+        self, tenant_id: uuid.UUID, now: datetime, *, after: CreatedKey | None, limit: int
+    ) -> list[Invitation]:
+        """Neither accepted, revoked nor expired; oldest first, from after ``after``."""
+        query = (
             select(Invitation)
             .where(
                 Invitation.tenant_id == tenant_id,
                 Invitation.pending_at(now),
             )
             .order_by(Invitation.created_at, Invitation.id)
+            .limit(limit)
         )
-        return list(rows)
+        if after is not None:
+            query = query.where(tuple_(Invitation.created_at, Invitation.id) > tuple_(*after))
+        return list(await self.session.scalars(query))
 
     async def invitation_by_selector(self, selector: str) -> Invitation | None:
         query = select(Invitation).where(Invitation.selector == selector)

@@ -27,6 +27,17 @@ class LoginRequest(InputModel):
     tenant_id: uuid.UUID | None = None
 
 
+class PasswordForm(InputModel):
+    """The OAuth2 password grant as a form (RFC 6749, section 4.3.2), as `POST /token` reads it."""
+
+    grant_type: Literal["password"] | None = None
+    username: str = Field(min_length=1, max_length=320)
+    password: str = Password
+    scope: str = Field("", max_length=1024)
+    client_id: str | None = Field(None, max_length=64)
+    client_secret: str | None = Field(None, max_length=200)
+
+
 class RefreshRequest(InputModel):
     refresh_token: str = Field(min_length=1, max_length=4096)
 

@@ -38,6 +38,7 @@ from switchboard.identity.service_accounts import (
 from switchboard.identity.sessions import Client, SessionService
 from switchboard.identity.throttle import LoginThrottle
 from switchboard.kit.db import SessionMaker
+from switchboard.kit.pagination import Page
 from switchboard.kit.ratelimit import RateLimiter
 from switchboard.settings import Settings
 
@@ -116,8 +117,10 @@ class IdentityService:
     async def tenants(self, principal: Principal) -> list[TenantMembershipRead]:
         return await self._members.tenants(principal)
 
-    async def members(self, principal: Principal) -> list[MemberRead]:
-        return await self._members.members(principal.tenant_id)
+    async def members(
+        self, principal: Principal, *, limit: int, cursor: str | None
+    ) -> Page[MemberRead]:
+        return await self._members.members(principal.tenant_id, limit=limit, cursor=cursor)
 
     async def change_member_role(
         self, actor: Principal, user_id: uuid.UUID, role: str
@@ -130,8 +133,10 @@ class IdentityService:
     async def invite(self, actor: Principal, email: str, role: str) -> InvitationRead:
         return await self._invitations.invite(actor, email, role)
 
-    async def invitations(self, principal: Principal) -> list[InvitationRead]:
-        return await self._invitations.pending(principal)
+    async def invitations(
+        self, principal: Principal, *, limit: int, cursor: str | None
+    ) -> Page[InvitationRead]:
+        return await self._invitations.pending(principal, limit=limit, cursor=cursor)
 
     async def revoke_invitation(self, actor: Principal, invitation_id: uuid.UUID) -> None:
         await self._invitations.revoke(actor, invitation_id)

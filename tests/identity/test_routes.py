@@ -85,6 +85,28 @@ async def test_oauth2_form_login(client: AsyncClient) -> None:
     assert bad.status_code == 401
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("username", "user\x00@example.com"),
+        ("password", "a long enough\x00passphrase"),
+        ("scope", "runs:read\x00"),
+        ("grant_type", "client_credentials"),
+    ],
+)
+async def test_token_form_refuses_unsafe_text_with_422_naming_the_field(
+    client: AsyncClient, field: str, value: str
+) -> None:
+    form = {"username": new_email(), "password": PASSWORD, field: value}
+
+    refused = await client.post("/api/v1/auth/token", data=form)
+
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"].startswith(PROBLEM)
+    assert refused.json()["code"] == "validation_error"
+    assert field in refused.json()["detail"]
+
+
 async def test_email_is_unique_whatever_its_case(client: AsyncClient) -> None:
     email = new_email()
     await register(client, email)
