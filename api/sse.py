@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import anyio
+import structlog
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
@@ -13,6 +14,9 @@ from switchboard.runs.errors import EventsLostError
 from switchboard.runs.events import RunEvent
 from switchboard.runs.metrics import EVENTS_RELAYED, STREAMS_INTERRUPTED, STREAMS_OPEN
 from switchboard.runs.settings import RunsSettings
+from switchboard.runs.stream import StreamFailedError
+
+log = structlog.get_logger("switchboard.api")
 
 # Proxies must neither cache the stream nor buffer it (nginx honours X-Accel-Buffering).
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -38,8 +42,11 @@ async def _frames(batches: AsyncIterator[list[RunEvent]]) -> AsyncIterator[bytes
         async for batch in batches:
             yield b"".join(_encode(event) for event in batch)
             EVENTS_RELAYED.inc(len(batch))
-    except EventsLostError as exc:
+    except (EventsLostError, StreamFailedError) as exc:
+        # The response has started: the stream ends with an event saying why, not mid-body.
         # No id: the client's Last-Event-ID stays at the last event it really received.
+        if isinstance(exc, StreamFailedError):
+            log.error("runs.stream_failed", run_id=exc.run_id, exc_info=exc.__cause__)
         STREAMS_INTERRUPTED.labels(exc.code).inc()
         yield ServerSentEvent(
             event=STREAM_ERROR,

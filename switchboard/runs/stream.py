@@ -16,6 +16,22 @@ from switchboard.runs.hub import RESYNC, EventHub, Resync
 TerminalLookup = Callable[[int], Awaitable[RunEvent | None]]
 
 
+class StreamFailedError(Exception):
+    """Following the run failed for a reason other than lost events: Redis or Postgres
+    refused a command (other than by being out of reach, which the stream waits out), or the
+    buffer held an entry that does not decode. The cause is chained; the message is for the
+    client."""
+
+    code = "stream_failed"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            "The stream failed; reconnect with Last-Event-ID to resume it, or read the run"
+            " for its outcome."
+        )
+        self.run_id = run_id
+
+
 async def follow_batches(
     run_id: str,
     *,
@@ -32,38 +48,44 @@ async def follow_batches(
     The subscription is taken before the buffer is read, so an event published in between
     arrives twice at worst, and the duplicate is dropped by its sequence number. Pub/sub
     delivers at most once, so a stream that hears nothing for ``resync_seconds`` reads the
-    buffer again. Raises ``EventsLostError`` when the buffer no longer holds the next event.
+    buffer again. Raises ``EventsLostError`` when the buffer no longer holds the next event,
+    and ``StreamFailedError`` for any other failure on the way.
     """
-    async with hub.subscribe(run_id) as subscription:
-        last = after
-        items: list[list[RunEvent] | Resync] = [RESYNC]
-        while True:
-            out: list[RunEvent] = []
-            ended, lost = False, None
-            for item in items:
-                if isinstance(item, Resync) or item[0].seq > last + 1:
-                    batch = await _catch_up(redis, run_id, last, terminal_from_database)
-                else:
-                    batch = item
+    try:
+        async with hub.subscribe(run_id) as subscription:
+            last = after
+            items: list[list[RunEvent] | Resync] = [RESYNC]
+            while True:
+                out: list[RunEvent] = []
+                ended, lost = False, None
+                for item in items:
+                    if isinstance(item, Resync) or item[0].seq > last + 1:
+                        batch = await _catch_up(redis, run_id, last, terminal_from_database)
+                    else:
+                        batch = item
+                    try:
+                        last, ended = _take(run_id, batch, last, out)
+                    except EventsLostError as exc:
+                        lost = exc
+                    if ended or lost:
+                        break
+                if out:
+                    yield out  # what came before a gap still goes out
+                if lost:
+                    raise lost
+                if ended:
+                    return
                 try:
-                    last, ended = _take(run_id, batch, last, out)
-                except EventsLostError as exc:
-                    lost = exc
-                if ended or lost:
-                    break
-            if out:
-                yield out  # what came before a gap still goes out
-            if lost:
-                raise lost
-            if ended:
-                return
-            try:
-                async with asyncio.timeout(resync_seconds):
-                    items = [await subscription.queue.get()]
-            except TimeoutError:
-                items = [RESYNC]
-            while not subscription.queue.empty():
-                items.append(subscription.queue.get_nowait())
+                    async with asyncio.timeout(resync_seconds):
+                        items = [await subscription.queue.get()]
+                except TimeoutError:
+                    items = [RESYNC]
+                while not subscription.queue.empty():
+                    items.append(subscription.queue.get_nowait())
+    except EventsLostError:
+        raise
+    except Exception as exc:
+        raise StreamFailedError(run_id) from exc
 
 
 def _take(
