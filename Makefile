@@ -11,6 +11,12 @@ COVERAGE_FLOOR := 95
 # Shared by the processes `make dev` starts, so /metrics adds up every API worker.
 METRICS_DIR := $(RUN_DIR)/metrics
 
+# Settings default to production. These targets are for a developer's machine: everything they
+# run gets ENVIRONMENT=development, unless the environment or .env names another.
+ifeq ($(origin ENVIRONMENT)$(shell grep -s '^ENVIRONMENT=' .env),undefined)
+export ENVIRONMENT := development
+endif
+
 .PHONY: help venv dev services migrate test lint format bench clean
 
 help: ## List the targets

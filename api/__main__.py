@@ -16,7 +16,9 @@ def main() -> None:
         port=settings.api.port,
         workers=settings.api.workers,
         timeout_keep_alive=settings.api.keep_alive_seconds,
-        proxy_headers=True,
+        # The app believes X-Forwarded-* from API_TRUSTED_PROXIES only; uvicorn's own
+        # handling would also trust FORWARDED_ALLOW_IPS.
+        proxy_headers=False,
         log_config=None,
     )
 

@@ -5,13 +5,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
+from typing import Any, cast
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api.errors import install_error_handlers
 from api.metrics import metrics_endpoint
-from api.middleware import BodySizeLimitMiddleware, MetricsMiddleware, RequestContextMiddleware
+from api.middleware import (
+    BodySizeLimitMiddleware,
+    MetricsMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
 from api.routes import agents, auth, billing, conversations, health, identity, retention, runs
 from switchboard.agents.factory import create_agent_runtime
 from switchboard.auth.authority import TokenAuthority
@@ -28,6 +36,29 @@ from switchboard.runs.admission import Admission, StreamSlots
 from switchboard.runs.events import EventPublisher
 from switchboard.runs.hub import EventHub
 from switchboard.settings import Settings, settings_or_exit
+
+
+class SwitchboardApp(FastAPI):
+    """FastAPI with the proxy and security headers around the whole stack.
+
+    Outside Starlette's error middleware, not inside it with the other middleware: the 500 it
+    renders carries the security headers too, and every layer sees the client's address and
+    scheme, never a forged one.
+    """
+
+    def __init__(self, *, trusted_proxies: list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.trusted_proxies = trusted_proxies
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app = SecurityHeadersMiddleware(super().build_middleware_stack())
+        if not self.trusted_proxies:
+            return app
+        # Only a peer in these networks may name the client (the right-most address of
+        # X-Forwarded-For outside them) and the scheme; uvicorn runs with proxy_headers off.
+        # uvicorn types ASGI callables more narrowly than Starlette; both are plain ASGI.
+        proxied = ProxyHeadersMiddleware(cast(Any, app), trusted_hosts=self.trusted_proxies)
+        return cast(ASGIApp, proxied)
 
 
 def create_app(settings: Settings | None = None, *, job_sender: JobSender | None = None) -> FastAPI:
@@ -65,11 +96,18 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
                 await app.state.stream_slots.stop()
                 await app.state.event_hub.stop()
 
-    app = FastAPI(
+    docs = settings.api.docs_enabled
+    if docs is None:
+        docs = settings.environment.local
+    app = SwitchboardApp(
+        trusted_proxies=[str(network) for network in settings.api.trusted_proxies],
         title="Switchboard",
         version=version("switchboard"),
         summary="Backend for AI-agent chat products.",
         lifespan=lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.api.max_body_bytes)
@@ -92,7 +130,11 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
     app.include_router(agents.router)
     app.include_router(billing.router)
     app.include_router(retention.router)
-    app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
+    app.add_api_route(
+        "/metrics",
+        metrics_endpoint(settings.api.metrics_token, open_without_token=settings.environment.local),
+        include_in_schema=False,
+    )
     return app
 
 

@@ -3,11 +3,20 @@
 With ``PROMETHEUS_MULTIPROC_DIR`` set (as ``make dev`` and the deployment do), every process
 writes its samples there and ``/metrics`` aggregates them, so several uvicorn workers report
 one consistent set of series.
+
+``API_METRICS_TOKEN`` set, ``/metrics`` answers only ``Authorization: Bearer <token>`` (what
+Prometheus sends with an ``authorization`` scrape setting). Unset, it is open in development
+and test and answers 404 elsewhere, as if there were no such route.
 """
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Awaitable, Callable
+
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from pydantic import SecretStr
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -32,5 +41,21 @@ HTTP_IN_PROGRESS = Gauge(
 )
 
 
-async def metrics_endpoint(_: Request) -> Response:
-    return Response(generate_latest(exposition_registry()), media_type=CONTENT_TYPE_LATEST)
+def metrics_endpoint(
+    token: SecretStr | None, *, open_without_token: bool
+) -> Callable[[Request], Awaitable[Response]]:
+    expected = f"Bearer {token.get_secret_value()}".encode() if token else None
+
+    async def metrics(request: Request) -> Response:
+        if expected is None:
+            if not open_without_token:
+                raise HTTPException(404, "Not Found")
+        else:
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                raise HTTPException(
+                    401, "a valid metrics bearer token is required", {"WWW-Authenticate": "Bearer"}
+                )
+        return Response(generate_latest(exposition_registry()), media_type=CONTENT_TYPE_LATEST)
+
+    return metrics

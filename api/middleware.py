@@ -1,4 +1,5 @@
-"""Plain ASGI middleware: request ids, access logs, metrics and body size limits."""
+"""Plain ASGI middleware: request ids, access logs, metrics, body size limits and security
+headers."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 import uuid
 
 import structlog
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,6 +18,8 @@ from api.metrics import HTTP_IN_PROGRESS, HTTP_LATENCY, HTTP_REQUESTS
 log = structlog.get_logger("switchboard.api")
 
 REQUEST_ID_HEADER = "x-request-id"
+# Two years, the value the HSTS preload list asks for.
+HSTS = "max-age=63072000; includeSubDomains"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -137,3 +141,31 @@ class BodySizeLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class SecurityHeadersMiddleware:
+    """``nosniff`` on every response, and HSTS on those sent over TLS.
+
+    The scheme is the connection's, or the one a trusted proxy reports in
+    ``X-Forwarded-Proto`` (this middleware runs inside the proxy-headers one).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        over_tls = scope.get("scheme") == "https"
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                headers = MutableHeaders(scope=message)
+                headers["x-content-type-options"] = "nosniff"
+                if over_tls:
+                    headers["strict-transport-security"] = HSTS
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

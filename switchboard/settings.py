@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import enum
 import json
+import secrets
 import sys
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 from pydantic import (
@@ -20,13 +22,14 @@ from pydantic import (
     RedisDsn,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
-from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from switchboard.agents.settings import OfflineSettings, OpenAISettings
-from switchboard.auth.settings import AuthSettings, IdpMode, NonceBackend
+from switchboard.auth.settings import AuthSettings, IdpMode, KeyStoreKind, NonceBackend
 from switchboard.billing.settings import BillingSettings, StripeSettings
 from switchboard.identity.settings import IdentitySettings
 from switchboard.kit.secrets import insecure_default, is_insecure_default
@@ -44,8 +47,13 @@ class Environment(enum.StrEnum):
     production = "production"
 
     @property
-    def allows_insecure_defaults(self) -> bool:
+    def local(self) -> bool:
+        """A developer's machine: development or test."""
         return self in (Environment.development, Environment.test)
+
+    @property
+    def allows_insecure_defaults(self) -> bool:
+        return self.local
 
 
 class LogFormat(enum.StrEnum):
@@ -76,6 +84,42 @@ class ApiSettings(BaseModel):
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (JSON list)."
     )
+    trusted_proxies: list[IPv4Network | IPv6Network] = Field(
+        default_factory=list,
+        description=(
+            "Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (JSON list of"
+            " addresses and CIDR networks); from any other peer both headers are ignored."
+        ),
+    )
+    docs_enabled: bool | None = Field(
+        None,
+        description=(
+            "Serve /docs, /redoc and /openapi.json (true or false); empty: only in development"
+            " and test."
+        ),
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description=(
+            "Bearer token /metrics requires. Empty: /metrics is open in development and test"
+            " and answers 404 elsewhere."
+        ),
+    )
+
+    @field_validator("docs_enabled", "metrics_token", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _not_everyone(
+        cls, value: list[IPv4Network | IPv6Network]
+    ) -> list[IPv4Network | IPv6Network]:
+        if any(network.prefixlen == 0 for network in value):
+            raise ValueError("a /0 network would let every client choose its own address")
+        return value
 
 
 class DatabaseSettings(BaseModel):
@@ -161,7 +205,15 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    environment: Environment = Environment.development
+    environment: Environment = Environment.production
+    unread_secrets: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Secrets this process never reads (JSON list of variable names). Outside"
+            " development and test their development default is not refused: the process"
+            " gets a random value nobody knows instead."
+        ),
+    )
     api: ApiSettings = ApiSettings()
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()
@@ -187,33 +239,61 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _unread_secrets_are_secrets(self) -> Settings:
+        known = {env_name(area, field) for area, field, _, _ in self._dev_secrets()}
+        unknown = sorted(set(self.unread_secrets) - known)
+        if unknown:
+            raise ValueError(
+                f"UNREAD_SECRETS names no secret with a development default: {', '.join(unknown)}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:
         if self.environment.allows_insecure_defaults:
             return self
-        offending = [
-            env_name(area, field)
-            for area, field, value, info in self._secrets()
-            if is_insecure_default(info) and value == info.get_default(call_default_factory=True)
-        ]
+        offending = []
+        for area, field, value, default in self._dev_secrets():
+            if value != default:
+                continue
+            name = env_name(area, field)
+            if name in self.unread_secrets:
+                # Read by mistake after all, a random value fails loudly; the public default
+                # would quietly work.
+                setattr(getattr(self, area), field, _unknowable(value))
+            elif name == "AUTH_KEY_ENCRYPTION_KEY" and self.auth.key_store is not KeyStoreKind.file:
+                continue  # only the file key store reads it
+            else:
+                offending.append(name)
         if self.auth.nonce_backend is NonceBackend.memory:
             offending.append("AUTH_NONCE_BACKEND (memory is for development only)")
         if self.identity.bcrypt_cost < PRODUCTION_MIN_BCRYPT_COST:
             offending.append(f"IDENTITY_BCRYPT_COST (at least {PRODUCTION_MIN_BCRYPT_COST})")
         if offending:
             raise ValueError(
-                f"insecure development defaults are refused when ENVIRONMENT={self.environment}:"
-                f" set {', '.join(offending)}"
+                f"insecure development defaults are refused when ENVIRONMENT={self.environment}"
+                f" (a developer's machine sets ENVIRONMENT=development): set {', '.join(offending)}"
             )
         return self
 
-    def _secrets(self) -> list[tuple[str, str, Any, FieldInfo]]:
+    def _dev_secrets(self) -> list[tuple[str, str, Any, Any]]:
+        """Every secret with a development default: area, field, value and that default."""
         found = []
         for area in type(self).model_fields:
             model = getattr(self, area)
             if isinstance(model, BaseModel):
                 for name, info in type(model).model_fields.items():
-                    found.append((area, name, getattr(model, name), info))
+                    if is_insecure_default(info):
+                        default = info.get_default(call_default_factory=True)
+                        found.append((area, name, getattr(model, name), default))
         return found
+
+
+def _unknowable(default: Any) -> Any:
+    """A random value of the same shape as a secret's default (a secret, or a map of them)."""
+    if isinstance(default, dict):
+        return {key: _unknowable(value) for key, value in default.items()}
+    return SecretStr(secrets.token_urlsafe(32))
 
 
 def env_name(*loc: str | int) -> str:
@@ -242,14 +322,19 @@ def render_env_example() -> str:
         "# Switchboard configuration. Every variable, with its default.",
         "# Generated by `switchboard config example`; the tests keep this file in step.",
         "",
-        "# development, test, staging or production; insecure defaults are refused outside",
-        "# development and test.",
+        "# development, test, staging or production; unset, it is production. Insecure defaults",
+        "# are refused outside development and test; this file is for a developer's machine.",
         f"ENVIRONMENT={Environment.development.value}",
     ]
-    for area, area_field in Settings.model_fields.items():
-        model = area_field.annotation
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            continue
+    areas = []
+    for name, info in Settings.model_fields.items():
+        model = info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            areas.append((name, model))
+        elif name != "environment":
+            default = info.get_default(call_default_factory=True)
+            lines += ["", f"# {info.description}", f"{env_name(name)}={_example_value(default)}"]
+    for area, model in areas:
         lines += ["", f"# --- {area} ---"]
         for name, info in model.model_fields.items():
             default = info.get_default(call_default_factory=True)
@@ -274,6 +359,9 @@ def load_settings(**overrides: Any) -> Settings:
     """Build settings, turning validation errors into one message per offending variable."""
     try:
         return Settings(**overrides)
+    except PydanticSettingsError as exc:
+        # A list or map variable that is not JSON; pydantic-settings names only the area.
+        raise SettingsError(f"invalid configuration:\n  {exc}: lists and maps are JSON") from None
     except ValidationError as exc:
         lines = []
         for error in exc.errors():

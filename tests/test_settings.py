@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from switchboard.settings import (
     Environment,
@@ -26,17 +28,30 @@ PRODUCTION_SECRETS = {
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No setting of the test session; ENVIRONMENT=development, as `make dev` sets it."""
     for name in (
         *PRODUCTION_SECRETS,
-        "ENVIRONMENT",
         "IDENTITY_BCRYPT_COST",
         "AUTH_IDP_MODE",
         "AUTH_NONCE_BACKEND",
+        "AUTH_KEY_STORE",
         "DATABASE_POOL_SIZE",
         "DATABASE_URL",
+        "UNREAD_SECRETS",
+        "API_TRUSTED_PROXIES",
+        "API_DOCS_ENABLED",
+        "API_METRICS_TOKEN",
     ):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ENVIRONMENT", "development")
     return monkeypatch
+
+
+def production(env: pytest.MonkeyPatch, *, without: tuple[str, ...] = ()) -> None:
+    env.setenv("ENVIRONMENT", "production")
+    for name, value in PRODUCTION_SECRETS.items():
+        if name not in without:
+            env.setenv(name, value)
 
 
 def test_areas_are_read_from_prefixed_variables(clean_env: pytest.MonkeyPatch) -> None:
@@ -113,9 +128,11 @@ def test_env_example_documents_every_variable() -> None:
     committed = (ROOT / ".env.example").read_text()
     assert committed == render_env_example(), "run: switchboard config example > .env.example"
     for area, field in Settings.model_fields.items():
-        if area == "environment":
+        model = field.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            assert f"\n{area.upper()}=" in committed
             continue
-        for name in field.annotation.model_fields:  # type: ignore[union-attr]
+        for name in model.model_fields:
             assert f"\n{area.upper()}_{name.upper()}=" in committed
 
 
@@ -137,4 +154,90 @@ def test_demo_identity_mode_is_refused_outside_development(
     clean_env.setenv("AUTH_IDP_MODE", "demo")
 
     with pytest.raises(SettingsError, match="AUTH_IDP_MODE"):
+        load_settings(_env_file=None)
+
+
+def test_environment_defaults_to_production(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.delenv("ENVIRONMENT")
+
+    with pytest.raises(SettingsError, match="ENVIRONMENT=production") as refused:
+        load_settings(_env_file=None)
+    assert "FLOWER_PASSWORD" in str(refused.value)
+
+    production(clean_env)
+    clean_env.delenv("ENVIRONMENT")
+    assert load_settings(_env_file=None).environment is Environment.production
+
+
+def test_unread_secrets_get_a_random_value_instead_of_the_default(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    unread = ("FLOWER_PASSWORD", "IDENTITY_PASSWORD_PEPPERS")
+    production(clean_env, without=unread)
+    with pytest.raises(SettingsError, match="FLOWER_PASSWORD"):
+        load_settings(_env_file=None)
+
+    clean_env.setenv("UNREAD_SECRETS", json.dumps(unread))
+    first, second = load_settings(_env_file=None), load_settings(_env_file=None)
+
+    development = Settings(environment=Environment.development, _env_file=None)
+    passwords = {s.flower.password.get_secret_value() for s in (first, second, development)}
+    assert len(passwords) == 3  # neither the public default nor the same value twice
+    peppers = first.identity.password_peppers
+    assert peppers.keys() == development.identity.password_peppers.keys()
+    assert peppers[1] != development.identity.password_peppers[1]
+    # A secret that is given keeps its value even when listed.
+    assert first.auth.refresh_token_pepper.get_secret_value() == "another-real-secret"
+
+
+def test_unread_secrets_must_name_secrets(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("UNREAD_SECRETS", '["FLOWER_PASSWORD", "FLOWER_PASWORD", "API_HOST"]')
+
+    with pytest.raises(SettingsError) as refused:
+        load_settings(_env_file=None)
+    assert "no secret with a development default: API_HOST, FLOWER_PASWORD" in str(refused.value)
+
+
+def test_key_encryption_key_is_refused_only_for_the_file_key_store(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    production(clean_env, without=("AUTH_KEY_ENCRYPTION_KEY",))
+    with pytest.raises(SettingsError, match="AUTH_KEY_ENCRYPTION_KEY"):
+        load_settings(_env_file=None)
+
+    clean_env.setenv("AUTH_KEY_STORE", "vault")
+    assert load_settings(_env_file=None).auth.key_store.value == "vault"
+
+
+def test_trusted_proxies_are_addresses_or_networks(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("API_TRUSTED_PROXIES", '["10.0.0.0/8", "192.0.2.7", "fd00::/8"]')
+    proxies = load_settings(_env_file=None).api.trusted_proxies
+    assert [str(network) for network in proxies] == ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]
+
+    for refused in ('["10.0.0.1/8"]', '["ingress"]', '["0.0.0.0/0"]', '["::/0"]'):
+        clean_env.setenv("API_TRUSTED_PROXIES", refused)
+        with pytest.raises(SettingsError, match="API_TRUSTED_PROXIES"):
+            load_settings(_env_file=None)
+
+    clean_env.setenv("API_TRUSTED_PROXIES", "10.0.0.0/8")
+    with pytest.raises(SettingsError, match=r'"api".*JSON'):
+        load_settings(_env_file=None)
+
+
+def test_docs_toggle_and_metrics_token_read_empty_as_unset(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    clean_env.setenv("API_DOCS_ENABLED", "")
+    clean_env.setenv("API_METRICS_TOKEN", "")
+    empty = load_settings(_env_file=None).api
+    assert (empty.docs_enabled, empty.metrics_token) == (None, None)
+
+    clean_env.setenv("API_DOCS_ENABLED", "true")
+    clean_env.setenv("API_METRICS_TOKEN", "a-long-random-metrics-token")
+    given = load_settings(_env_file=None).api
+    assert given.docs_enabled is True
+    assert given.metrics_token is not None
+
+    clean_env.setenv("API_METRICS_TOKEN", "short")
+    with pytest.raises(SettingsError, match="API_METRICS_TOKEN"):
         load_settings(_env_file=None)
