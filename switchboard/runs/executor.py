@@ -31,6 +31,7 @@ from switchboard.runs.admission import RunSlots
 from switchboard.runs.cancel import CancelNotices
 from switchboard.runs.emitter import REDIS_DOWN, RunEmitter
 from switchboard.runs.events import EventPublisher, EventType, cancel_key, lease_key
+from switchboard.runs.failures import failure_of
 from switchboard.runs.metrics import (
     QUEUE_WAIT,
     RUNS_ACTIVE,
@@ -118,8 +119,10 @@ class RunExecutor:
             await self._finish_cancelled(run, progress)
             return "cancelled"
         except Exception as exc:
-            log.exception("runs.failed", run_id=str(run.id))
-            await self._finish_failed(run, progress, "agent_error", _safe_message(exc))
+            failure = failure_of(exc)
+            # The exception's text goes to the log only; the client gets the fixed message.
+            log.exception("runs.failed", run_id=str(run.id), code=failure.code)
+            await self._finish_failed(run, progress, failure.code, failure.message)
             return "failed"
         await self._finish_succeeded(run, progress, usage)
         return "succeeded"
@@ -372,8 +375,3 @@ def _arguments(raw: object) -> object:
         except ValueError:
             return raw
     return raw
-
-
-def _safe_message(exc: Exception) -> str:
-    # Provider errors can be long and carry request details; the client needs the gist.
-    return f"{type(exc).__name__}: {str(exc)[:300]}"
