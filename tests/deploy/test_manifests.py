@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ast
 import copy
+import ipaddress
+import json
 import re
 from collections.abc import Iterator
 from functools import cache
@@ -46,13 +48,45 @@ PLACEHOLDER = "REPLACE_ME"
 PRE_ROLLOUT = ("switchboard/stage", "pre-rollout")
 IMAGE = "switchboard"
 # Variables of the process environment that are not settings (.env.example lists settings).
-PROCESS_ENV = frozenset({"PROMETHEUS_MULTIPROC_DIR", "FORWARDED_ALLOW_IPS"})
+PROCESS_ENV = frozenset({"PROMETHEUS_MULTIPROC_DIR"})
 EXPECTED_WORKERS = {
     "worker-runs": {"queues": ("runs",), "args": ("--pool=threads", "--concurrency=200")},
     "worker-maintenance": {"queues": ("default", "maintenance"), "args": ()},
 }
 # Long enough for running agent runs to finish after SIGTERM (Kubernetes' default is 30 s).
 MIN_WORKER_GRACE_SECONDS = 120
+SECRET = "switchboard-secrets"
+CONNECTIONS = frozenset({"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"})
+CELERY_URLS = frozenset({"CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"})
+# What each process reads of the Secret, and nothing more (checked against the code's readers:
+# identity and the Stripe webhook in the API, mail, Stripe calls and key rotation in the
+# maintenance worker, the model provider in the runs worker).
+SECRETS_READ = {
+    "api": CONNECTIONS
+    | {
+        "AUTH_VAULT_TOKEN",
+        "AUTH_REFRESH_TOKEN_PEPPER",
+        "IDENTITY_PASSWORD_PEPPERS",
+        "IDENTITY_IP_HASH_SALT",
+        "STRIPE_WEBHOOK_SECRET",
+        "API_METRICS_TOKEN",
+    },
+    "worker-maintenance": CONNECTIONS
+    | {"AUTH_VAULT_TOKEN", "AUTH_REFRESH_TOKEN_PEPPER", "SMTP_PASSWORD", "STRIPE_API_KEY"},
+    "worker-runs": CONNECTIONS | {"OPENAI_API_KEY"},
+    "beat": CELERY_URLS,
+    "flower": CELERY_URLS | {"FLOWER_PASSWORD"},
+    "migrate": frozenset({"DATABASE_URL", "AUTH_VAULT_TOKEN"}),
+}
+# The API only loads signing keys; rotation (maintenance worker, migration Job) writes them.
+VAULT_TOKEN_KEYS = {
+    "api": "AUTH_VAULT_TOKEN_READ_ONLY",
+    "worker-maintenance": "AUTH_VAULT_TOKEN",
+    "migrate": "AUTH_VAULT_TOKEN",
+}
+PROMETHEUS_PODS = {"app.kubernetes.io/name": "prometheus"}
+INGRESS_NAMESPACE_LABEL = "kubernetes.io/metadata.name"
+OPERATOR_PODS = {"switchboard/operator": "true"}
 
 Doc = dict[str, Any]
 
@@ -388,15 +422,49 @@ def secret_templates() -> tuple[Doc, ...]:
     return tuple(load_docs(SECRET_TEMPLATE))
 
 
+def template_values(name: str) -> dict[str, str]:
+    [doc] = [doc for doc in secret_templates() if doc["metadata"]["name"] == name]
+    values: dict[str, str] = doc["stringData"]
+    return values
+
+
 def settings_of(docs: list[Doc]) -> dict[str, str]:
     """Every variable the app containers get from the ConfigMap and the Secret template."""
     values: dict[str, str] = {}
     for doc in of_kind(docs, "ConfigMap"):
         values.update(doc.get("data", {}))
-    for doc in secret_templates():
-        if doc["metadata"]["name"] == "switchboard-secrets":
-            values.update(doc.get("stringData", {}))
+    values.update(template_values(SECRET))
     return values
+
+
+def secret_refs(container: Doc) -> dict[str, tuple[str, str]]:
+    """The container's variables taken from a Secret: name -> (Secret, key)."""
+    refs: dict[str, tuple[str, str]] = {}
+    for variable in container.get("env", []):
+        ref = variable.get("valueFrom", {}).get("secretKeyRef")
+        if ref is not None:
+            refs[variable["name"]] = (ref["name"], ref["key"])
+    return refs
+
+
+def container_env(docs: list[Doc], container: Doc) -> dict[str, str]:
+    """The variables a container's process sees, Secret values read from the template."""
+    config_maps = {
+        doc["metadata"]["name"]: doc.get("data", {}) for doc in of_kind(docs, "ConfigMap")
+    }
+    values: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        values.update(config_maps[source["configMapRef"]["name"]])
+    for variable in container.get("env", []):
+        if "value" in variable:
+            values[variable["name"]] = variable["value"]
+    for name, (secret, key) in secret_refs(container).items():
+        values[name] = template_values(secret)[key]
+    return values
+
+
+def app_containers(docs: list[Doc]) -> list[tuple[str, Doc]]:
+    return [(component(doc), c) for doc in workloads(docs) for c in containers_of(doc)]
 
 
 def scaled_objects_for(docs: list[Doc], deployment: Doc) -> list[Doc]:
@@ -739,6 +807,54 @@ def test_flower_is_internal(docs: list[Doc]) -> None:
             assert service["spec"].get("type", "ClusterIP") == "ClusterIP", "Flower exposed"
 
 
+def admitted_peers(docs: list[Doc], name: str) -> list[Doc]:
+    """Every `from` peer of the policies that select this component's pods."""
+    labels = pod_labels(by_component(docs, "Deployment", name))
+    return [
+        peer
+        for policy in of_kind(docs, "NetworkPolicy")
+        if selector_matches(policy["spec"]["podSelector"], labels)
+        for rule in policy["spec"].get("ingress", [])
+        for peer in rule.get("from", [{}])
+    ]
+
+
+def test_flower_admits_only_prometheus_and_operators(docs: list[Doc]) -> None:
+    peers = admitted_peers(docs, "flower")
+    assert peers
+    for peer in peers:
+        pods = peer.get("podSelector", {}).get("matchLabels")
+        if "namespaceSelector" in peer:
+            assert pods == PROMETHEUS_PODS, peer
+        else:
+            assert pods == OPERATOR_PODS, f"Flower is open to {peer}"
+
+
+def test_api_admits_only_the_ingress_controller_and_prometheus(docs: list[Doc]) -> None:
+    peers = admitted_peers(docs, "api")
+    ingress = [
+        peer
+        for peer in peers
+        if INGRESS_NAMESPACE_LABEL in peer.get("namespaceSelector", {}).get("matchLabels", {})
+    ]
+    assert ingress, "nothing admits the ingress controller"
+    for peer in peers:
+        assert "namespaceSelector" in peer, f"the API is open to {peer}"
+        assert peer.get("podSelector", {}).get("matchLabels"), f"the API is open to {peer}"
+        if peer not in ingress:
+            assert peer["podSelector"]["matchLabels"] == PROMETHEUS_PODS, peer
+
+
+def test_metrics_token_reaches_the_api_and_prometheus() -> None:
+    docs = list(_built(BASE))
+    [api] = [c for name, c in app_containers(docs) if name == "api"]
+    assert secret_refs(api)["API_METRICS_TOKEN"] == (SECRET, "API_METRICS_TOKEN")
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    [job] = [job for job in config["scrape_configs"] if job["job_name"] == "switchboard-api"]
+    assert job["authorization"]["type"] == "Bearer"
+    assert job["authorization"]["credentials_file"]
+
+
 def test_migration_job(docs: list[Doc]) -> None:
     [job] = of_kind(docs, "Job")
     assert "alembic upgrade head" in " ".join(
@@ -773,24 +889,49 @@ def test_pre_rollout_selection_holds_what_the_migration_needs(docs: list[Doc]) -
 def test_settings_exist_in_env_example(docs: list[Doc]) -> None:
     """A renamed or misspelt setting here would be silently ignored by the app."""
     known = env_example_names()
-    referenced: dict[str, set[str]] = {"configMapRef": set(), "secretRef": set()}
-    for doc in workloads(docs):
-        for container in containers_of(doc):
-            for source in container.get("envFrom", []):
-                for kind, ref in source.items():
-                    referenced[kind].add(ref["name"])
-            for variable in container.get("env", []):
-                assert variable["name"] in known | PROCESS_ENV, variable["name"]
-    config_maps = {doc["metadata"]["name"]: doc for doc in of_kind(docs, "ConfigMap")}
-    secrets = {doc["metadata"]["name"]: doc for doc in secret_templates()}
-    assert referenced["configMapRef"], "no pod reads the ConfigMap"
-    assert referenced["secretRef"], "no pod reads the Secret"
-    for name in referenced["configMapRef"]:
-        unknown = set(config_maps[name].get("data", {})) - known
-        assert not unknown, f"ConfigMap {name}: not in .env.example: {sorted(unknown)}"
-    for name in referenced["secretRef"]:
-        unknown = set(secrets[name].get("stringData", {})) - known
-        assert not unknown, f"Secret {name}: not in .env.example: {sorted(unknown)}"
+    config_maps: set[str] = set()
+    for _, container in app_containers(docs):
+        for source in container.get("envFrom", []):
+            config_maps.add(source["configMapRef"]["name"])
+        for variable in container.get("env", []):
+            assert variable["name"] in known | PROCESS_ENV, variable["name"]
+        for name, (secret, key) in secret_refs(container).items():
+            assert key in template_values(secret), f"{name}: no key {key} in Secret {secret}"
+    assert config_maps, "no pod reads the ConfigMap"
+    for doc in of_kind(docs, "ConfigMap"):
+        if doc["metadata"]["name"] in config_maps:
+            unknown = set(doc.get("data", {})) - known
+            assert not unknown, f"ConfigMap {doc['metadata']['name']}: {sorted(unknown)}"
+
+
+def test_each_process_gets_only_the_secrets_it_reads(docs: list[Doc]) -> None:
+    given: dict[str, set[str]] = {}
+    for name, container in app_containers(docs):
+        sources = [next(iter(source)) for source in container.get("envFrom", [])]
+        assert sources == ["configMapRef"], f"{name}: a whole Secret through envFrom"
+        refs = secret_refs(container)
+        assert {secret for secret, _ in refs.values()} <= {SECRET}, name
+        given[name] = set(refs)
+        if "AUTH_VAULT_TOKEN" in refs:
+            assert refs["AUTH_VAULT_TOKEN"][1] == VAULT_TOKEN_KEYS[name], name
+    assert given == SECRETS_READ
+    used = {key for _, c in app_containers(docs) for _, key in secret_refs(c).values()}
+    assert used == set(template_values(SECRET)), "a key of the Secret nobody reads, or missing"
+
+
+def test_forwarded_headers_are_trusted_from_the_ingress_only() -> None:
+    for name, directory in BUILDS.items():
+        docs = list(_built(directory))
+        for _, container in app_containers(docs):
+            assert "FORWARDED_ALLOW_IPS" not in container_env(docs, container), name
+        [api] = [c for component_name, c in app_containers(docs) if component_name == "api"]
+        proxies = json.loads(container_env(docs, api).get("API_TRUSTED_PROXIES", "[]"))
+        if name == "base":
+            assert proxies == []
+        else:
+            assert proxies, f"{name}: no trusted proxy, every client shares the ingress's limit"
+            for network in proxies:
+                assert ipaddress.ip_network(network).prefixlen > 0, network
 
 
 def test_settings_suit_kubernetes(docs: list[Doc]) -> None:
@@ -823,9 +964,8 @@ def test_services_select_deployments(docs: list[Doc]) -> None:
                 assert wanted in container_ports(target), (service["metadata"]["name"], wanted)
 
 
-def test_network_policies_keep_flower_and_metrics_internal(docs: list[Doc]) -> None:
+def test_network_policies_keep_every_port_internal(docs: list[Doc]) -> None:
     policies = of_kind(docs, "NetworkPolicy")
-    api_port = int(settings_of(docs)["API_PORT"])
     for doc in of_kind(docs, "Deployment"):
         labels = pod_labels(doc)
         selecting = [p for p in policies if selector_matches(p["spec"]["podSelector"], labels)]
@@ -843,8 +983,6 @@ def test_network_policies_keep_flower_and_metrics_internal(docs: list[Doc]) -> N
             ]
             where = f"{component(doc)}:{number}"
             assert admitting, f"{where} is declared but nothing admits traffic to it"
-            if component(doc) == "api" and number == api_port:
-                continue
             for rule in admitting:
                 # Open to all: a rule without `from`, an ipBlock, or whole namespaces.
                 assert rule.get("from"), f"{where} is open to every source"
@@ -975,16 +1113,29 @@ def test_the_renderer_applies_patches_images_and_namespace(tmp_path: Path) -> No
         build(tmp_path / "bad")
 
 
-@pytest.mark.parametrize("name", sorted(BUILDS))
-def test_settings_are_accepted_by_the_app(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The ConfigMap plus a filled-in Secret template make a valid production configuration."""
+def _processes() -> list[tuple[str, str]]:
+    return [
+        (build, name)
+        for build in sorted(BUILDS)
+        for name, _ in app_containers(list(_built(BUILDS[build])))
+    ]
+
+
+@pytest.mark.parametrize(("build", "process"), _processes())
+def test_each_process_starts_with_only_its_own_settings(
+    build: str, process: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ConfigMap plus the filled-in Secret keys a container gets make a valid production
+    configuration for it: no process needs a secret it is not given."""
     from switchboard.settings import Environment, SettingsError, load_settings
 
+    docs = list(_built(BUILDS[build]))
+    [container] = [c for name, c in app_containers(docs) if name == process]
     for variable in env_example_names():
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.chdir(ROOT / "deploy")  # no .env here: only the manifests' values count
-    for index, (key, value) in enumerate(sorted(settings_of(list(_built(BUILDS[name]))).items())):
-        monkeypatch.setenv(key, value.replace(PLACEHOLDER, f"filled-{index}"))
+    for index, (key, value) in enumerate(sorted(container_env(docs, container).items())):
+        monkeypatch.setenv(key, value.replace(PLACEHOLDER, f"filled-in-value-{index:04d}"))
     try:
         settings = load_settings()
     except SettingsError as exc:
