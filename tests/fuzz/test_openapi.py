@@ -27,7 +27,7 @@ from switchboard.settings import load_settings
 from tests.fuzz.tenant import FuzzTenant
 
 # Examples per operation in the fuzzing phase: small for CI, raised for a local run.
-MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "10"))
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "25"))
 # A fixed seed fuzzes the same inputs on every run; FUZZ_SEED explores others.
 SEED = int(os.environ.get("FUZZ_SEED", "20261127"))
 
