@@ -178,6 +178,7 @@ async def get_runs(
         publisher,
         RunRepository(uow.session),
         admission if settings.runs.limits_enabled else None,
+        settings.conversations,
     )
 
 

@@ -12,7 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from api.errors import install_error_handlers
+from api.errors import ErrorBoundary, install_error_handlers
 from api.metrics import metrics_endpoint
 from api.middleware import (
     BodySizeLimitMiddleware,
@@ -51,7 +51,9 @@ class SwitchboardApp(FastAPI):
         self.trusted_proxies = trusted_proxies
 
     def build_middleware_stack(self) -> ASGIApp:
-        app = SecurityHeadersMiddleware(super().build_middleware_stack())
+        # The boundary outside Starlette's error middleware keeps an error raised in a
+        # middleware from reaching the server once that middleware has answered the 500.
+        app = SecurityHeadersMiddleware(ErrorBoundary(super().build_middleware_stack()))
         if not self.trusted_proxies:
             return app
         # Only a peer in these networks may name the client (the right-most address of

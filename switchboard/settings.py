@@ -31,6 +31,7 @@ from pydantic_settings import SettingsError as PydanticSettingsError
 from switchboard.agents.settings import OfflineSettings, OpenAISettings
 from switchboard.auth.settings import AuthSettings, IdpMode, KeyStoreKind, NonceBackend
 from switchboard.billing.settings import BillingSettings, StripeSettings
+from switchboard.conversations.settings import ConversationSettings
 from switchboard.identity.settings import IdentitySettings
 from switchboard.kit.secrets import insecure_default, is_insecure_default
 from switchboard.mail.settings import SmtpSettings
@@ -226,6 +227,7 @@ class Settings(BaseSettings):
     identity: IdentitySettings = IdentitySettings()
     openai: OpenAISettings = OpenAISettings()
     offline: OfflineSettings = OfflineSettings()
+    conversations: ConversationSettings = ConversationSettings()
     runs: RunsSettings = RunsSettings()
     stripe: StripeSettings = StripeSettings()
     billing: BillingSettings = BillingSettings()

@@ -10,9 +10,12 @@ import pytest
 from httpx import AsyncClient
 from sqlalchemy import func, select
 
+from api.main import create_app
 from switchboard.conversations.settings import ConversationSettings
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Conversation, Run
+from switchboard.settings import Settings
+from tests.support.app import in_test_transaction
 from tests.support.conversations import add_messages, count_messages
 from tests.support.members import NewMember
 from tests.support.plans import put_on_plan
@@ -54,3 +57,22 @@ async def test_a_chat_into_a_full_conversation_is_refused_and_stores_nothing(
     assert await count_messages(sessionmaker, conversation_id) == CAP
     assert await _runs(sessionmaker, conversation_id) == 2
     assert await _updated_at(sessionmaker, conversation_id) == touched
+
+
+async def test_the_cap_is_the_setting_the_api_runs_with(
+    settings: Settings, sessionmaker: SessionMaker, new_member: NewMember
+) -> None:
+    small = settings.model_copy(update={"conversations": ConversationSettings(max_messages=3)})
+    async with in_test_transaction(create_app(small), sessionmaker) as client:
+        alice = await new_member()
+        await put_on_plan(sessionmaker, alice.tenant_id)
+        first = await client.post("/api/v1/chat", json={"message": "m0"}, headers=alice.headers)
+        chat = {"message": "again", "conversation_id": first.json()["conversation_id"]}
+        await add_messages(sessionmaker, uuid.UUID(chat["conversation_id"]), 1)
+
+        second = await client.post("/api/v1/chat", json=chat, headers=alice.headers)
+        third = await client.post("/api/v1/chat", json=chat, headers=alice.headers)
+
+    assert second.status_code == 202
+    assert third.status_code == 409
+    assert third.json()["code"] == "conversation.full"
