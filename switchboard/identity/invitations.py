@@ -40,7 +40,7 @@ from switchboard.identity.secrets import (
     token_pepper,
 )
 from switchboard.identity.sessions import Client, SessionService
-from switchboard.kit.pagination import Page, decode_cursor, keyset_page
+from switchboard.kit.pagination import Page, decode_created_cursor, keyset_page
 from switchboard.models import Invitation, User
 from switchboard.settings import Settings
 
@@ -104,7 +104,7 @@ class InvitationService:
     async def pending(
         self, principal: Principal, *, limit: int, cursor: str | None
     ) -> Page[InvitationRead]:
-        after = decode_cursor(cursor) if cursor is not None else None
+        after = decode_created_cursor(cursor) if cursor is not None else None
         rows = await self.repo.pending_invitations(
             principal.tenant_id, datetime.now(UTC), after=after, limit=limit + 1
         )

@@ -17,7 +17,7 @@ from switchboard.auth.principal import OPERATOR_ROLE, Principal
 from switchboard.identity.errors import LastOwnerError, MemberNotFoundError
 from switchboard.identity.repository import IdentityRepository
 from switchboard.identity.schemas import MemberRead, TenantMembershipRead
-from switchboard.kit.pagination import Page, decode_cursor, keyset_page
+from switchboard.kit.pagination import Page, decode_created_cursor, keyset_page
 from switchboard.models import Membership, User, UserProfile
 
 log = structlog.get_logger("switchboard.identity")
@@ -48,7 +48,7 @@ class MembersService:
     async def members(
         self, tenant_id: uuid.UUID, *, limit: int, cursor: str | None
     ) -> Page[MemberRead]:
-        after = decode_cursor(cursor) if cursor is not None else None
+        after = decode_created_cursor(cursor) if cursor is not None else None
         rows = await self.repo.members(tenant_id, after=after, limit=limit + 1)
         return keyset_page(
             rows, limit, key=lambda row: (row[0].created_at, row[0].id), read=_read_row

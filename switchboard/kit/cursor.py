@@ -49,7 +49,8 @@ def decode_cursor(shape: TypeAdapter[T], cursor: str) -> T:
     try:
         values = shape.validate_json(b64url_decode(cursor), strict=True)
         canonical = encode_cursor(shape, values)
-    except ValueError:  # pydantic's ValidationError is one
+    # ValidationError is a ValueError; OverflowError from a timestamp at the edge of the range.
+    except (ValueError, OverflowError):
         raise InvalidCursorError() from None
     if canonical != cursor:
         raise InvalidCursorError()
