@@ -119,7 +119,9 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
             allow_origins=settings.api.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID"],
+            # Scripts read these: the request id, the next page of members and invitations,
+            # how long to wait after a 429, and the runs limit's state.
+            expose_headers=["X-Request-ID", "Link", "Retry-After", "RateLimit", "RateLimit-Policy"],
         )
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware)
