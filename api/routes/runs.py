@@ -66,10 +66,12 @@ async def chat(
     """Queue an agent run for a message. Follow it at `stream_url` (which carries a ticket
     for that run only, so a browser `EventSource` can open it without headers).
 
-    Over the plan's runs per minute or concurrent runs: 429 (`runs.rate_limited`,
-    `runs.concurrency_limited`) with `Retry-After`; the month's tokens used up: 402
-    (`billing.quota_exceeded`). `RateLimit-Policy` and `RateLimit` describe the per-minute
-    limit."""
+    A `conversation_id` that is not the caller's: 404 (`conversation.not_found`); a
+    conversation holding `CONVERSATIONS_MAX_MESSAGES` already: 409 (`conversation.full`),
+    with nothing stored. Over the plan's runs per minute or concurrent runs: 429
+    (`runs.rate_limited`, `runs.concurrency_limited`) with `Retry-After`; the month's tokens
+    used up: 402 (`billing.quota_exceeded`). `RateLimit-Policy` and `RateLimit` describe the
+    per-minute limit."""
     started = await runs.start(
         principal, body, agents=registry.names, default_agent=registry.default, jobs=uow.jobs
     )

@@ -28,7 +28,10 @@ class RunsSettings(BaseModel):
         " (pub/sub, acted on at once) was missed.",
     )
     history_messages: int = Field(
-        50, ge=0, description="Earlier messages of the conversation sent to the agent."
+        50,
+        ge=0,
+        le=1000,
+        description="Earlier messages of the conversation sent to the agent (the latest ones).",
     )
     lease_seconds: int = Field(
         15,
