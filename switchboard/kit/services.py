@@ -15,7 +15,14 @@ from switchboard.kit.db import database_url
 from switchboard.settings import Settings
 
 START_HINT = (
-    "start them with `docker compose up -d postgres redis`, or on a Debian host: "
+    "start them with `docker compose up -d postgres redis` (its PostgreSQL asks for"
+    " POSTGRES_PASSWORD, default `postgres`, and its Redis for REDIS_PASSWORD, default"
+    " `switchboard-dev`, so .env needs them in the URLs:"
+    " DATABASE_URL=postgresql+psycopg://postgres:postgres@127.0.0.1:5432/switchboard,"
+    " REDIS_URL=redis://:switchboard-dev@127.0.0.1:6379/0,"
+    " CELERY_BROKER_URL=redis://:switchboard-dev@127.0.0.1:6379/1,"
+    " CELERY_RESULT_BACKEND=redis://:switchboard-dev@127.0.0.1:6379/2;"
+    " see docs/development.md), or on a Debian host: "
     "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` and "
     '`redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ""`'
 )

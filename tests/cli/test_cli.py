@@ -61,6 +61,7 @@ def test_services_check_says_in_one_line_how_to_start_what_is_down() -> None:
     assert len(lines) == 1
     assert f"Redis is not reachable at 127.0.0.1:{closed}" in lines[0]
     assert "docker compose up -d postgres redis" in lines[0]
+    assert "REDIS_URL=redis://:switchboard-dev@127.0.0.1:6379/0" in lines[0]
     assert "PostgreSQL" not in lines[0].split(":")[0]
 
 
