@@ -31,7 +31,9 @@ STREAMS_OPEN = Gauge(
 )
 EVENTS_RELAYED = Counter("runs_events_relayed_total", "Run events sent to SSE clients.")
 STREAMS_INTERRUPTED = Counter(
-    "runs_streams_interrupted_total", "Streams ended early because events were lost.", ["reason"]
+    "runs_streams_interrupted_total",
+    "Streams ended early with stream.error (events_lost, stream_failed).",
+    ["reason"],
 )
 
 # Plan limits (recorded by the API; the sweep sets runs_admitted). No tenant label: the
