@@ -11,12 +11,19 @@ import os
 import socket
 import tempfile
 import uuid
+from urllib.parse import quote
 
 _RUN = uuid.uuid4().hex[:8]
 TEST_DATABASE = f"switchboard_test_{_RUN}"
 TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "15"))
 PG_HOST = os.environ.get("TEST_PG_HOST", "127.0.0.1")
 REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
+# Empty (CI): no password. docker compose's services ask for one (docs/development.md).
+PG_PASSWORD = os.environ.get("TEST_PG_PASSWORD", "")
+REDIS_PASSWORD = os.environ.get("TEST_REDIS_PASSWORD", "")
+PG_USER = f"postgres:{quote(PG_PASSWORD, safe='')}" if PG_PASSWORD else "postgres"
+REDIS_AUTH = f":{quote(REDIS_PASSWORD, safe='')}@" if REDIS_PASSWORD else ""
+TEST_REDIS_URL = f"redis://{REDIS_AUTH}{REDIS_HOST}:6379/{TEST_REDIS_DB}"
 
 
 def _free_port() -> int:
@@ -35,10 +42,10 @@ WORKER_ENV = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(SMTP_PORT), "SMTP_SECUR
 
 os.environ.update(
     ENVIRONMENT="test",
-    DATABASE_URL=f"postgresql+psycopg://postgres@{PG_HOST}:5432/{TEST_DATABASE}",
-    REDIS_URL=f"redis://{REDIS_HOST}:6379/{TEST_REDIS_DB}",
-    CELERY_BROKER_URL=f"redis://{REDIS_HOST}:6379/{TEST_REDIS_DB}",
-    CELERY_RESULT_BACKEND=f"redis://{REDIS_HOST}:6379/{TEST_REDIS_DB}",
+    DATABASE_URL=f"postgresql+psycopg://{PG_USER}@{PG_HOST}:5432/{TEST_DATABASE}",
+    REDIS_URL=TEST_REDIS_URL,
+    CELERY_BROKER_URL=TEST_REDIS_URL,
+    CELERY_RESULT_BACKEND=TEST_REDIS_URL,
     LOG_FORMAT="json",
     LOG_LEVEL=os.environ.get("TEST_LOG_LEVEL", "WARNING"),
     AUTH_KEY_DIR=tempfile.mkdtemp(prefix="switchboard-test-keys-"),

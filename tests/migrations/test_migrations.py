@@ -72,7 +72,11 @@ def test_migration_files_are_named_by_date_and_slug() -> None:
 def test_constraint_names_follow_the_convention(migrated_database: str) -> None:
     url = database_url(migrated_database)
     conninfo = psycopg.conninfo.make_conninfo(
-        host=url.host, port=url.port or 5432, user=url.username, dbname=url.database
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password or None,
+        dbname=url.database,
     )
     with psycopg.connect(conninfo) as conn:
         names = [

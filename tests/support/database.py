@@ -21,7 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def admin_conninfo(url: str) -> str:
     parsed = database_url(url)
     return psycopg.conninfo.make_conninfo(
-        host=parsed.host, port=parsed.port or 5432, user=parsed.username, dbname="postgres"
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password or None,
+        dbname="postgres",
     )
 
 
@@ -44,7 +48,8 @@ def drop_database(url: str) -> None:
 
 def alembic_config(url: str) -> Config:
     config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("sqlalchemy.url", url)
+    # The option is interpolated: a percent-encoded password's % must be doubled.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     config.attributes["configure_logger"] = False
     return config
 
