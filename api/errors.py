@@ -9,6 +9,8 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
@@ -23,7 +25,6 @@ log = structlog.get_logger("switchboard.api")
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 _HTTP_CODES = {
-    400: "http.bad_request",
     401: "http.unauthorized",
     403: "http.forbidden",
     404: "http.not_found",
@@ -38,6 +39,73 @@ _HTTP_CODES = {
 
 class ProblemResponse(JSONResponse):
     media_type = PROBLEM_MEDIA_TYPE
+
+
+class ValidationIssue(BaseModel):
+    """One part of the request that failed validation."""
+
+    loc: list[str | int] = Field(
+        description="`body`, `query`, `path` or `header`, then the field's name (and index)."
+    )
+    msg: str
+    type: str
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document: the body of every error the API answers."""
+
+    type: str = Field(description="`urn:switchboard:problem:<code>`.")
+    title: str
+    status: int
+    detail: str = Field(description="A sentence for humans.")
+    code: str = Field(description="Stable and machine-readable: branch on it.")
+    # Absent rather than null: SkipJsonSchema keeps None out of the document.
+    errors: list[ValidationIssue] | SkipJsonSchema[None] = Field(
+        None,
+        description="On `validation_error` from reading the request: each part that failed.",
+        json_schema_extra=_no_default,
+    )
+
+
+# The statuses the API answers on its own, whatever the route: the code each is answered with.
+_API_PROBLEMS = {
+    413: "http.payload_too_large",
+    422: "validation_error",
+    503: "service_unavailable",
+}
+# Where the OpenAPI document keeps a model's schema (api.openapi puts Problem there).
+SCHEMA_REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+def problem_responses(*answers: int | type[AppError]) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route or a router: the statuses it answers besides success, each
+    a problem document, described by the codes it comes with. An answer is a domain error
+    (its status and code) or a status the API answers on its own (413, 422, 503)."""
+    codes: dict[int, list[str]] = {}
+    for answer in answers:
+        if isinstance(answer, int):
+            status, code = answer, _API_PROBLEMS[answer]
+        else:
+            status, code = answer.status, answer.code
+        codes.setdefault(status, [])
+        if code not in codes[status]:
+            codes[status].append(code)
+    return {
+        status: {
+            "description": f"{HTTPStatus(status).phrase}: "
+            + ", ".join(f"`{code}`" for code in listed),
+            "content": {
+                PROBLEM_MEDIA_TYPE: {
+                    "schema": {"$ref": SCHEMA_REF_TEMPLATE.format(model="Problem")}
+                }
+            },
+        }
+        for status, listed in sorted(codes.items())
+    }
 
 
 def problem(
@@ -67,6 +135,8 @@ async def _app_error(_: Request, exc: Exception) -> ProblemResponse:
 
 async def _http_error(_: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        return _unreadable_body(exc)
     code = _HTTP_CODES.get(exc.status_code, f"http.{exc.status_code}")
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     return problem(exc.status_code, code, detail, headers=dict(exc.headers or {}))
@@ -80,6 +150,19 @@ async def _validation_error(_: Request, exc: Exception) -> ProblemResponse:
     ]
     fields = ", ".join(".".join(str(part) for part in error["loc"]) for error in errors)
     return problem(422, "validation_error", f"invalid request: {fields}", errors=errors)
+
+
+def _unreadable_body(exc: StarletteHTTPException) -> ProblemResponse:
+    # FastAPI and Starlette raise 400 only for a body they cannot read as its Content-Type
+    # says (not UTF-8, a broken form): to a client, a body that fails validation like any other.
+    if isinstance(exc.__cause__, UnicodeDecodeError):
+        reason = "The body is not valid UTF-8."
+    elif exc.__cause__ is None and isinstance(exc.detail, str):
+        reason = exc.detail  # Starlette's own sentence about a malformed form
+    else:
+        reason = "The body cannot be read as its Content-Type says."
+    errors = [{"loc": ["body"], "msg": reason, "type": "body_unreadable"}]
+    return problem(422, "validation_error", "invalid request: body", errors=errors)
 
 
 async def _dependency_down(request: Request, exc: Exception) -> ProblemResponse:

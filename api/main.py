@@ -20,6 +20,7 @@ from api.middleware import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
+from api.openapi import describe_problems
 from api.routes import agents, auth, billing, conversations, health, identity, retention, runs
 from switchboard.agents.factory import create_agent_runtime
 from switchboard.auth.authority import TokenAuthority
@@ -61,6 +62,11 @@ class SwitchboardApp(FastAPI):
         # uvicorn types ASGI callables more narrowly than Starlette; both are plain ASGI.
         proxied = ProxyHeadersMiddleware(cast(Any, app), trusted_hosts=self.trusted_proxies)
         return cast(ASGIApp, proxied)
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = describe_problems(super().openapi())
+        return self.openapi_schema
 
 
 def create_app(settings: Settings | None = None, *, job_sender: JobSender | None = None) -> FastAPI:

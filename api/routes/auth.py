@@ -9,11 +9,13 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import Counter
 
 from api.deps import AppSettings, Authority, RequireOperator, UoW
+from api.errors import problem_responses
+from switchboard.auth.errors import ForbiddenError, InvalidTokenError
 from switchboard.auth.jobs import KEY_ACTIONS
 from switchboard.auth.schemas import KeyRotationRequest, KeySetRead, TaskAccepted
 from switchboard.auth.service import list_keys
 
-router = APIRouter()
+router = APIRouter(responses=problem_responses(503))
 
 JWKS_REQUESTS = Counter("jwks_requests_total", "JWKS documents requested.")
 JWKS_NOT_MODIFIED = Counter("jwks_not_modified_total", "JWKS requests answered 304.")
@@ -55,14 +57,23 @@ async def jwks(request: Request, authority: Authority, settings: AppSettings) ->
     return Response(document.body, media_type="application/json", headers=headers)
 
 
-@router.get("/api/v1/admin/keys", response_model=KeySetRead, tags=["admin"])
+@router.get(
+    "/api/v1/admin/keys",
+    response_model=KeySetRead,
+    responses=problem_responses(InvalidTokenError, ForbiddenError),
+    tags=["admin"],
+)
 async def keys(_: RequireOperator, uow: UoW) -> KeySetRead:
     """Every signing key with its state and timestamps (no key material). Operators only."""
     return KeySetRead(keys=await list_keys(uow.session))
 
 
 @router.post(
-    "/api/v1/admin/keys/rotate", status_code=202, response_model=TaskAccepted, tags=["admin"]
+    "/api/v1/admin/keys/rotate",
+    status_code=202,
+    response_model=TaskAccepted,
+    responses=problem_responses(InvalidTokenError, ForbiddenError, 413),
+    tags=["admin"],
 )
 async def rotate(
     _: RequireOperator, uow: UoW, request: KeyRotationRequest | None = None

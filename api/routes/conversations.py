@@ -8,6 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from api.deps import Conversations, CurrentPrincipal
+from api.errors import problem_responses
+from switchboard.auth.errors import InvalidTokenError
+from switchboard.conversations.errors import ConversationNotFoundError
 from switchboard.conversations.schemas import (
     CONVERSATION_PAGE_DEFAULT,
     CONVERSATION_PAGE_MAX,
@@ -19,7 +22,10 @@ from switchboard.conversations.schemas import (
 )
 from switchboard.kit.text import SafeStr
 
-router = APIRouter(prefix="/api/v1", tags=["conversations"])
+router = APIRouter(
+    prefix="/api/v1", tags=["conversations"], responses=problem_responses(InvalidTokenError, 503)
+)
+NOT_FOUND = problem_responses(ConversationNotFoundError)
 
 Cursor = Annotated[
     SafeStr | None,
@@ -42,7 +48,9 @@ async def list_conversations(
     return await conversations.page(principal, limit=limit, cursor=cursor)
 
 
-@router.get("/conversations/{conversation_id}", response_model=ConversationRead)
+@router.get(
+    "/conversations/{conversation_id}", response_model=ConversationRead, responses=NOT_FOUND
+)
 async def get_conversation(
     conversation_id: uuid.UUID,
     principal: CurrentPrincipal,
@@ -55,7 +63,9 @@ async def get_conversation(
     return await conversations.get(principal, conversation_id, limit=limit, cursor=cursor)
 
 
-@router.get("/conversations/{conversation_id}/messages", response_model=MessagePage)
+@router.get(
+    "/conversations/{conversation_id}/messages", response_model=MessagePage, responses=NOT_FOUND
+)
 async def list_messages(
     conversation_id: uuid.UUID,
     principal: CurrentPrincipal,
@@ -68,7 +78,7 @@ async def list_messages(
     return await conversations.messages(principal, conversation_id, limit=limit, cursor=cursor)
 
 
-@router.delete("/conversations/{conversation_id}", status_code=204)
+@router.delete("/conversations/{conversation_id}", status_code=204, responses=NOT_FOUND)
 async def delete_conversation(
     conversation_id: uuid.UUID, principal: CurrentPrincipal, conversations: Conversations
 ) -> Response:

@@ -3,13 +3,35 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
 
 from api.deps import CurrentPrincipal, Identity, Limits, RedisClient, Replays, RequireMember
+from api.errors import problem_responses
+from switchboard.auth.errors import ForbiddenError, InvalidTokenError, NoSigningKeyError
 from switchboard.auth.principal import Principal
+from switchboard.identity.errors import (
+    AcceptInvitationRateLimitedError,
+    AlreadyMemberError,
+    EmailTakenError,
+    ForgotPasswordRateLimitedError,
+    InvalidClientError,
+    InvalidCredentialsError,
+    InvalidInvitationError,
+    InvalidRefreshTokenError,
+    InvalidResetTokenError,
+    InvitationNotFoundError,
+    LastOwnerError,
+    MemberNotFoundError,
+    NoSeatFreeError,
+    PasswordRequiredError,
+    RefreshRateLimitedError,
+    RegisterRateLimitedError,
+    ResetPasswordRateLimitedError,
+)
 from switchboard.identity.limits import PublicAction
+from switchboard.identity.passwords import WeakPasswordError
 from switchboard.identity.schemas import (
     ForgotPasswordRequest,
     InvitationAccept,
@@ -30,31 +52,32 @@ from switchboard.identity.schemas import (
     TokenPair,
 )
 from switchboard.identity.service import Client, IdentityService
+from switchboard.identity.throttle import AccountLockedError, LoginRateLimitedError
 from switchboard.kit.pagination import Page
-from switchboard.kit.ratelimit import RateLimiter
+from switchboard.kit.ratelimit import RateLimitedError, RateLimiter
 from switchboard.kit.text import SafeStr
 
 T = TypeVar("T")
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
-tenant_router = APIRouter(prefix="/api/v1/tenant", tags=["tenant"])
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=problem_responses(503))
+tenant_router = APIRouter(
+    prefix="/api/v1/tenant",
+    tags=["tenant"],
+    responses=problem_responses(InvalidTokenError, 503),
+)
 
 # Roles read from Postgres at each request, not from the token (see RequireMember).
 Member = Annotated[Principal, Depends(RequireMember())]
 Manager = Annotated[Principal, Depends(RequireMember("owner", "admin"))]
 
-UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Bad credentials or token."}}
-THROTTLED: dict[int | str, dict[str, Any]] = {
-    429: {"description": "Too many requests from this address, or from everyone; see Retry-After."}
-}
-SIGN_IN_REFUSED: dict[int | str, dict[str, Any]] = {
-    **UNAUTHORIZED,
-    423: {"description": "The account is locked; see Retry-After."},
-    429: {
-        "description": "Too many failed sign-ins from this address, or from everyone; "
-        "see Retry-After."
-    },
-}
+SIGN_IN_REFUSED = problem_responses(
+    InvalidCredentialsError,
+    AccountLockedError,
+    LoginRateLimitedError,
+    413,
+    NoSigningKeyError,
+    503,
+)
 
 # A page of members or invitations: `limit` rows at most, the next page's link in `Link`.
 PAGE_SIZE_DEFAULT = 100
@@ -71,7 +94,14 @@ def client_of(request: Request) -> Client:
     return Client(ip=host, user_agent=request.headers.get("user-agent"))
 
 
-@router.post("/register", status_code=201, response_model=RegisterResult, responses=THROTTLED)
+@router.post(
+    "/register",
+    status_code=201,
+    response_model=RegisterResult,
+    responses=problem_responses(
+        EmailTakenError, 413, 422, WeakPasswordError, RegisterRateLimitedError
+    ),
+)
 async def register(
     body: RegisterRequest, request: Request, identity: Identity, limits: Limits
 ) -> RegisterResult:
@@ -114,7 +144,13 @@ async def _sign_in(
     )
 
 
-@router.post("/refresh", response_model=TokenPair, responses={**UNAUTHORIZED, **THROTTLED})
+@router.post(
+    "/refresh",
+    response_model=TokenPair,
+    responses=problem_responses(
+        InvalidRefreshTokenError, 413, RefreshRateLimitedError, NoSigningKeyError, 503
+    ),
+)
 async def refresh(
     body: RefreshRequest, request: Request, identity: Identity, limits: Limits
 ) -> TokenPair:
@@ -126,20 +162,25 @@ async def refresh(
     return await identity.refresh(body.refresh_token, client)
 
 
-@router.post("/logout", status_code=204)
+@router.post("/logout", status_code=204, responses=problem_responses(413))
 async def logout(body: RefreshRequest, identity: Identity) -> Response:
     """Revoke the refresh token's family. Always 204."""
     await identity.logout(body.refresh_token)
     return Response(status_code=204)
 
 
-@router.get("/me", response_model=MeRead, responses=UNAUTHORIZED)
+@router.get("/me", response_model=MeRead, responses=problem_responses(InvalidTokenError))
 async def me(principal: CurrentPrincipal, identity: Identity) -> MeRead:
     """The calling user, the tenant of the token and its roles."""
     return await identity.me(principal)
 
 
-@router.post("/password/forgot", status_code=202, responses=THROTTLED)
+@router.post(
+    "/password/forgot",
+    status_code=202,
+    response_class=Response,
+    responses=problem_responses(413, ForgotPasswordRateLimitedError),
+)
 async def forgot_password(
     body: ForgotPasswordRequest, request: Request, identity: Identity, limits: Limits
 ) -> Response:
@@ -150,7 +191,13 @@ async def forgot_password(
     return Response(status_code=202)
 
 
-@router.post("/password/reset", status_code=204, responses=THROTTLED)
+@router.post(
+    "/password/reset",
+    status_code=204,
+    responses=problem_responses(
+        InvalidResetTokenError, 413, 422, WeakPasswordError, ResetPasswordRateLimitedError
+    ),
+)
 async def reset_password(
     body: ResetPasswordRequest, request: Request, identity: Identity, limits: Limits
 ) -> Response:
@@ -162,7 +209,11 @@ async def reset_password(
     return Response(status_code=204)
 
 
-@router.post("/service-token", response_model=ServiceToken, responses=UNAUTHORIZED)
+@router.post(
+    "/service-token",
+    response_model=ServiceToken,
+    responses=problem_responses(InvalidClientError, 413, RateLimitedError, NoSigningKeyError, 503),
+)
 async def service_token(
     body: ServiceTokenRequest, identity: Identity, redis: RedisClient, replays: Replays
 ) -> ServiceToken:
@@ -177,7 +228,11 @@ async def service_token(
     )
 
 
-@router.get("/tenants", response_model=list[TenantMembershipRead], responses=UNAUTHORIZED)
+@router.get(
+    "/tenants",
+    response_model=list[TenantMembershipRead],
+    responses=problem_responses(InvalidTokenError),
+)
 async def tenants(principal: CurrentPrincipal, identity: Identity) -> list[TenantMembershipRead]:
     """The tenants the caller belongs to, with its role in each, oldest membership first (the
     one login picks without `tenant_id`)."""
@@ -185,7 +240,20 @@ async def tenants(principal: CurrentPrincipal, identity: Identity) -> list[Tenan
 
 
 @router.post(
-    "/invitations/accept", response_model=TokenPair, responses={**UNAUTHORIZED, **THROTTLED}
+    "/invitations/accept",
+    response_model=TokenPair,
+    responses=problem_responses(
+        InvalidInvitationError,
+        AlreadyMemberError,
+        EmailTakenError,
+        413,
+        422,
+        PasswordRequiredError,
+        WeakPasswordError,
+        AcceptInvitationRateLimitedError,
+        NoSigningKeyError,
+        503,
+    ),
 )
 async def accept_invitation(
     body: InvitationAccept, request: Request, identity: Identity, limits: Limits
@@ -213,7 +281,11 @@ async def members(
     return _page(page, request, response)
 
 
-@tenant_router.patch("/members/{user_id}", response_model=MemberRead)
+@tenant_router.patch(
+    "/members/{user_id}",
+    response_model=MemberRead,
+    responses=problem_responses(ForbiddenError, MemberNotFoundError, LastOwnerError, 413),
+)
 async def change_member_role(
     user_id: uuid.UUID, body: MemberUpdate, principal: Manager, identity: Identity
 ) -> MemberRead:
@@ -222,7 +294,11 @@ async def change_member_role(
     return await identity.change_member_role(principal, user_id, body.role)
 
 
-@tenant_router.delete("/members/{user_id}", status_code=204)
+@tenant_router.delete(
+    "/members/{user_id}",
+    status_code=204,
+    responses=problem_responses(ForbiddenError, MemberNotFoundError, LastOwnerError),
+)
 async def remove_member(user_id: uuid.UUID, principal: Manager, identity: Identity) -> Response:
     """Remove a member; its sessions of this tenant end at once. Owner or admin; only an owner
     removes an owner; the last owner cannot be removed (409)."""
@@ -230,7 +306,12 @@ async def remove_member(user_id: uuid.UUID, principal: Manager, identity: Identi
     return Response(status_code=204)
 
 
-@tenant_router.post("/invitations", status_code=201, response_model=InvitationRead)
+@tenant_router.post(
+    "/invitations",
+    status_code=201,
+    response_model=InvitationRead,
+    responses=problem_responses(ForbiddenError, NoSeatFreeError, AlreadyMemberError, 413),
+)
 async def invite(body: InvitationCreate, principal: Manager, identity: Identity) -> InvitationRead:
     """Invite an email to join the tenant with a role; the invitee is sent a single-use link.
     Owner or admin; only an owner invites an owner. 409 when no seat is free or the email
@@ -238,7 +319,11 @@ async def invite(body: InvitationCreate, principal: Manager, identity: Identity)
     return await identity.invite(principal, body.email, body.role)
 
 
-@tenant_router.get("/invitations", response_model=list[InvitationRead])
+@tenant_router.get(
+    "/invitations",
+    response_model=list[InvitationRead],
+    responses=problem_responses(ForbiddenError),
+)
 async def invitations(
     principal: Manager,
     identity: Identity,
@@ -253,7 +338,11 @@ async def invitations(
     return _page(page, request, response)
 
 
-@tenant_router.delete("/invitations/{invitation_id}", status_code=204)
+@tenant_router.delete(
+    "/invitations/{invitation_id}",
+    status_code=204,
+    responses=problem_responses(ForbiddenError, InvitationNotFoundError),
+)
 async def revoke_invitation(
     invitation_id: uuid.UUID, principal: Manager, identity: Identity
 ) -> Response:

@@ -8,19 +8,31 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from api.deps import RequireMember, UoW
+from api.errors import problem_responses
+from switchboard.auth.errors import ForbiddenError, InvalidTokenError
 from switchboard.auth.principal import Principal
 from switchboard.kit.text import SafeStr
 from switchboard.retention import tenant_data
+from switchboard.retention.errors import ConfirmationMismatchError, DeletionNotFoundError
 from switchboard.retention.schemas import TenantDeletionRead
 
-router = APIRouter(prefix="/api/v1/tenant", tags=["tenant"])
+router = APIRouter(
+    prefix="/api/v1/tenant",
+    tags=["tenant"],
+    responses=problem_responses(InvalidTokenError, ForbiddenError, 503),
+)
 
 # Roles are read from Postgres at each request, not trusted from the token.
 Owner = Annotated[Principal, Depends(RequireMember("owner"))]
 OwnerOrAdmin = Annotated[Principal, Depends(RequireMember("owner", "admin"))]
 
 
-@router.delete("/data", status_code=202, response_model=TenantDeletionRead)
+@router.delete(
+    "/data",
+    status_code=202,
+    response_model=TenantDeletionRead,
+    responses=problem_responses(422, ConfirmationMismatchError),
+)
 async def delete_data(
     principal: Owner,
     uow: UoW,
@@ -40,7 +52,11 @@ async def delete_data(
     return TenantDeletionRead.model_validate(deletion)
 
 
-@router.get("/data/deletions/{deletion_id}", response_model=TenantDeletionRead)
+@router.get(
+    "/data/deletions/{deletion_id}",
+    response_model=TenantDeletionRead,
+    responses=problem_responses(DeletionNotFoundError),
+)
 async def deletion(deletion_id: uuid.UUID, principal: OwnerOrAdmin, uow: UoW) -> TenantDeletionRead:
     """A deletion request of this tenant: its status and what it deleted."""
     found = await tenant_data.get_deletion(uow.session, principal.tenant_id, deletion_id)

@@ -23,10 +23,25 @@ from api.deps import (
     Streams,
     UoW,
 )
+from api.errors import problem_responses
 from api.sse import event_stream
+from switchboard.agents.errors import UnknownAgentError
+from switchboard.auth.errors import InvalidTokenError, NoSigningKeyError
 from switchboard.auth.principal import Principal
 from switchboard.auth.tokens import IssuedToken, TokenType
+from switchboard.billing.errors import QuotaExceededError
+from switchboard.conversations.errors import ConversationFullError, ConversationNotFoundError
 from switchboard.runs.admission import StreamSlot, StreamSlots
+from switchboard.runs.errors import (
+    ConcurrencyLimitedError,
+    InvalidLastEventIdError,
+    MessageTooLargeError,
+    RunFinishedError,
+    RunNotFoundError,
+    RunsRateLimitedError,
+    TicketStreamsExceededError,
+    TooManyStreamsError,
+)
 from switchboard.runs.events import RunEvent
 from switchboard.runs.hub import EventHub
 from switchboard.runs.resume import parse_last_event_id
@@ -34,11 +49,25 @@ from switchboard.runs.schemas import ChatAccepted, ChatRequest, RunRead, StreamT
 from switchboard.runs.service import terminal_event
 from switchboard.runs.stream import follow_batches
 
-router = APIRouter(prefix="/api/v1", tags=["chat"])
+router = APIRouter(
+    prefix="/api/v1", tags=["chat"], responses=problem_responses(InvalidTokenError, 503)
+)
 
 STREAM: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."}
 }
+# What refuses a chat before its run is queued, POST /chat and POST /chat/stream alike.
+CHAT_REFUSED = (
+    QuotaExceededError,
+    ConversationNotFoundError,
+    ConversationFullError,
+    413,
+    MessageTooLargeError,
+    422,
+    UnknownAgentError,
+    RunsRateLimitedError,
+    ConcurrencyLimitedError,
+)
 
 
 async def _ticket(authority: Authority, principal: Principal, run_id: uuid.UUID) -> IssuedToken:
@@ -53,7 +82,12 @@ def _stream_url(run_id: uuid.UUID, ticket: IssuedToken) -> str:
     return f"/api/v1/runs/{run_id}/stream?ticket={ticket.token}"
 
 
-@router.post("/chat", status_code=202, response_model=ChatAccepted)
+@router.post(
+    "/chat",
+    status_code=202,
+    response_model=ChatAccepted,
+    responses=problem_responses(*CHAT_REFUSED, NoSigningKeyError, 503),
+)
 async def chat(
     body: ChatRequest,
     principal: CurrentPrincipal,
@@ -86,7 +120,9 @@ async def chat(
     )
 
 
-@router.post("/chat/stream", responses=STREAM)
+@router.post(
+    "/chat/stream", responses={**STREAM, **problem_responses(*CHAT_REFUSED, TooManyStreamsError)}
+)
 async def chat_stream(
     body: ChatRequest,
     principal: CurrentPrincipal,
@@ -114,13 +150,25 @@ async def chat_stream(
     return _follow(started.run.id, 0, resources, hub, settings, slots, held, headers)
 
 
-@router.get("/runs/{run_id}", response_model=RunRead)
+@router.get("/runs/{run_id}", response_model=RunRead, responses=problem_responses(RunNotFoundError))
 async def get_run(run_id: uuid.UUID, principal: CurrentPrincipal, runs: Runs) -> RunRead:
     """A run's status, agent, usage and error."""
     return await runs.get(principal, run_id)
 
 
-@router.get("/runs/{run_id}/stream", responses=STREAM)
+@router.get(
+    "/runs/{run_id}/stream",
+    responses={
+        **STREAM,
+        **problem_responses(
+            RunNotFoundError,
+            422,
+            InvalidLastEventIdError,
+            TooManyStreamsError,
+            TicketStreamsExceededError,
+        ),
+    },
+)
 async def stream_run(
     run_id: uuid.UUID,
     owner: StreamAccess,
@@ -152,7 +200,11 @@ async def stream_run(
     return _follow(run_id, after, resources, hub, settings, slots, held)
 
 
-@router.post("/runs/{run_id}/stream-ticket", response_model=StreamTicketRead)
+@router.post(
+    "/runs/{run_id}/stream-ticket",
+    response_model=StreamTicketRead,
+    responses=problem_responses(RunNotFoundError, NoSigningKeyError, 503),
+)
 async def stream_ticket(
     run_id: uuid.UUID, principal: CurrentPrincipal, runs: Runs, authority: Authority
 ) -> StreamTicketRead:
@@ -208,7 +260,12 @@ def _follow(
     return event_stream(batches, settings.runs, headers=headers, opened=opened, closed=closed)
 
 
-@router.post("/runs/{run_id}/cancel", status_code=202)
+@router.post(
+    "/runs/{run_id}/cancel",
+    status_code=202,
+    response_class=Response,
+    responses=problem_responses(RunNotFoundError, RunFinishedError),
+)
 async def cancel_run(
     run_id: uuid.UUID, principal: CurrentPrincipal, runs: Runs, resources: AppResources
 ) -> Response:

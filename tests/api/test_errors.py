@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from pydantic import BaseModel, Field
 
+from api.errors import Problem
 from switchboard.kit.errors import ConflictError
 from switchboard.settings import Settings
 
@@ -130,3 +131,44 @@ async def test_body_over_the_limit_is_a_413_problem(
         assert response.status_code == 413
         assert response.headers["content-type"] == PROBLEM
         assert response.json()["code"] == "http.payload_too_large"
+
+
+async def test_a_body_that_is_not_utf8_is_a_422_problem(client: AsyncClient) -> None:
+    # Read before the token is checked: the body is refused as it is, signed in or not.
+    response = await client.post(
+        "/api/v1/chat",
+        content=b'{"message": "\xff\xfe caf\xe9"}',
+        headers={"content-type": "application/json"},
+    )
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    problem = Problem.model_validate(response.json())
+    assert problem.code == "validation_error"
+    assert problem.errors is not None
+    assert [(issue.loc, issue.msg) for issue in problem.errors] == [
+        (["body"], "The body is not valid UTF-8.")
+    ]
+
+
+async def test_a_form_that_cannot_be_parsed_is_a_422_problem(client: AsyncClient) -> None:
+    broken = await client.post(
+        "/api/v1/auth/token",
+        content=b"\xff\xfe--not multipart",
+        headers={"content-type": "multipart/form-data"},  # no boundary
+    )
+    # A form route sent JSON (not UTF-8 either) reads no form: its fields are missing.
+    not_a_form = await client.post(
+        "/api/v1/auth/token",
+        content=b'{"username": "\xff\xfe"}',
+        headers={"content-type": "application/json"},
+    )
+
+    for response in (broken, not_a_form):
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == PROBLEM
+        problem = Problem.model_validate(response.json())
+        assert problem.code == "validation_error"
+    assert broken.json()["errors"] == [
+        {"loc": ["body"], "msg": "Missing boundary in multipart.", "type": "body_unreadable"}
+    ]
