@@ -86,6 +86,7 @@ VAULT_TOKEN_KEYS = {
 }
 PROMETHEUS_PODS = {"app.kubernetes.io/name": "prometheus"}
 INGRESS_NAMESPACE_LABEL = "kubernetes.io/metadata.name"
+MONITORING_NAMESPACE = {INGRESS_NAMESPACE_LABEL: "monitoring"}
 OPERATOR_PODS = {"switchboard/operator": "true"}
 
 Doc = dict[str, Any]
@@ -842,7 +843,10 @@ def test_api_admits_only_the_ingress_controller_and_prometheus(docs: list[Doc]) 
         assert "namespaceSelector" in peer, f"the API is open to {peer}"
         assert peer.get("podSelector", {}).get("matchLabels"), f"the API is open to {peer}"
         if peer not in ingress:
+            # Any pod admitted here could name a client address: Prometheus in its own
+            # namespace only, not a pod that merely carries its label somewhere else.
             assert peer["podSelector"]["matchLabels"] == PROMETHEUS_PODS, peer
+            assert peer["namespaceSelector"] == {"matchLabels": MONITORING_NAMESPACE}, peer
 
 
 def test_metrics_token_reaches_the_api_and_prometheus() -> None:
