@@ -66,7 +66,7 @@ class Problem(BaseModel):
     # Absent rather than null: SkipJsonSchema keeps None out of the document.
     errors: list[ValidationIssue] | SkipJsonSchema[None] = Field(
         None,
-        description="On `validation_error` from reading the request: each part that failed.",
+        description="On `validation_error`: each part of the request that failed.",
         json_schema_extra=_no_default,
     )
 
@@ -130,7 +130,8 @@ def problem(
 
 async def _app_error(_: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, AppError)
-    return problem(exc.status, exc.code, exc.message, title=exc.title, headers=exc.headers)
+    extra = {"errors": exc.errors} if exc.errors else {}
+    return problem(exc.status, exc.code, exc.message, title=exc.title, headers=exc.headers, **extra)
 
 
 async def _http_error(_: Request, exc: Exception) -> ProblemResponse:

@@ -33,6 +33,8 @@ from switchboard.identity.errors import (
 from switchboard.identity.limits import PublicAction
 from switchboard.identity.passwords import WeakPasswordError
 from switchboard.identity.schemas import (
+    PAGE_SIZE_DEFAULT,
+    PAGE_SIZE_MAX,
     ForgotPasswordRequest,
     InvitationAccept,
     InvitationCreate,
@@ -80,9 +82,9 @@ SIGN_IN_REFUSED = problem_responses(
 )
 
 # A page of members or invitations: `limit` rows at most, the next page's link in `Link`.
-PAGE_SIZE_DEFAULT = 100
-PAGE_SIZE_MAX = 500
-PageSize = Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX, description="Rows per page (at most 500).")]
+PageSize = Annotated[
+    int, Query(ge=1, le=PAGE_SIZE_MAX, description=f"Rows per page (at most {PAGE_SIZE_MAX}).")
+]
 Cursor = Annotated[
     SafeStr | None,
     Query(max_length=200, description='The cursor of the `Link: rel="next"` of the last page.'),

@@ -24,6 +24,7 @@ from switchboard.conversations.schemas import (
     MessagePage,
     MessageRead,
 )
+from switchboard.kit.pagination import keyset_page
 from switchboard.models import Conversation
 
 log = structlog.get_logger("switchboard.conversations")
@@ -40,14 +41,13 @@ class ConversationService:
         rows = await self.conversations.page(
             principal.tenant_id, principal.subject, limit=limit + 1, after=after
         )
-        items, more = rows[:limit], len(rows) > limit
-        next_cursor = (
-            encode_conversation_cursor(items[-1].updated_at, items[-1].id) if more else None
+        page = keyset_page(
+            rows,
+            limit,
+            cursor=lambda row: encode_conversation_cursor(row.updated_at, row.id),
+            read=ConversationSummary.model_validate,
         )
-        return ConversationPage(
-            items=[ConversationSummary.model_validate(item) for item in items],
-            next_cursor=next_cursor,
-        )
+        return ConversationPage(items=page.items, next_cursor=page.next_cursor)
 
     async def get(
         self, principal: Principal, conversation_id: uuid.UUID, *, limit: int, cursor: str | None
@@ -76,12 +76,13 @@ class ConversationService:
         exists."""
         after = decode_message_cursor(cursor, conversation.id) if cursor else None
         rows = await self.conversations.messages(conversation.id, limit=limit + 1, after=after)
-        items, more = rows[:limit], len(rows) > limit
-        next_cursor = encode_message_cursor(conversation.id, items[-1].position) if more else None
-        return MessagePage(
-            items=[MessageRead.model_validate(message) for message in items],
-            next_cursor=next_cursor,
+        page = keyset_page(
+            rows,
+            limit,
+            cursor=lambda row: encode_message_cursor(conversation.id, row.position),
+            read=MessageRead.model_validate,
         )
+        return MessagePage(items=page.items, next_cursor=page.next_cursor)
 
     async def delete(self, principal: Principal, conversation_id: uuid.UUID) -> None:
         """With its messages and runs."""

@@ -40,7 +40,12 @@ from switchboard.identity.secrets import (
     token_pepper,
 )
 from switchboard.identity.sessions import Client, SessionService
-from switchboard.kit.pagination import Page, decode_created_cursor, keyset_page
+from switchboard.kit.pagination import (
+    Page,
+    decode_created_cursor,
+    encode_created_cursor,
+    keyset_page,
+)
 from switchboard.models import Invitation, User
 from switchboard.settings import Settings
 
@@ -111,7 +116,7 @@ class InvitationService:
         return keyset_page(
             rows,
             limit,
-            key=lambda row: (row.created_at, row.id),
+            cursor=lambda row: encode_created_cursor((row.created_at, row.id)),
             read=InvitationRead.model_validate,
         )
 

@@ -17,7 +17,12 @@ from switchboard.auth.principal import OPERATOR_ROLE, Principal
 from switchboard.identity.errors import LastOwnerError, MemberNotFoundError
 from switchboard.identity.repository import IdentityRepository
 from switchboard.identity.schemas import MemberRead, TenantMembershipRead
-from switchboard.kit.pagination import Page, decode_created_cursor, keyset_page
+from switchboard.kit.pagination import (
+    Page,
+    decode_created_cursor,
+    encode_created_cursor,
+    keyset_page,
+)
 from switchboard.models import Membership, User, UserProfile
 
 log = structlog.get_logger("switchboard.identity")
@@ -51,7 +56,10 @@ class MembersService:
         after = decode_created_cursor(cursor) if cursor is not None else None
         rows = await self.repo.members(tenant_id, after=after, limit=limit + 1)
         return keyset_page(
-            rows, limit, key=lambda row: (row[0].created_at, row[0].id), read=_read_row
+            rows,
+            limit,
+            cursor=lambda row: encode_created_cursor((row[0].created_at, row[0].id)),
+            read=_read_row,
         )
 
     async def change_role(self, actor: Principal, user_id: uuid.UUID, role: str) -> MemberRead:

@@ -111,6 +111,11 @@ class TenantMembershipRead(BaseModel):
     role: str
 
 
+# The pages of members and of invitations; a larger `limit` is a 422, never a larger page.
+PAGE_SIZE_DEFAULT = 100
+PAGE_SIZE_MAX = 500
+
+
 class MemberRead(BaseModel):
     user_id: uuid.UUID
     email: str

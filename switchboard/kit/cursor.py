@@ -36,7 +36,9 @@ class InvalidCursorError(AppError):
     title = "Unprocessable content"
 
     def __init__(self, message: str = "The cursor is not one this API returned.") -> None:
-        super().__init__(message)
+        super().__init__(
+            message, errors=[{"loc": ["query", "cursor"], "msg": message, "type": "cursor_invalid"}]
+        )
 
 
 def encode_cursor(shape: TypeAdapter[T], values: T) -> str:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
+
+class FieldIssue(TypedDict):
+    """One part of the request at fault: where (``["query", "cursor"]``), why, and a type."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
 
 class AppError(Exception):
     """An expected failure with a stable machine-readable ``code``.
 
     Domains subclass it in their own ``errors.py``; ``status`` is the HTTP status the API
     answers with, chosen here so every adapter reports the same outcome the same way.
+    ``errors``, when the fault lies in given parts of the request, names each of them.
     """
 
     status: int = 400
@@ -21,6 +32,7 @@ class AppError(Exception):
         status: int | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        errors: list[FieldIssue] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -29,6 +41,7 @@ class AppError(Exception):
         if code is not None:
             self.code = code
         self.headers = headers or {}
+        self.errors = errors or []
 
 
 class NotFoundError(AppError):

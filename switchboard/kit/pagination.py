@@ -1,8 +1,9 @@
-"""Keyset pages ordered by ``(created_at, id)``, and the cursor that continues one.
+"""Keyset pages, and the cursor that continues one.
 
-The cursor holds the last item's ``created_at`` and ``id`` (``kit/cursor.py`` writes and checks
-it); the next page starts strictly after that pair, so rows added or removed meanwhile never
-make a page repeat or skip one that stayed.
+A page starts strictly after the key its cursor holds (``kit/cursor.py`` writes and checks
+it), so rows added or removed meanwhile never make a page repeat or skip one that stayed.
+``keyset_page`` cuts every list's page; the ``(created_at, id)`` cursor here serves the lists
+ordered that way.
 """
 
 from __future__ import annotations
@@ -40,11 +41,10 @@ def decode_created_cursor(cursor: str) -> CreatedKey:
 
 
 def keyset_page(
-    rows: Sequence[R], limit: int, key: Callable[[R], CreatedKey], read: Callable[[R], T]
+    rows: Sequence[R], limit: int, cursor: Callable[[R], str], read: Callable[[R], T]
 ) -> Page[T]:
-    """The page of ``rows``, fetched as ``limit + 1`` so a further row says another page follows."""
+    """The page of ``rows``, fetched as ``limit + 1`` so a further row says another page
+    follows; its cursor is ``cursor`` of the last row shown."""
     shown = rows[:limit]
     more = len(rows) > limit and bool(shown)
-    return Page(
-        [read(row) for row in shown], encode_created_cursor(key(shown[-1])) if more else None
-    )
+    return Page([read(row) for row in shown], cursor(shown[-1]) if more else None)

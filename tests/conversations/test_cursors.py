@@ -81,6 +81,7 @@ async def test_a_malformed_conversations_cursor_is_a_problem(
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["code"] == "validation_error"
+    assert response.json()["errors"][0]["loc"] == ["query", "cursor"]
 
 
 async def test_the_cursor_the_api_writes_is_taken(
@@ -144,4 +145,36 @@ async def test_a_malformed_messages_cursor_is_a_problem(
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["code"] == "validation_error"
+    assert response.json()["errors"][0]["loc"] == ["query", "cursor"]
     assert well_made.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "detail"),
+    [
+        ("/api/v1/conversations", "The cursor is not one this API returned."),
+        ("/api/v1/conversations/{id}", "The cursor belongs to another conversation."),
+        ("/api/v1/conversations/{id}/messages", "The cursor belongs to another conversation."),
+    ],
+)
+async def test_a_refused_cursor_is_listed_as_the_query_field_at_fault(
+    client: AsyncClient, new_member: NewMember, path: str, detail: str
+) -> None:
+    alice = await new_member()
+    conversation_id = await _conversation(client, alice)
+    # Well formed, so the API's own check refuses it, not the query's validation.
+    cursor = encode_message_cursor(uuid.uuid4(), 0)
+
+    response = await client.get(
+        path.format(id=conversation_id), params={"cursor": cursor}, headers=alice.headers
+    )
+
+    assert response.status_code == 422
+    assert response.json() == {
+        "type": "urn:switchboard:problem:validation_error",
+        "title": "Unprocessable content",
+        "status": 422,
+        "detail": detail,
+        "code": "validation_error",
+        "errors": [{"loc": ["query", "cursor"], "msg": detail, "type": "cursor_invalid"}],
+    }

@@ -137,6 +137,7 @@ async def test_a_cursor_this_api_did_not_write_is_a_422(
     assert refused.status_code == 422, refused.text
     assert refused.headers["content-type"].startswith(PROBLEM)
     assert refused.json()["code"] == "validation_error"
+    assert refused.json()["errors"][0]["loc"] == ["query", "cursor"]
 
 
 async def test_an_altered_cursor_is_refused(client: AsyncClient, db_session: AsyncSession) -> None:
@@ -149,3 +150,10 @@ async def test_an_altered_cursor_is_refused(client: AsyncClient, db_session: Asy
 
     assert (await client.get(following, headers=boss.headers)).status_code == 200
     assert altered.status_code == 422
+    assert altered.json()["errors"] == [
+        {
+            "loc": ["query", "cursor"],
+            "msg": "The cursor is not one this API returned.",
+            "type": "cursor_invalid",
+        }
+    ]
