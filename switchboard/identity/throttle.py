@@ -5,9 +5,12 @@ A sign-in reserves its place before the password is checked, in one Lua call tha
 writes every counter below, so concurrent attempts from any number of API processes are
 counted as if they came one at a time:
 
-- ``auth:ratelimit:login-ip:<ip hash>``: attempts of one IP in its window that did not succeed
-  (or are still running); at the limit, its attempts are refused before anything else;
-- ``auth:ratelimit:login-global``: the same for every IP together, per minute;
+- ``auth:ratelimit:login-ip:<ip hash>``: the start of the IP's window (TTL = the window), which
+  the first reservation after the last window ended sets from Redis's clock;
+- ``auth:ratelimit:login-ip:<ip hash>:<start>``: attempts of that IP in that window that did not
+  succeed (or are still running); at the limit, its attempts are refused before anything else;
+- ``auth:ratelimit:login-global`` and ``auth:ratelimit:login-global:<start>``: the same for every
+  IP together, per minute;
 - ``auth:lockout:attempts:<account hash>``: attempts on the account since the first in the
   window, running or failed; the one that takes the last place locks the account at once;
 - ``auth:lockout:locked:<account hash>``: present while the account is locked (TTL = lock); it
@@ -19,7 +22,9 @@ passwords tried per lock: however many guesses arrive together, at most ``lockou
 reach the password check. A sign-in whose password is right succeeds only if, when it is
 settled, the account is unlocked or locked by that sign-in itself (which then lifts it): a right
 password checked while another attempt locked the account is refused like any attempt on a
-locked account. A success gives back its IP and global places and clears the account's count.
+locked account. A success gives back its IP and global places in the windows it took them from
+(a window that ended meanwhile is left alone, so the next one keeps all its failures) and clears
+the account's count.
 
 Hashes are sha256 hex of the IP or lower-cased email, so neither reaches Redis in clear.
 """
@@ -43,12 +48,26 @@ LEVEL_TTL_SECONDS = 86_400
 
 _RESERVED, _IP_LIMITED, _GLOBAL_LIMITED, _LOCKED = 0, 1, 2, 3
 
-# KEYS: ip, global, attempts, locked, level.
+# KEYS: ip window, global window, attempts, locked, level.
 # ARGV: ip limit, ip window, global limit, global window, threshold, lockout window, base lock,
 # max lock, level TTL, the attempt's token.
-# Returns {outcome, seconds}: for _RESERVED, the seconds of the lock this attempt set (0 when it
-# set none); otherwise the seconds until the refusal ends.
+# Returns {outcome, seconds, ...}: for _RESERVED, the seconds of the lock this attempt set (0 when
+# it set none), then the ip and global counters it counts in; otherwise the seconds until the
+# refusal ends.
 _RESERVE_SCRIPT = """
+local function window(key, seconds)
+    local start = redis.call('GET', KEYS[key])
+    if not start then
+        local now = redis.call('TIME')
+        start = now[1] .. string.format('%06d', tonumber(now[2]))
+        redis.call('SET', KEYS[key], start, 'EX', seconds)
+    end
+    local ms = redis.call('PTTL', KEYS[key])
+    if ms <= 0 then
+        ms = seconds * 1000
+    end
+    return KEYS[key] .. ':' .. start, ms
+end
 local function seconds_left(key, default)
     local pttl = redis.call('PTTL', KEYS[key])
     if pttl <= 0 then
@@ -56,23 +75,25 @@ local function seconds_left(key, default)
     end
     return math.max(1, math.ceil(pttl / 1000))
 end
-if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then
-    return {1, seconds_left(1, tonumber(ARGV[2]))}
+local ip, ip_ms = window(1, tonumber(ARGV[2]))
+if tonumber(redis.call('GET', ip) or '0') >= tonumber(ARGV[1]) then
+    return {1, math.max(1, math.ceil(ip_ms / 1000))}
 end
-if tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[3]) then
-    return {2, seconds_left(2, tonumber(ARGV[4]))}
+local all, all_ms = window(2, tonumber(ARGV[4]))
+if tonumber(redis.call('GET', all) or '0') >= tonumber(ARGV[3]) then
+    return {2, math.max(1, math.ceil(all_ms / 1000))}
 end
-redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2], 'NX')
-redis.call('INCR', KEYS[2])
-redis.call('EXPIRE', KEYS[2], ARGV[4], 'NX')
+redis.call('INCR', ip)
+redis.call('PEXPIRE', ip, ip_ms, 'NX')
+redis.call('INCR', all)
+redis.call('PEXPIRE', all, all_ms, 'NX')
 if redis.call('PTTL', KEYS[4]) > 0 then
     return {3, seconds_left(4, 1)}
 end
 local attempts = redis.call('INCR', KEYS[3])
 redis.call('EXPIRE', KEYS[3], ARGV[6], 'NX')
 if attempts < tonumber(ARGV[5]) then
-    return {0, 0}
+    return {0, 0, ip, all}
 end
 redis.call('DEL', KEYS[3])
 local level = tonumber(redis.call('GET', KEYS[5]) or '0')
@@ -86,10 +107,11 @@ seconds = math.max(1, math.floor(seconds))
 redis.call('SET', KEYS[4], ARGV[10], 'EX', seconds)
 redis.call('INCR', KEYS[5])
 redis.call('EXPIRE', KEYS[5], ARGV[9])
-return {0, seconds}
+return {0, seconds, ip, all}
 """
 
-# KEYS: ip, global, attempts, locked, level. ARGV: the attempt's token.
+# KEYS: the ip and global counters the attempt counts in, attempts, locked, level. ARGV: the
+# attempt's token.
 # Returns 0 when the sign-in may succeed (its places given back, the account's count cleared),
 # else the seconds left of a lock another attempt set.
 _SUCCEED_SCRIPT = """
@@ -111,6 +133,10 @@ for i = 1, 2 do
 end
 return 0
 """
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class AccountLockedError(AppError):
@@ -136,7 +162,9 @@ class LoginRateLimitedError(RateLimitedError):
 
 @dataclass(frozen=True)
 class LoginAttempt:
-    """A sign-in holding its place; ``locks_for`` is set when it took the account's last one."""
+    """A sign-in holding its place; ``locks_for`` is set when it took the account's last one.
+    ``keys`` are the exact counters it counts in, windows included, so a success gives back
+    there and nowhere else."""
 
     keys: tuple[str, str, str, str, str]
     token: str
@@ -145,30 +173,23 @@ class LoginAttempt:
 
 class LoginThrottle:
     def __init__(self, redis: Redis, settings: IdentitySettings) -> None:
-        self._redis = redis
         self._settings = settings
         self._reserve = redis.register_script(_RESERVE_SCRIPT)
         self._succeed = redis.register_script(_SUCCEED_SCRIPT)
-
-    @staticmethod
-    def _keys(account: str, ip: str) -> tuple[str, str, str, str, str]:
-        digest = hash_key(account)
-        return (
-            f"{LOGIN_IP_PREFIX}:{hash_key(ip)}",
-            LOGIN_GLOBAL_KEY,
-            f"{LOCKOUT_PREFIX}attempts:{digest}",
-            f"{LOCKOUT_PREFIX}locked:{digest}",
-            f"{LOCKOUT_PREFIX}level:{digest}",
-        )
 
     async def begin(self, *, account: str, ip: str) -> LoginAttempt:
         """Reserve a place for one sign-in before its password is checked, or refuse it: 429
         when ``ip`` or everyone is at the limit, 423 when ``account`` is locked."""
         s = self._settings
-        keys = self._keys(account, ip)
+        digest = hash_key(account)
+        account_keys = (
+            f"{LOCKOUT_PREFIX}attempts:{digest}",
+            f"{LOCKOUT_PREFIX}locked:{digest}",
+            f"{LOCKOUT_PREFIX}level:{digest}",
+        )
         token = secrets.token_urlsafe(16)
-        outcome, seconds = await self._reserve(
-            keys=list(keys),
+        reply = await self._reserve(
+            keys=[f"{LOGIN_IP_PREFIX}:{hash_key(ip)}", LOGIN_GLOBAL_KEY, *account_keys],
             args=[
                 s.login_ip_max_attempts,
                 s.login_ip_window_seconds,
@@ -182,14 +203,15 @@ class LoginThrottle:
                 token,
             ],
         )
-        outcome, seconds = int(outcome), int(seconds)
+        outcome, seconds = int(reply[0]), int(reply[1])
         if outcome == _IP_LIMITED:
             raise LoginRateLimitedError(seconds, per_address=True)
         if outcome == _GLOBAL_LIMITED:
             raise LoginRateLimitedError(seconds, per_address=False)
         if outcome == _LOCKED:
             raise AccountLockedError(seconds)
-        return LoginAttempt(keys, token, seconds or None)
+        ip_counter, global_counter = (_text(key) for key in reply[2:4])
+        return LoginAttempt((ip_counter, global_counter, *account_keys), token, seconds or None)
 
     async def succeed(self, attempt: LoginAttempt) -> None:
         """Settle a sign-in whose credentials were right: 423 if another attempt locked the
@@ -199,11 +221,3 @@ class LoginThrottle:
         locked = int(await self._succeed(keys=list(attempt.keys), args=[attempt.token]))
         if locked > 0:
             raise AccountLockedError(locked)
-
-    async def locked_for(self, *, account: str) -> int:
-        """Whole seconds the account stays locked; 0 when it is not locked."""
-        locked = f"{LOCKOUT_PREFIX}locked:{hash_key(account)}"
-        pttl = int(await self._redis.pttl(locked))
-        if pttl <= 0:
-            return 0
-        return -(-pttl // 1000)

@@ -48,6 +48,17 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+async def _locked_for(redis: Redis, account: str) -> int:
+    """Whole seconds the account stays locked; 0 when it is not locked."""
+    pttl = int(await redis.pttl(f"auth:lockout:locked:{_digest(account)}"))
+    return -(-pttl // 1000) if pttl > 0 else 0
+
+
+async def _window_ends(redis: Redis, key: str) -> None:
+    """What the window's TTL does at its end, without waiting for it."""
+    await redis.delete(key)
+
+
 async def _lock_expires(redis: Redis, account: str) -> None:
     """What the lock's TTL does at its end, without waiting for it."""
     await redis.delete(f"auth:lockout:locked:{_digest(account)}")
@@ -62,7 +73,7 @@ async def test_the_attempt_that_takes_the_last_place_locks_the_account(redis: Re
         await throttle.begin(account=account, ip=_ip())
 
     assert [attempt.locks_for for attempt in attempts] == [None, None, None, None, 60]
-    assert 59 <= await throttle.locked_for(account=account) <= 60
+    assert 59 <= await _locked_for(redis, account) <= 60
     error = caught.value
     assert error.status == 423
     assert error.code == "identity.account_locked"
@@ -104,7 +115,7 @@ async def test_a_success_lifts_its_own_lock_and_leaves_the_level(redis: Redis) -
 
     own = await throttle.begin(account=account, ip=_ip())
     await throttle.succeed(own)
-    unlocked = await throttle.locked_for(account=account)
+    unlocked = await _locked_for(redis, account)
     next_lock = (await throttle.begin(account=account, ip=_ip())).locks_for
 
     assert own.locks_for == 10
@@ -125,7 +136,7 @@ async def test_a_right_password_does_not_succeed_once_another_attempt_locked(
 
     assert locking.locks_for == 60
     assert 1 <= caught.value.retry_after <= 60
-    assert 59 <= await throttle.locked_for(account=account) <= 60
+    assert 59 <= await _locked_for(redis, account) <= 60
 
 
 async def test_a_success_keeps_the_level_of_earlier_locks(redis: Redis) -> None:
@@ -186,6 +197,53 @@ async def test_the_global_limit_counts_failures_from_every_address(redis: Redis)
 
     assert "right now" in caught.value.message
     assert 1 <= int(caught.value.headers["Retry-After"]) <= 60
+
+
+async def test_a_success_gives_back_its_address_place_only_in_its_own_window(
+    redis: Redis,
+) -> None:
+    throttle = LoginThrottle(redis, _settings(login_ip_max_attempts=2, lockout_threshold=HIGH))
+    ip = _ip()
+    right = await throttle.begin(account=_account(), ip=ip)
+    await _window_ends(redis, f"auth:ratelimit:login-ip:{_digest(ip)}")  # while checking
+    for _ in range(2):
+        await throttle.begin(account=_account(), ip=ip)  # failures in the next window
+
+    await throttle.succeed(right)
+
+    with pytest.raises(LoginRateLimitedError, match="from this address"):
+        await throttle.begin(account=_account(), ip=ip)
+
+
+async def test_a_success_gives_back_its_global_place_only_in_its_own_window(
+    redis: Redis,
+) -> None:
+    await redis.delete(LOGIN_GLOBAL_KEY)
+    throttle = LoginThrottle(redis, _settings(login_global_failures_per_minute=2))
+    right = await throttle.begin(account=_account(), ip=_ip())
+    await _window_ends(redis, LOGIN_GLOBAL_KEY)
+    for _ in range(2):
+        await throttle.begin(account=_account(), ip=_ip())
+
+    await throttle.succeed(right)
+
+    with pytest.raises(LoginRateLimitedError, match="right now"):
+        await throttle.begin(account=_account(), ip=_ip())
+
+
+async def test_the_counts_of_a_window_end_with_it(redis: Redis) -> None:
+    throttle = LoginThrottle(redis, _settings(login_ip_window_seconds=30))
+    ip = _ip()
+    window = f"auth:ratelimit:login-ip:{_digest(ip)}"
+
+    attempt = await throttle.begin(account=_account(), ip=ip)
+
+    start = (await redis.get(window)).decode()
+    assert attempt.keys[0] == f"{window}:{start}"
+    assert attempt.keys[1].startswith(f"{LOGIN_GLOBAL_KEY}:")
+    window_left = await redis.pttl(window)
+    assert 0 < await redis.pttl(attempt.keys[0]) <= window_left <= 30_000
+    assert 0 < await redis.pttl(attempt.keys[1]) <= 60_000
 
 
 async def test_an_address_over_its_limit_spends_none_of_the_global_budget(redis: Redis) -> None:
