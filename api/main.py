@@ -83,9 +83,7 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
             )
             app.state.authority = TokenAuthority(keyring, settings.auth)
             app.state.password_hasher = PasswordHasher.from_settings(settings.identity)
-            app.state.notifier = LogNotifier(
-                include_link=settings.environment.allows_insecure_defaults
-            )
+            app.state.notifier = LogNotifier(include_link=settings.environment.local)
             # With SMTP configured, each request's notifier seals mail jobs with this.
             app.state.mail_sealer = (
                 MailSealer.for_settings(settings) if settings.smtp.configured else None
@@ -104,9 +102,7 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
                 await app.state.stream_slots.stop()
                 await app.state.event_hub.stop()
 
-    docs = settings.api.docs_enabled
-    if docs is None:
-        docs = settings.environment.local
+    docs = settings.docs_served
     app = SwitchboardApp(
         trusted_proxies=[str(network) for network in settings.api.trusted_proxies],
         title="Switchboard",
@@ -142,7 +138,7 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
     app.include_router(retention.router)
     app.add_api_route(
         "/metrics",
-        metrics_endpoint(settings.api.metrics_token, open_without_token=settings.environment.local),
+        metrics_endpoint(settings.api.metrics_token, open_without_token=settings.metrics_open),
         include_in_schema=False,
     )
     return app

@@ -52,10 +52,6 @@ class Environment(enum.StrEnum):
         """A developer's machine: development or test."""
         return self in (Environment.development, Environment.test)
 
-    @property
-    def allows_insecure_defaults(self) -> bool:
-        return self.local
-
 
 class LogFormat(enum.StrEnum):
     auto = "auto"
@@ -234,6 +230,18 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     smtp: SmtpSettings = SmtpSettings()
 
+    @property
+    def docs_served(self) -> bool:
+        """/docs, /redoc and /openapi.json: as API_DOCS_ENABLED says, else only when local."""
+        if self.api.docs_enabled is None:
+            return self.environment.local
+        return self.api.docs_enabled
+
+    @property
+    def metrics_open(self) -> bool:
+        """/metrics answers without a token: no API_METRICS_TOKEN, on a developer's machine."""
+        return self.api.metrics_token is None and self.environment.local
+
     @model_validator(mode="after")
     def _demo_idp_only_in_development(self) -> Settings:
         if self.auth.idp_mode is IdpMode.demo and self.environment is not Environment.development:
@@ -252,7 +260,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:
-        if self.environment.allows_insecure_defaults:
+        if self.environment.local:
             return self
         offending = []
         for area, field, value, default in self._dev_secrets():

@@ -119,7 +119,7 @@ def token_issue(
 ) -> None:
     """Issue an access token signed by the active key. Development and test only."""
     settings = load_or_exit()
-    if not settings.environment.allows_insecure_defaults:
+    if not settings.environment.local:
         typer.echo("switchboard: token issue is refused outside development and test", err=True)
         raise typer.Exit(2)
 
