@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -68,6 +67,8 @@ CHAT_REFUSED = (
     RunsRateLimitedError,
     ConcurrencyLimitedError,
 )
+# An event number has at most 14 digits; this leaves room for leading zeros, not without end.
+LAST_EVENT_ID_CHARS = 64
 
 
 async def _ticket(authority: Authority, principal: Principal, run_id: uuid.UUID) -> IssuedToken:
@@ -137,16 +138,11 @@ async def chat_stream(
     """Queue a run and answer with its events as Server-Sent Events, from the first. Takes
     one of the user's open streams (429 `runs.too_many_streams` beyond the plan's), and is
     limited like `POST /chat`."""
-    slot = await runs.open_stream(principal.tenant_id, principal.subject, slots)
-    try:
-        started = await runs.start(
-            principal, body, agents=registry.names, default_agent=registry.default, jobs=uow.jobs
-        )
-    except BaseException:
-        await _give_back(slots, [slot] if slot is not None else [])
-        raise
+    held = await runs.open_stream(principal.tenant_id, principal.subject, slots, jobs=uow.jobs)
+    started = await runs.start(
+        principal, body, agents=registry.names, default_agent=registry.default, jobs=uow.jobs
+    )
     headers = started.admitted.headers() if started.admitted is not None else {}
-    held = [slot] if slot is not None else []
     return _follow(started.run.id, 0, resources, hub, settings, slots, held, headers)
 
 
@@ -173,30 +169,27 @@ async def stream_run(
     run_id: uuid.UUID,
     owner: StreamAccess,
     runs: Runs,
+    uow: UoW,
     slots: Streams,
     resources: AppResources,
     hub: Hub,
     settings: AppSettings,
-    last_event_id: Annotated[str | None, Header()] = None,
-    last_event_id_query: Annotated[str | None, Query(alias="last_event_id")] = None,
+    last_event_id: Annotated[str | None, Header(max_length=LAST_EVENT_ID_CHARS)] = None,
+    last_event_id_query: Annotated[
+        str | None, Query(alias="last_event_id", max_length=LAST_EVENT_ID_CHARS)
+    ] = None,
 ) -> EventSourceResponse:
     """The run's events after `Last-Event-ID` (or `?last_event_id=`, a whole number from 0 to
-    99999999999999, else 422 `run.invalid_last_event_id`), then live ones, each once and in
-    order; a finished run's stream ends with its terminal event, or at once if the client
-    already had it. Takes one of the user's open streams until it ends: 429
-    `runs.too_many_streams` beyond the plan's; opened with a ticket, also one of the ticket's:
-    429 `runs.ticket_streams_exceeded` beyond `RUNS_STREAMS_PER_TICKET`."""
+    99999999999999, else 422 `run.invalid_last_event_id`; over 64 characters, 422
+    `validation_error`), then live ones, each once and in order; a finished run's stream ends
+    with its terminal event, or at once if the client already had it. Takes one of the user's
+    open streams until it ends: 429 `runs.too_many_streams` beyond the plan's; opened with a
+    ticket, also one of the ticket's: 429 `runs.ticket_streams_exceeded` beyond
+    `RUNS_STREAMS_PER_TICKET`."""
     after = parse_last_event_id(last_event_id if last_event_id is not None else last_event_id_query)
-    held: list[StreamSlot] = []
-    if owner.ticket_id is not None:
-        held.append(await slots.take_for_ticket(owner.ticket_id))
-    try:
-        slot = await runs.open_stream(owner.tenant_id, owner.user_id, slots)
-    except BaseException:
-        await _give_back(slots, held)
-        raise
-    if slot is not None:
-        held.append(slot)
+    held = await runs.open_stream(
+        owner.tenant_id, owner.user_id, slots, jobs=uow.jobs, ticket_id=owner.ticket_id
+    )
     return _follow(run_id, after, resources, hub, settings, slots, held)
 
 
@@ -218,13 +211,6 @@ async def stream_ticket(
         stream_url=_stream_url(run_id, ticket),
         expires_at=datetime.fromtimestamp(ticket.expires_at, UTC),
     )
-
-
-async def _give_back(slots: StreamSlots, held: Sequence[StreamSlot]) -> None:
-    for slot in held:
-        # Redis away: the slot lapses by itself, unrenewed, within RUNS_STREAM_SLOT_SECONDS.
-        with contextlib.suppress(Exception):
-            await slots.give_back(slot)
 
 
 def _follow(
@@ -255,7 +241,7 @@ def _follow(
             slots.serving(slot)
 
     async def closed() -> None:
-        await _give_back(slots, held)
+        await slots.give_back_all(held)
 
     return event_stream(batches, settings.runs, headers=headers, opened=opened, closed=closed)
 

@@ -59,7 +59,8 @@ class JobBuffer:
 
     def on_rollback(self, undo: Callable[[], Awaitable[None]]) -> None:
         """``undo`` runs if the transaction rolls back or fails to commit: it gives back what
-        was taken outside Postgres for rows that will never exist (a run's admission)."""
+        was taken outside Postgres for work that will never happen (a run's admission, a
+        stream's slots)."""
         self._undo.append(undo)
 
     def drop(self) -> None:

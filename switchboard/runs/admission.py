@@ -22,7 +22,7 @@ import contextlib
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -467,6 +467,13 @@ class StreamSlots:
     async def give_back(self, slot: StreamSlot) -> None:
         self._serving.pop(slot.stream_id, None)
         await self._redis.zrem(slot.key, slot.stream_id)
+
+    async def give_back_all(self, held: Sequence[StreamSlot]) -> None:
+        """Gives each slot back, whatever happens to the others."""
+        for slot in held:
+            # Redis away: the slot lapses by itself, unrenewed, within stream_slot_seconds.
+            with contextlib.suppress(Exception):
+                await self.give_back(slot)
 
     async def _renew_forever(self) -> None:
         every = self.settings.stream_slot_seconds / 3

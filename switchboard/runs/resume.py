@@ -13,8 +13,9 @@ from switchboard.runs.errors import InvalidLastEventIdError
 LAST_SEQ = 10**14 - 1
 
 # ASCII digits only: int() would also take a sign, surrounding spaces, underscores ("1_000")
-# and the digits of other scripts ("١٢"). Leading zeros are harmless.
-_SEQUENCE = re.compile(rf"0*[0-9]{{1,{len(str(LAST_SEQ))}}}")
+# and the digits of other scripts ("١٢"). Leading zeros are skipped, not converted: int()
+# refuses a string of more than 4300 digits with a ValueError of its own.
+_SEQUENCE = re.compile(rf"0*([0-9]{{1,{len(str(LAST_SEQ))}}})")
 
 
 def parse_last_event_id(raw: str | None) -> int:
@@ -22,8 +23,9 @@ def parse_last_event_id(raw: str | None) -> int:
     Anything but a whole number from 0 to ``LAST_SEQ`` is 422 ``run.invalid_last_event_id``."""
     if raw is None or raw == "":
         return 0
-    if _SEQUENCE.fullmatch(raw) is None or int(raw) > LAST_SEQ:
+    matched = _SEQUENCE.fullmatch(raw)
+    if matched is None or int(matched[1]) > LAST_SEQ:
         raise InvalidLastEventIdError(
             f"Last-Event-ID must be a whole number from 0 to {LAST_SEQ}, in the digits 0-9."
         )
-    return int(raw)
+    return int(matched[1])

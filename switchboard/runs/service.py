@@ -165,10 +165,41 @@ class RunService:
         await self._run(principal, run_id)
 
     async def open_stream(
+        self,
+        tenant_id: uuid.UUID,
+        user_id: uuid.UUID,
+        slots: StreamSlots,
+        *,
+        jobs: JobBuffer,
+        ticket_id: str | None = None,
+    ) -> list[StreamSlot]:
+        """The slots a new stream holds until it ends: one of its ticket's, when opened with
+        one (429 ``runs.ticket_streams_exceeded`` beyond ``streams_per_ticket``), then one of
+        the user's (429 ``runs.too_many_streams`` beyond the plan's; none when the plan or the
+        settings set no limit). A refusal gives back what was taken. So does the caller's
+        rollback: the response that would give them back is never sent then, and the slots
+        would stay taken until they lapse."""
+        held: list[StreamSlot] = []
+        if ticket_id is not None:
+            held.append(await slots.take_for_ticket(ticket_id))
+        try:
+            slot = await self._user_stream_slot(tenant_id, user_id, slots)
+        except BaseException:
+            await slots.give_back_all(held)
+            raise
+        if slot is not None:
+            held.append(slot)
+        if held:
+
+            async def give_back() -> None:
+                await slots.give_back_all(held)
+
+            jobs.on_rollback(give_back)
+        return held
+
+    async def _user_stream_slot(
         self, tenant_id: uuid.UUID, user_id: uuid.UUID, slots: StreamSlots
     ) -> StreamSlot | None:
-        """A slot among the user's open streams, or 429 ``runs.too_many_streams``; None when
-        the plan (or the settings) set no limit."""
         if self.admission is None:
             return None
         plan = await self.admission.plan(tenant_id, BillingService(self.runs.session).tenant_plan)

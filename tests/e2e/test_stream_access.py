@@ -155,12 +155,16 @@ async def test_resuming_at_or_beyond_a_finished_runs_last_event_ends_at_once(
     url = f"/api/v1/runs/{run[0].data['run_id']}/stream"
 
     replies = []
-    for after in (run[-1].id, LAST_SEQ):
-        async with api.stream("GET", url, headers={**alice, "Last-Event-ID": str(after)}) as each:
+    # Leading zeros change nothing, up to the 64 characters an id may have.
+    for after in (str(run[-1].id), str(LAST_SEQ), str(LAST_SEQ).zfill(64)):
+        async with api.stream("GET", url, headers={**alice, "Last-Event-ID": after}) as each:
             replies.append((each.status_code, await collect(each)))
+    async with api.stream("GET", url, params={"last_event_id": "0001"}, headers=alice) as resumed:
+        after_the_first = await collect(resumed)
     beyond = await api.get(url, headers={**alice, "Last-Event-ID": "99999999999999999999"})
 
-    assert replies == [(200, []), (200, [])]
+    assert replies == [(200, []), (200, []), (200, [])]
+    assert after_the_first == run[1:]
     assert (beyond.status_code, beyond.json()["code"]) == (422, "run.invalid_last_event_id")
 
 
