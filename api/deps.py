@@ -38,11 +38,12 @@ from switchboard.kit.resources import Resources
 from switchboard.kit.uow import UnitOfWork
 from switchboard.mail.notifier import MailNotifier
 from switchboard.mail.sealing import MailSealer
-from switchboard.runs.admission import Admission, StreamSlots
+from switchboard.runs.admission import Admission
 from switchboard.runs.events import EventPublisher
 from switchboard.runs.hub import EventHub
 from switchboard.runs.repository import RunRepository
 from switchboard.runs.service import RunService
+from switchboard.runs.stream_slots import StreamSlots
 from switchboard.settings import Settings
 
 # --- process-wide objects, built in the lifespan ----------------------------------------

@@ -33,9 +33,10 @@ from switchboard.kit.jobs import JobSender
 from switchboard.kit.logging import configure_logging
 from switchboard.kit.resources import open_resources
 from switchboard.mail.sealing import MailSealer
-from switchboard.runs.admission import Admission, StreamSlots
+from switchboard.runs.admission import Admission
 from switchboard.runs.events import EventPublisher
 from switchboard.runs.hub import EventHub
+from switchboard.runs.stream_slots import StreamSlots
 from switchboard.settings import Settings, settings_or_exit
 
 

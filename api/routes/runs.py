@@ -30,7 +30,6 @@ from switchboard.auth.principal import Principal
 from switchboard.auth.tokens import IssuedToken, TokenType
 from switchboard.billing.errors import QuotaExceededError
 from switchboard.conversations.errors import ConversationFullError, ConversationNotFoundError
-from switchboard.runs.admission import StreamSlot, StreamSlots
 from switchboard.runs.errors import (
     ConcurrencyLimitedError,
     InvalidLastEventIdError,
@@ -47,6 +46,7 @@ from switchboard.runs.resume import parse_last_event_id
 from switchboard.runs.schemas import ChatAccepted, ChatRequest, RunRead, StreamTicketRead
 from switchboard.runs.service import terminal_event
 from switchboard.runs.stream import follow_batches
+from switchboard.runs.stream_slots import StreamSlot, StreamSlots
 
 router = APIRouter(
     prefix="/api/v1", tags=["chat"], responses=problem_responses(InvalidTokenError, 503)

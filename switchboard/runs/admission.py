@@ -8,21 +8,17 @@ when Redis has no fresh copy). Nothing is taken unless everything passes. The sl
 back when the run ends (the executor, the sweep), or by the unit of work's rollback when the
 run's rows never committed.
 
-Streams hold a slot per user in a sorted set scored by a deadline that the serving API
-process renews; a process that dies stops renewing and its slots lapse. A stream opened with a
-ticket holds a second slot the same way, in its ticket's set.
+Streams are limited the same way, in ``stream_slots.py``.
 
 Redis's clock (``TIME``) is the only clock, so API processes on different hosts agree.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,8 +32,6 @@ from switchboard.billing.schemas import PlanLimits, TenantPlan
 from switchboard.runs.errors import (
     ConcurrencyLimitedError,
     RunsRateLimitedError,
-    TicketStreamsExceededError,
-    TooManyStreamsError,
 )
 from switchboard.runs.metrics import ADMISSION_SECONDS, LIMIT_REJECTIONS
 from switchboard.runs.settings import RunsSettings
@@ -61,16 +55,6 @@ def slots_key(tenant_id: uuid.UUID) -> str:
 def tokens_key(tenant_id: uuid.UUID, at: datetime) -> str:
     start, _ = period_of(at)
     return f"limits:tenant:{tenant_id}:tokens:{start:%Y%m}"
-
-
-def streams_key(user_id: uuid.UUID) -> str:
-    """The user's open streams: stream id -> deadline (ms, Redis clock)."""
-    return f"limits:user:{user_id}:streams"
-
-
-def ticket_streams_key(ticket_id: str) -> str:
-    """The streams opened with one stream ticket (its ``jti``): stream id -> deadline."""
-    return f"limits:ticket:{ticket_id}:streams"
 
 
 def interval_ms(runs_per_minute: int) -> int:
@@ -173,31 +157,6 @@ for i = 2, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
 local left = redis.call('ZCARD', KEYS[1])
 if left == 0 then redis.call('SREM', KEYS[2], ARGV[1]) end
 return left
-"""
-
-# KEYS: streams. ARGV: stream id, limit (-1: unlimited), slot ms. Returns {1, open} or {0, open}.
-_OPEN_STREAM = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local open = redis.call('ZCARD', KEYS[1])
-local limit = tonumber(ARGV[2])
-if limit >= 0 and open >= limit then return {0, open} end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {1, open + 1}
-"""
-
-# KEYS: one streams key per open stream. ARGV: slot ms, then the stream ids in KEYS' order.
-_RENEW_STREAMS = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[1])
-for i = 1, #KEYS do
-  redis.call('ZADD', KEYS[i], 'XX', now + ttl, ARGV[i + 1])
-  redis.call('PEXPIRE', KEYS[i], ttl)
-end
-return #KEYS
 """
 
 
@@ -329,9 +288,9 @@ class Admission:
         args: list[str | int] = [
             str(run_id),
             str(tenant_id),
-            _or_unlimited(limits.runs_per_minute),
-            _or_unlimited(limits.concurrent_runs),
-            _or_unlimited(limits.monthly_tokens),
+            or_unlimited(limits.runs_per_minute),
+            or_unlimited(limits.concurrent_runs),
+            or_unlimited(limits.monthly_tokens),
             UNLIMITED,
             int(self.settings.usage_cache_seconds * 1000),
         ]
@@ -359,7 +318,7 @@ class Admission:
             _, end = period_of(now)
             return QuotaExceededError(
                 f"The tenant used its plan's {limits.monthly_tokens} tokens this month.",
-                headers=_retry_after(math.ceil((end - now).total_seconds())),
+                headers=retry_after(math.ceil((end - now).total_seconds())),
             )
         if verdict == 1:
             LIMIT_REJECTIONS.labels("runs_per_minute", plan.plan_code).inc()
@@ -367,7 +326,7 @@ class Admission:
             return RunsRateLimitedError(
                 f"The plan allows {rate} runs per minute.",
                 headers={
-                    **_retry_after(math.ceil(first / 1000)),
+                    **retry_after(math.ceil(first / 1000)),
                     "RateLimit-Policy": f'"runs";q={rate};w=60',
                     "RateLimit": f'"runs";r=0;t={math.ceil(first / 1000)}',
                 },
@@ -375,7 +334,7 @@ class Admission:
         LIMIT_REJECTIONS.labels("concurrent_runs", plan.plan_code).inc()
         return ConcurrencyLimitedError(
             f"The plan allows {limits.concurrent_runs} runs in flight at once.",
-            headers=_retry_after(self.settings.concurrency_retry_seconds),
+            headers=retry_after(self.settings.concurrency_retry_seconds),
         )
 
     async def give_back(self, tenant_id: uuid.UUID, run_id: uuid.UUID, admitted: Admitted) -> None:
@@ -400,101 +359,9 @@ def _text(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
-def _or_unlimited(value: int | None) -> int:
+def or_unlimited(value: int | None) -> int:
     return UNLIMITED if value is None else value
 
 
-def _retry_after(seconds: int) -> dict[str, str]:
+def retry_after(seconds: int) -> dict[str, str]:
     return {"Retry-After": str(max(1, seconds))}
-
-
-@dataclass(frozen=True)
-class StreamSlot:
-    key: str
-    stream_id: str
-
-
-class StreamSlots:
-    """Open streams per user, across API processes. This process renews the deadlines of
-    the streams it serves every third of ``stream_slot_seconds``, all in one call."""
-
-    def __init__(self, redis: Redis, settings: RunsSettings) -> None:
-        self.settings = settings
-        self._redis = redis
-        self._open_script = redis.register_script(_OPEN_STREAM)
-        self._renew = redis.register_script(_RENEW_STREAMS)
-        self._serving: dict[str, StreamSlot] = {}
-        self._renewer: asyncio.Task[None] | None = None
-
-    async def take(self, user_id: uuid.UUID, limit: int | None, plan_code: str) -> StreamSlot:
-        """A slot for a new stream of the user's, or 429 ``runs.too_many_streams``."""
-        slot = await self._take(streams_key(user_id), limit)
-        if slot is None:
-            LIMIT_REJECTIONS.labels("open_streams_per_user", plan_code).inc()
-            raise TooManyStreamsError(
-                f"The plan allows {limit} open streams per user; close one first.",
-                headers=_retry_after(self.settings.concurrency_retry_seconds),
-            )
-        return slot
-
-    async def take_for_ticket(self, ticket_id: str) -> StreamSlot:
-        """A slot among the streams of one ticket, or 429 ``runs.ticket_streams_exceeded``:
-        a ticket that leaked (a log, a shared link) cannot fan out to many streams."""
-        limit = self.settings.streams_per_ticket
-        slot = await self._take(ticket_streams_key(ticket_id), limit)
-        if slot is None:
-            raise TicketStreamsExceededError(
-                f"A stream ticket holds at most {limit} streams open at once; close one, or"
-                " ask for a fresh ticket.",
-                headers=_retry_after(self.settings.concurrency_retry_seconds),
-            )
-        return slot
-
-    async def _take(self, key: str, limit: int | None) -> StreamSlot | None:
-        slot = StreamSlot(key, uuid.uuid4().hex)
-        ttl = self.settings.stream_slot_seconds * 1000
-        taken, _ = await self._open_script(
-            keys=[key], args=[slot.stream_id, _or_unlimited(limit), ttl]
-        )
-        return slot if taken else None
-
-    def serving(self, slot: StreamSlot) -> None:
-        """The stream is on the wire: renew its slot while it lasts."""
-        self._serving[slot.stream_id] = slot
-        if self._renewer is None or self._renewer.done():
-            self._renewer = asyncio.create_task(self._renew_forever())
-
-    async def give_back(self, slot: StreamSlot) -> None:
-        self._serving.pop(slot.stream_id, None)
-        await self._redis.zrem(slot.key, slot.stream_id)
-
-    async def give_back_all(self, held: Sequence[StreamSlot]) -> None:
-        """Gives each slot back, whatever happens to the others."""
-        for slot in held:
-            # Redis away: the slot lapses by itself, unrenewed, within stream_slot_seconds.
-            with contextlib.suppress(Exception):
-                await self.give_back(slot)
-
-    async def _renew_forever(self) -> None:
-        every = self.settings.stream_slot_seconds / 3
-        while True:
-            await asyncio.sleep(every)
-            slots = list(self._serving.values())
-            if not slots:
-                continue
-            try:
-                await self._renew(
-                    keys=[slot.key for slot in slots],
-                    args=[
-                        self.settings.stream_slot_seconds * 1000,
-                        *(slot.stream_id for slot in slots),
-                    ],
-                )
-            except Exception as exc:  # Redis away: try again next time; slots outlive a blip
-                log.warning("runs.stream_slots_not_renewed", error=type(exc).__name__)
-
-    async def stop(self) -> None:
-        if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer

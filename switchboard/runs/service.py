@@ -19,13 +19,14 @@ from switchboard.conversations.settings import ConversationSettings
 from switchboard.kit.db import SessionMaker
 from switchboard.kit.jobs import JobBuffer
 from switchboard.models import Run
-from switchboard.runs.admission import Admission, Admitted, StreamSlot, StreamSlots
+from switchboard.runs.admission import Admission, Admitted
 from switchboard.runs.errors import MessageTooLargeError, RunFinishedError, RunNotFoundError
 from switchboard.runs.events import EventPublisher, EventType, RunEvent, cancel_key
 from switchboard.runs.jobs import EXECUTE
 from switchboard.runs.repository import NewRun, RunRepository
 from switchboard.runs.schemas import ChatRequest, RunError, RunRead, Usage
 from switchboard.runs.settings import RunsSettings
+from switchboard.runs.stream_slots import StreamSlot, StreamSlots
 
 log = structlog.get_logger("switchboard.runs")
 

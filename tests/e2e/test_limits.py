@@ -19,9 +19,10 @@ from sqlalchemy import select
 from switchboard.auth.keyring import KeySnapshot
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Run, UsageRecord
-from switchboard.runs.admission import RunSlots, slots_key, streams_key
+from switchboard.runs.admission import RunSlots, slots_key
 from switchboard.runs.events import EventPublisher
 from switchboard.runs.settings import RunsSettings
+from switchboard.runs.stream_slots import streams_key
 from switchboard.runs.sweep import sweep_runs
 from tests.e2e.conftest import sign_up
 from tests.support.plans import put_on_plan

@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 
 from switchboard.auth.keyring import KeySnapshot
 from switchboard.kit.db import SessionMaker
-from switchboard.runs.admission import ticket_streams_key
 from switchboard.runs.resume import LAST_SEQ
+from switchboard.runs.stream_slots import ticket_streams_key
 from tests.e2e.conftest import sign_up
 from tests.support.auth import forge
 from tests.support.plans import put_on_plan

@@ -17,7 +17,8 @@ from api.deps import get_unit_of_work
 from switchboard.kit.db import SessionMaker
 from switchboard.kit.uow import UnitOfWork
 from switchboard.models import Run, Tenant
-from switchboard.runs.admission import slots_key, streams_key, ticket_streams_key
+from switchboard.runs.admission import slots_key
+from switchboard.runs.stream_slots import streams_key, ticket_streams_key
 from tests.support.members import Member, NewMember
 from tests.support.plans import put_on_plan
 
