@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
+import httpx2
 import openai
 import pytest
-from agents.exceptions import MaxTurnsExceeded, ModelBehaviorError, UserError
+from agents.exceptions import (
+    MaxTurnsExceeded,
+    ModelBehaviorError,
+    ModelRefusalError,
+    ModelTimeoutError,
+    UserError,
+)
 from httpx import AsyncClient
 from redis.asyncio import Redis
 from sqlalchemy.exc import ProgrammingError
@@ -22,7 +29,17 @@ from switchboard.auth.keyring import KeySnapshot
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Membership, User
 from switchboard.runs.events import replay
-from switchboard.runs.failures import AGENT_ERROR, INTERNAL_ERROR, MODEL_ERROR, failure_of
+from switchboard.runs.failures import (
+    AGENT_ERROR,
+    CONTEXT_LENGTH_EXCEEDED,
+    INTERNAL_ERROR,
+    MODEL_AUTH,
+    MODEL_ERROR,
+    MODEL_REFUSED,
+    MODEL_UNAVAILABLE,
+    RunFailure,
+    failure_of,
+)
 from switchboard.settings import Settings
 from tests.billing.conftest import new_tenant
 from tests.support.auth import bearer
@@ -124,18 +141,243 @@ async def test_a_failed_provider_call_is_told_with_a_fixed_message(
     assert PROVIDER_DETAIL in failure
 
 
+# openai's client is built on httpx2; its exceptions carry httpx2's requests and responses, and
+# the error object the client unwraps from the body ({"error": {...}}) as ``body``.
+CHAT_URL = "http://llm/v1/chat/completions"
+
+
+def _request() -> httpx2.Request:
+    return httpx2.Request("POST", CHAT_URL)
+
+
+def _response(status: int, **headers: str) -> httpx2.Response:
+    return httpx2.Response(status, headers=headers, request=_request())
+
+
+def _error(code: str | None, type: str = "invalid_request_error") -> dict[str, Any]:
+    return {"message": PROVIDER_DETAIL, "type": type, "param": None, "code": code}
+
+
+PROVIDER_FAILURES = [
+    # A provider that stays down once the client's retries are spent.
+    (openai.APIConnectionError(message=PROVIDER_DETAIL, request=_request()), MODEL_UNAVAILABLE),
+    (openai.APITimeoutError(request=_request()), MODEL_UNAVAILABLE),
+    (ModelTimeoutError(30), MODEL_UNAVAILABLE),
+    (
+        openai.RateLimitError(
+            PROVIDER_DETAIL,
+            response=_response(429, **{"retry-after": "2"}),
+            body=_error("rate_limit_exceeded", "requests"),
+        ),
+        MODEL_UNAVAILABLE,
+    ),
+    (
+        openai.RateLimitError(
+            PROVIDER_DETAIL, response=_response(429), body=_error("insufficient_quota")
+        ),
+        MODEL_UNAVAILABLE,
+    ),
+    (
+        openai.InternalServerError(
+            PROVIDER_DETAIL, response=_response(500), body=_error(None, "server_error")
+        ),
+        MODEL_UNAVAILABLE,
+    ),
+    (
+        openai.InternalServerError(PROVIDER_DETAIL, response=_response(503), body=PROVIDER_DETAIL),
+        MODEL_UNAVAILABLE,
+    ),
+    (
+        openai.APIStatusError(PROVIDER_DETAIL, response=_response(408), body=None),
+        MODEL_UNAVAILABLE,
+    ),
+    # Our credentials.
+    (
+        openai.AuthenticationError(
+            PROVIDER_DETAIL, response=_response(401), body=_error("invalid_api_key")
+        ),
+        MODEL_AUTH,
+    ),
+    (
+        openai.PermissionDeniedError(
+            PROVIDER_DETAIL, response=_response(403), body=_error("unsupported_country_region")
+        ),
+        MODEL_AUTH,
+    ),
+    # The conversation outgrew the model.
+    (
+        openai.BadRequestError(
+            PROVIDER_DETAIL, response=_response(400), body=_error("context_length_exceeded")
+        ),
+        CONTEXT_LENGTH_EXCEEDED,
+    ),
+    # Refusals: the SDK's (a refusal, or Chat Completions' content_filter finish), openai's,
+    # and a 400 from OpenAI's or Azure's content policy.
+    (ModelRefusalError(PROVIDER_DETAIL), MODEL_REFUSED),
+    (openai.ContentFilterFinishReasonError(), MODEL_REFUSED),
+    (
+        openai.BadRequestError(
+            PROVIDER_DETAIL, response=_response(400), body=_error("content_policy_violation")
+        ),
+        MODEL_REFUSED,
+    ),
+    (
+        openai.BadRequestError(
+            PROVIDER_DETAIL, response=_response(400), body=_error("content_filter")
+        ),
+        MODEL_REFUSED,
+    ),
+    # Anything else the provider refused or answered.
+    (
+        openai.BadRequestError(PROVIDER_DETAIL, response=_response(400), body=_error(None)),
+        MODEL_ERROR,
+    ),
+    (
+        openai.NotFoundError(
+            PROVIDER_DETAIL, response=_response(404), body=_error("model_not_found")
+        ),
+        MODEL_ERROR,
+    ),
+    (
+        openai.ConflictError(PROVIDER_DETAIL, response=_response(409), body=_error(None)),
+        MODEL_ERROR,
+    ),
+    (
+        openai.APIResponseValidationError(_response(200), body=PROVIDER_DETAIL),
+        MODEL_ERROR,
+    ),
+    (ModelBehaviorError("the model called a tool that does not exist"), MODEL_ERROR),
+    # Not the provider's.
+    (MaxTurnsExceeded("Max turns (10) exceeded"), AGENT_ERROR),
+    (UserError("an agent is misconfigured"), INTERNAL_ERROR),
+    (ProgrammingError("SELECT secret", {}, Exception("relation missing")), INTERNAL_ERROR),
+    (KeyError("secret"), INTERNAL_ERROR),
+]
+
+
 @pytest.mark.parametrize(
     ("exc", "expected"),
-    [
-        (openai.APIConnectionError(request=httpx.Request("POST", "http://llm/v1")), MODEL_ERROR),
-        (ModelBehaviorError("the model called a tool that does not exist"), MODEL_ERROR),
-        (MaxTurnsExceeded("Max turns (10) exceeded"), AGENT_ERROR),
-        (UserError("an agent is misconfigured"), INTERNAL_ERROR),
-        (ProgrammingError("SELECT secret", {}, Exception("relation missing")), INTERNAL_ERROR),
-        (KeyError("secret"), INTERNAL_ERROR),
-    ],
+    PROVIDER_FAILURES,
+    ids=[f"{type(exc).__name__}-{expected.code}" for exc, expected in PROVIDER_FAILURES],
 )
 def test_each_kind_of_failure_has_its_fixed_code_and_message(
-    exc: Exception, expected: object
+    exc: Exception, expected: RunFailure
 ) -> None:
-    assert failure_of(exc) == expected
+    failure = failure_of(exc)
+    assert failure == expected
+    assert PROVIDER_DETAIL not in failure.message
+    assert "http://llm" not in failure.message
+
+
+def test_every_code_has_its_own_message() -> None:
+    failures = {failure for _, failure in PROVIDER_FAILURES}
+    assert len({failure.code for failure in failures}) == len(failures)
+    assert len({failure.message for failure in failures}) == len(failures)
+
+
+# The same failures as the client raises them, from a provider answering over HTTP: the client
+# unwraps {"error": {...}} and picks the exception class, as it does in the worker.
+SCRIPTS: dict[str, tuple[int, dict[str, str], dict[str, Any]]] = {
+    "rate-limited": (429, {"retry-after": "0"}, {"error": _error("rate_limit_exceeded")}),
+    "down": (503, {}, {"error": _error(None, "server_error")}),
+    "bad-key": (401, {}, {"error": _error("invalid_api_key")}),
+    "forbidden": (403, {}, {"error": _error(None)}),
+    "too-long": (400, {}, {"error": _error("context_length_exceeded")}),
+    "refused": (400, {}, {"error": _error("content_policy_violation")}),
+    "bad-request": (400, {}, {"error": _error(None)}),
+}
+
+
+class _ScriptedProvider(BaseHTTPRequestHandler):
+    """Answers /<script>/v1/... as SCRIPTS says; /stall/v1/... starts a stream and goes quiet."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        script = self.path.strip("/").split("/")[0]
+        if script == "stall":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            chunk = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "m",
+                "choices": [{"index": 0, "delta": {"content": "Hel"}, "finish_reason": None}],
+            }
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+            time.sleep(3)
+            return
+        status, headers, payload = SCRIPTS[script]
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def scripted() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _ScriptedProvider)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def _chat(base_url: str, **options: Any) -> None:
+    client = openai.AsyncOpenAI(api_key="sk-test", base_url=base_url, max_retries=0, **options)
+    async with client:
+        stream = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        async for _ in stream:
+            pass
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        ("rate-limited", MODEL_UNAVAILABLE),
+        ("down", MODEL_UNAVAILABLE),
+        ("bad-key", MODEL_AUTH),
+        ("forbidden", MODEL_AUTH),
+        ("too-long", CONTEXT_LENGTH_EXCEEDED),
+        ("refused", MODEL_REFUSED),
+        ("bad-request", MODEL_ERROR),
+    ],
+)
+async def test_the_clients_own_exceptions_get_their_codes(
+    scripted: str, script: str, expected: RunFailure
+) -> None:
+    with pytest.raises(openai.OpenAIError) as raised:
+        await _chat(f"{scripted}/{script}/v1")
+    assert PROVIDER_DETAIL in str(raised.value)
+    assert failure_of(raised.value) == expected
+
+
+async def test_a_provider_that_cannot_be_reached_is_unavailable() -> None:
+    with pytest.raises(openai.OpenAIError) as raised:
+        await _chat(f"http://127.0.0.1:{free_port()}/v1")
+    assert failure_of(raised.value) == MODEL_UNAVAILABLE
+
+
+async def test_a_stream_that_stalls_is_cut_by_the_read_timeout_and_is_unavailable(
+    scripted: str,
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(openai.APITimeoutError) as raised:
+        await _chat(f"{scripted}/stall/v1", timeout=httpx2.Timeout(5, read=0.3))
+    assert time.monotonic() - started < 2
+    assert failure_of(raised.value) == MODEL_UNAVAILABLE
