@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents import ModelProvider, OpenAIProvider, RunConfig
+from agents import ModelProvider, ModelSettings, OpenAIProvider, RunConfig
 from agents.tracing import TracingConfig
 
 from switchboard.agents.offline import OfflineModelProvider
@@ -14,14 +14,19 @@ WORKFLOW_NAME = "switchboard"
 def create_model_provider(openai: OpenAISettings, offline: OfflineSettings) -> ModelProvider:
     if openai.api_key is None:
         return OfflineModelProvider(token_delay_ms=offline.model_token_delay_ms)
-    if openai.base_url is None:
-        return OpenAIProvider(api_key=openai.api_key.get_secret_value(), use_responses=True)
-    # Most OpenAI-compatible servers (vLLM, Ollama, LiteLLM, ...) speak Chat Completions only.
     return OpenAIProvider(
         api_key=openai.api_key.get_secret_value(),
-        base_url=str(openai.base_url),
-        use_responses=False,
+        base_url=None if openai.base_url is None else str(openai.base_url),
+        use_responses=wire_api(openai) == "responses",
     )
+
+
+def wire_api(openai: OpenAISettings) -> str:
+    """``OPENAI_API``, else the Responses API on OpenAI's own endpoint and Chat Completions on
+    any other: most OpenAI-compatible servers (vLLM, Ollama, LiteLLM, ...) speak only that."""
+    if openai.api is not None:
+        return openai.api
+    return "responses" if openai.base_url is None else "chat_completions"
 
 
 def tracing_disabled(openai: OpenAISettings) -> bool:
@@ -43,4 +48,7 @@ def run_config(
         tracing=tracing,
         workflow_name=WORKFLOW_NAME,
         group_id=group_id,
+        # Over every agent's own settings. Chat Completions servers other than OpenAI's stream
+        # usage only when asked (stream_options.include_usage), and billing counts those tokens.
+        model_settings=ModelSettings(include_usage=True),
     )

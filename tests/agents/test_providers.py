@@ -1,13 +1,30 @@
-"""Provider choice from settings; nothing here reaches the network."""
+"""Provider choice from settings, and the SDK's OpenAI models on the local OpenAI-compatible
+server over real HTTP."""
 
 from __future__ import annotations
 
-from agents import OpenAIChatCompletionsModel, OpenAIProvider, OpenAIResponsesModel
+from collections.abc import Iterator
+
+import pytest
+from agents import (
+    Agent,
+    OpenAIChatCompletionsModel,
+    OpenAIProvider,
+    OpenAIResponsesModel,
+    Runner,
+    function_tool,
+)
 from pydantic import SecretStr
 
 from switchboard.agents.offline import OfflineModel, OfflineModelProvider
-from switchboard.agents.providers import create_model_provider, run_config, tracing_disabled
+from switchboard.agents.providers import (
+    create_model_provider,
+    run_config,
+    tracing_disabled,
+    wire_api,
+)
 from switchboard.agents.settings import OfflineSettings, OpenAISettings
+from tests.support.openai_server import OpenAIServer, Reply, ToolCall, Usage
 
 OFFLINE = OfflineSettings(model_token_delay_ms=7)
 
@@ -46,6 +63,76 @@ def test_a_compatible_server_gets_chat_completions_at_its_url() -> None:
     assert isinstance(model, OpenAIChatCompletionsModel)
     assert str(model._client.base_url).startswith("http://llm.internal:8000/v1")
     assert model._client.api_key == "sk-test"
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"api_key": "sk-test", "api": "chat_completions"}, OpenAIChatCompletionsModel),
+        (
+            {"api_key": "sk-test", "base_url": "http://llm.internal/v1", "api": "responses"},
+            OpenAIResponsesModel,
+        ),
+        ({"api_key": "sk-test", "base_url": "http://llm.internal/v1", "api": ""}, None),
+    ],
+)
+def test_openai_api_chooses_the_wire_format(values: dict[str, str], expected: type | None) -> None:
+    settings = openai(**values)
+    model = create_model_provider(settings, OFFLINE).get_model("m")
+
+    assert isinstance(model, expected or OpenAIChatCompletionsModel)
+    assert wire_api(settings) == ("chat_completions" if expected is None else values["api"])
+
+
+def test_every_run_asks_for_usage() -> None:
+    config = run_config(OfflineModelProvider(), openai())
+
+    assert config.model_settings is not None
+    assert config.model_settings.include_usage is True
+
+
+@pytest.fixture
+def server() -> Iterator[OpenAIServer]:
+    with OpenAIServer() as running:
+        yield running
+
+
+@function_tool
+def current_time() -> str:
+    """The current time."""
+    return "noon"
+
+
+@pytest.mark.parametrize("api", ["responses", "chat_completions"])
+async def test_a_streamed_run_carries_the_providers_text_and_usage(
+    server: OpenAIServer, api: str
+) -> None:
+    settings = openai(api_key="sk-test", base_url=server.base_url, api=api)
+    server.push(ToolCall("current_time", usage=Usage(30, 2)), Reply("it is noon", Usage(45, 3)))
+    agent = Agent(name="triage", instructions="Answer.", model="gpt-test", tools=[current_time])
+
+    config = run_config(create_model_provider(settings, OFFLINE), settings)
+    result = Runner.run_streamed(agent, "what time", run_config=config)
+    deltas = [
+        event.data.delta
+        async for event in result.stream_events()
+        if event.type == "raw_response_event" and event.data.type == "response.output_text.delta"
+    ]
+
+    assert "".join(deltas) == result.final_output == "it is noon"
+    usage = result.context_wrapper.usage
+    assert (usage.requests, usage.input_tokens, usage.output_tokens) == (2, 75, 5)
+    first, second = server.requests
+    assert {first.wire, second.wire} == {api}
+    assert first.body["stream"] is True
+    if api == "chat_completions":
+        # Without it a server other than OpenAI's sends no usage, and the run would count 0.
+        assert first.body["stream_options"] == {"include_usage": True}
+        assert second.body["messages"][-1]["role"] == "tool"
+        assert second.body["messages"][-1]["content"] == "noon"
+    else:
+        assert second.body["input"][-1]["type"] == "function_call_output"
+        assert second.body["input"][-1]["output"] == "noon"
 
 
 def test_tracing_needs_both_the_flag_and_a_key() -> None:
