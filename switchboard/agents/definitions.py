@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+
+
+class ModelTier(enum.StrEnum):
+    """What an agent needs from its model; settings choose the model of each tier."""
+
+    light = "light"
+    """Cheap and fast: routing and short answers (``OPENAI_MODEL``)."""
+    strong = "strong"
+    """Careful work with tools (``OPENAI_STRONG_MODEL``)."""
 
 
 @dataclass(frozen=True)
@@ -12,6 +22,7 @@ class AgentDefinition:
     instructions: str
     tool_bundle: str
     handoffs: tuple[str, ...] = ()
+    model_tier: ModelTier = ModelTier.light
 
 
 TRIAGE = AgentDefinition(
@@ -24,6 +35,7 @@ TRIAGE = AgentDefinition(
     ),
     tool_bundle="triage",
     handoffs=("billing", "support"),
+    model_tier=ModelTier.light,
 )
 
 BILLING = AgentDefinition(
@@ -34,6 +46,7 @@ BILLING = AgentDefinition(
         "usage_summary tool for questions about consumption this month. Never invent amounts."
     ),
     tool_bundle="billing",
+    model_tier=ModelTier.strong,
 )
 
 SUPPORT = AgentDefinition(
@@ -44,6 +57,8 @@ SUPPORT = AgentDefinition(
         "discussed before when that helps. Be concise and concrete."
     ),
     tool_bundle="support",
+    model_tier=ModelTier.strong,
 )
 
 DEFINITIONS: tuple[AgentDefinition, ...] = (TRIAGE, BILLING, SUPPORT)
+AGENT_NAMES: frozenset[str] = frozenset(definition.name for definition in DEFINITIONS)

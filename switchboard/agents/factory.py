@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from agents import ModelProvider, RunConfig
 
 from switchboard.agents.definitions import DEFINITIONS
+from switchboard.agents.offline import OfflineModelProvider
 from switchboard.agents.providers import create_model_provider, run_config
 from switchboard.agents.registry import AgentRegistry
 from switchboard.agents.settings import OfflineSettings, OpenAISettings
@@ -24,5 +25,11 @@ class AgentRuntime:
 
 
 def create_agent_runtime(openai: OpenAISettings, offline: OfflineSettings) -> AgentRuntime:
-    registry = AgentRegistry(DEFINITIONS, ToolRegistry(TOOL_SPECS), openai.model)
-    return AgentRuntime(registry, create_model_provider(openai, offline), openai)
+    provider = create_model_provider(openai, offline)
+    registry = AgentRegistry(
+        DEFINITIONS,
+        ToolRegistry(TOOL_SPECS),
+        openai.model_for,
+        provider="offline" if isinstance(provider, OfflineModelProvider) else "openai",
+    )
+    return AgentRuntime(registry, provider, openai)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from agents import Agent, Model, handoff
+from agents import Agent, handoff
 
 from switchboard.agents.context import AgentContext
 from switchboard.agents.definitions import AgentDefinition
 from switchboard.agents.errors import AgentConfigError, UnknownAgentError
-from switchboard.agents.schemas import AgentInfo
+from switchboard.agents.schemas import AgentInfo, ProviderName
 from switchboard.agents.tools import ToolRegistry
 
 DEFAULT_AGENT = "triage"
+
+ModelChoice = str | Callable[[AgentDefinition], str]
+"""One model name for every agent, or the name each agent's definition gets."""
 
 
 class AgentRegistry:
@@ -20,10 +23,12 @@ class AgentRegistry:
         self,
         definitions: Iterable[AgentDefinition],
         tools: ToolRegistry,
-        model: str | Model,
+        model: ModelChoice,
         *,
+        provider: ProviderName,
         default: str = DEFAULT_AGENT,
     ) -> None:
+        """``provider`` is what answers the model names: ``GET /agents`` shows it beside them."""
         self._definitions: dict[str, AgentDefinition] = {}
         for definition in definitions:
             if definition.name in self._definitions:
@@ -32,10 +37,15 @@ class AgentRegistry:
         if default not in self._definitions:
             raise AgentConfigError(f"The default agent {default!r} is not defined.")
         self.default = default
+        self.provider: ProviderName = provider
         self._tools = tools
+        self._models = {
+            name: model if isinstance(model, str) else model(definition)
+            for name, definition in self._definitions.items()
+        }
         self._agents: dict[str, Agent[AgentContext]] = {}
         for name in _build_order(self._definitions):
-            self._agents[name] = self._build(self._definitions[name], model)
+            self._agents[name] = self._build(self._definitions[name])
 
     @property
     def names(self) -> list[str]:
@@ -54,18 +64,21 @@ class AgentRegistry:
                 description=definition.description,
                 tools=self._tools.names(definition.tool_bundle),
                 handoffs=list(definition.handoffs),
+                model=self._models[definition.name],
+                provider=self.provider,
             )
             for definition in self._definitions.values()
         ]
 
-    def _build(self, definition: AgentDefinition, model: str | Model) -> Agent[AgentContext]:
+    def _build(self, definition: AgentDefinition) -> Agent[AgentContext]:
         return Agent[AgentContext](
             name=definition.name,
             handoff_description=definition.description,
             instructions=definition.instructions,
             tools=self._tools.bundle(definition.tool_bundle),
             handoffs=[handoff(self._agents[target]) for target in definition.handoffs],
-            model=model,
+            # A name, resolved by the run's model provider (the offline one answers to any).
+            model=self._models[definition.name],
         )
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import AnyUrl, BaseModel, Field, SecretStr, field_validator
+
+from switchboard.agents.definitions import AGENT_NAMES, AgentDefinition, ModelTier
 
 
 class OpenAISettings(BaseModel):
@@ -14,20 +14,46 @@ class OpenAISettings(BaseModel):
     base_url: AnyUrl | None = Field(
         None, description="Any OpenAI-compatible server; the official API when unset."
     )
-    api: Literal["responses", "chat_completions"] | None = Field(
-        None,
+    model: str = Field(
+        "gpt-4.1-mini",
+        min_length=1,
+        description="Model of the light tier (triage) and of any agent not configured otherwise.",
+    )
+    strong_model: str = Field(
+        "gpt-4.1", min_length=1, description="Model of the strong tier (billing, support)."
+    )
+    agent_models: dict[str, str] = Field(
+        default_factory=dict,
         description=(
-            "Wire format: responses or chat_completions; unset, responses without a base URL"
-            " and chat_completions with one."
+            "Per-agent models over their tier's (JSON object, agent name to model, e.g."
+            ' {"support": "gpt-4.1-mini"}); a name that is no agent is refused at start-up.'
         ),
     )
-    model: str = Field("gpt-4.1-mini", min_length=1, description="Model of every agent.")
     tracing: bool = Field(False, description="Export Agents SDK traces to the provider.")
 
-    @field_validator("api_key", "base_url", "api", mode="before")
+    @field_validator("api_key", "base_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("agent_models")
+    @classmethod
+    def _known_agents(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - AGENT_NAMES)
+        if unknown:
+            raise ValueError(
+                f"no agent named {', '.join(unknown)}; the agents are"
+                f" {', '.join(sorted(AGENT_NAMES))}"
+            )
+        if any(not model.strip() for model in value.values()):
+            raise ValueError("a model name is empty")
+        return value
+
+    def model_for(self, definition: AgentDefinition) -> str:
+        """The model an agent asks its provider for: its own, else its tier's."""
+        if definition.name in self.agent_models:
+            return self.agent_models[definition.name]
+        return self.strong_model if definition.model_tier is ModelTier.strong else self.model
 
 
 class OfflineSettings(BaseModel):

@@ -73,8 +73,10 @@ def context(backend: InMemoryBackend) -> AgentContext:
 
 @pytest.fixture
 def registry() -> AgentRegistry:
-    # A real provider's model name: the offline provider answers whatever is asked for.
-    return AgentRegistry(DEFINITIONS, ToolRegistry(TOOL_SPECS), OpenAISettings().model)
+    # Real providers' model names: the offline provider answers whatever is asked for.
+    return AgentRegistry(
+        DEFINITIONS, ToolRegistry(TOOL_SPECS), OpenAISettings().model_for, provider="offline"
+    )
 
 
 def offline_run_config(token_delay_ms: float = 0) -> RunConfig:

@@ -7,7 +7,6 @@ from agents import Handoff
 
 from switchboard.agents.definitions import DEFINITIONS, AgentDefinition
 from switchboard.agents.errors import AgentConfigError, UnknownAgentError
-from switchboard.agents.offline import OfflineModel
 from switchboard.agents.registry import AgentRegistry
 from switchboard.agents.schemas import AgentInfo
 from switchboard.agents.tools import TOOL_SPECS, ToolRegistry
@@ -54,21 +53,34 @@ def test_describe_lists_every_agent_for_the_api(registry: AgentRegistry) -> None
             description=DEFINITIONS[0].description,
             tools=["current_time"],
             handoffs=["billing", "support"],
+            model="gpt-4.1-mini",
+            provider="offline",
         ),
         AgentInfo(
             name="billing",
             description=DEFINITIONS[1].description,
             tools=["current_time", "usage_summary"],
             handoffs=[],
+            model="gpt-4.1",
+            provider="offline",
         ),
         AgentInfo(
             name="support",
             description=DEFINITIONS[2].description,
             tools=["current_time", "search_conversations"],
             handoffs=[],
+            model="gpt-4.1",
+            provider="offline",
         ),
     ]
-    assert set(described[0].model_dump()) == {"name", "description", "tools", "handoffs"}
+    assert set(described[0].model_dump()) == {
+        "name",
+        "description",
+        "tools",
+        "handoffs",
+        "model",
+        "provider",
+    }
     assert registry.names == ["triage", "billing", "support"]
 
 
@@ -82,12 +94,28 @@ def test_unknown_agent_is_a_422_problem(registry: AgentRegistry) -> None:
     assert "sales" in raised.value.message
 
 
-def test_agents_use_the_given_model() -> None:
-    model = OfflineModel()
-    registry = AgentRegistry(DEFINITIONS, TOOLS, model)
+def test_one_model_name_serves_every_agent() -> None:
+    registry = AgentRegistry(DEFINITIONS, TOOLS, "gpt-x", provider="openai")
 
-    assert all(registry.agent(name).model is model for name in registry.names)
-    assert AgentRegistry(DEFINITIONS, TOOLS, "gpt-x").agent("billing").model == "gpt-x"
+    assert [registry.agent(name).model for name in registry.names] == ["gpt-x"] * 3
+    assert {(info.model, info.provider) for info in registry.describe()} == {("gpt-x", "openai")}
+
+
+def test_each_agent_gets_the_model_chosen_for_its_definition() -> None:
+    registry = AgentRegistry(
+        DEFINITIONS, TOOLS, lambda definition: f"{definition.name}-model", provider="offline"
+    )
+
+    assert {name: registry.agent(name).model for name in registry.names} == {
+        "triage": "triage-model",
+        "billing": "billing-model",
+        "support": "support-model",
+    }
+    assert [info.model for info in registry.describe()] == [
+        "triage-model",
+        "billing-model",
+        "support-model",
+    ]
 
 
 def define(name: str, *handoffs: str, bundle: str = "support") -> AgentDefinition:
@@ -112,7 +140,7 @@ def test_inconsistent_definitions_fail_at_build_time(
     definitions: tuple[AgentDefinition, ...], message: str
 ) -> None:
     with pytest.raises(AgentConfigError, match=message):
-        AgentRegistry(definitions, TOOLS, "offline")
+        AgentRegistry(definitions, TOOLS, "gpt-x", provider="offline")
 
 
 def test_a_diamond_of_handoffs_is_not_a_cycle() -> None:
@@ -122,7 +150,7 @@ def test_a_diamond_of_handoffs_is_not_a_cycle() -> None:
         define("b", "c"),
         define("c"),
     )
-    registry = AgentRegistry(definitions, TOOLS, "offline")
+    registry = AgentRegistry(definitions, TOOLS, "gpt-x", provider="offline")
 
     assert handoff_targets(registry, "triage") == ["a", "b"]
     assert handoff_targets(registry, "a") == ["c"]
