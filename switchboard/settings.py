@@ -36,7 +36,11 @@ from switchboard.identity.settings import IdentitySettings
 from switchboard.kit.secrets import insecure_default, is_insecure_default
 from switchboard.mail.settings import SmtpSettings
 from switchboard.retention.settings import RetentionSettings
-from switchboard.runs.settings import RunsSettings
+from switchboard.runs.settings import (
+    FINISH_MARGIN_SECONDS,
+    HARD_MARGIN_SECONDS,
+    RunsSettings,
+)
 
 PRODUCTION_MIN_BCRYPT_COST = 12
 
@@ -246,6 +250,21 @@ class Settings(BaseSettings):
     def _demo_idp_only_in_development(self) -> Settings:
         if self.auth.idp_mode is IdpMode.demo and self.environment is not Environment.development:
             raise ValueError("AUTH_IDP_MODE=demo is allowed only with ENVIRONMENT=development")
+        return self
+
+    @model_validator(mode="after")
+    def _runs_end_before_redelivery(self) -> Settings:
+        # An unacknowledged runs.execute would go to a second worker while the first still
+        # holds the run; the task's hard limit must come first.
+        hard, margins = self.runs.task_time_limit, FINISH_MARGIN_SECONDS + HARD_MARGIN_SECONDS
+        if self.celery.visibility_timeout_seconds <= hard:
+            raise ValueError(
+                f"CELERY_VISIBILITY_TIMEOUT_SECONDS ({self.celery.visibility_timeout_seconds})"
+                f" must be above runs.execute's hard time limit, {hard} s (RUNS_MAX_SECONDS"
+                f" {self.runs.max_seconds} + RUNS_PUBLISH_RETRY_SECONDS"
+                f" {self.runs.publish_retry_seconds:g} + {margins}): lower RUNS_MAX_SECONDS or"
+                " raise CELERY_VISIBILITY_TIMEOUT_SECONDS"
+            )
         return self
 
     @model_validator(mode="after")

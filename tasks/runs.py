@@ -28,12 +28,17 @@ def executor() -> RunExecutor:
 
 # Postgres out of reach before the run was claimed: it is still queued, so try again soon.
 # (Later failures are the executor's: it retries its final write, the sweep ends the rest.)
+# The executor stops a run at RUNS_MAX_SECONDS and fails it with its code, timeout. Celery's
+# limits come after that and its final write; they bind only a prefork pool (the thread pool
+# ignores them), and a run they stop is failed by the sweep once its lease lapses.
 @celery_app.task(
     name=jobs.EXECUTE,
     autoretry_for=DATABASE_UNAVAILABLE,
     retry_backoff=1,
     retry_backoff_max=30,
     max_retries=10,
+    soft_time_limit=settings.runs.task_soft_time_limit,
+    time_limit=settings.runs.task_time_limit,
 )
 def execute(run_id: str) -> str:
     """Runs the agent for ``run_id`` and publishes its events; the run's row holds the result."""

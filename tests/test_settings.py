@@ -241,3 +241,24 @@ def test_docs_toggle_and_metrics_token_read_empty_as_unset(
     clean_env.setenv("API_METRICS_TOKEN", "short")
     with pytest.raises(SettingsError, match="API_METRICS_TOKEN"):
         load_settings(_env_file=None)
+
+
+def test_a_visibility_timeout_not_above_the_runs_hard_time_limit_is_refused(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    clean_env.setenv("RUNS_MAX_SECONDS", "600")
+    clean_env.setenv("RUNS_PUBLISH_RETRY_SECONDS", "30")
+    runs = load_settings(_env_file=None).runs
+    # The executor's own limit first, then Celery's soft limit, then its hard one.
+    assert runs.max_seconds < runs.task_soft_time_limit < runs.task_time_limit
+
+    clean_env.setenv("CELERY_VISIBILITY_TIMEOUT_SECONDS", str(runs.task_time_limit))
+    with pytest.raises(SettingsError) as refused:
+        load_settings(_env_file=None)
+    message = str(refused.value)
+    assert "CELERY_VISIBILITY_TIMEOUT_SECONDS" in message
+    assert "RUNS_MAX_SECONDS" in message
+    assert f"hard time limit, {runs.task_time_limit} s" in message
+
+    clean_env.setenv("CELERY_VISIBILITY_TIMEOUT_SECONDS", str(runs.task_time_limit + 1))
+    assert load_settings(_env_file=None).celery.visibility_timeout_seconds > runs.task_time_limit

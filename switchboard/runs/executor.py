@@ -31,7 +31,7 @@ from switchboard.runs.admission import RunSlots
 from switchboard.runs.cancel import CancelNotices
 from switchboard.runs.emitter import REDIS_DOWN, RunEmitter
 from switchboard.runs.events import EventPublisher, EventType, cancel_key, lease_key
-from switchboard.runs.failures import failure_of
+from switchboard.runs.failures import TIMEOUT, failure_of
 from switchboard.runs.metrics import (
     QUEUE_WAIT,
     RUNS_ACTIVE,
@@ -56,6 +56,10 @@ T = TypeVar("T")
 
 class RunCancelled(Exception):
     pass
+
+
+class RunTimedOut(Exception):
+    """The run reached ``RUNS_MAX_SECONDS``; the agent was stopped as a cancel stops it."""
 
 
 @dataclass
@@ -118,6 +122,10 @@ class RunExecutor:
         except RunCancelled:
             await self._finish_cancelled(run, progress)
             return "cancelled"
+        except RunTimedOut:
+            log.warning("runs.timed_out", run_id=str(run.id), max_seconds=self.settings.max_seconds)
+            await self._finish_failed(run, progress, TIMEOUT.code, TIMEOUT.message)
+            return "failed"
         except Exception as exc:
             failure = failure_of(exc)
             # The exception's text goes to the log only; the client gets the fixed message.
@@ -158,7 +166,8 @@ class RunExecutor:
             run_config=self.run_config(),
         )
         stop, wake = asyncio.Event(), progress.wake
-        guard = asyncio.create_task(self._guard(str(run.id), result.cancel, stop, wake))
+        deadline = time.monotonic() + self.settings.max_seconds
+        guard = asyncio.create_task(self._guard(str(run.id), result.cancel, stop, wake, deadline))
         try:
             async for event in result.stream_events():
                 await self._translate(run, event, progress)
@@ -167,21 +176,28 @@ class RunExecutor:
             # inside a command, which would leave this await hanging for ever.
             stop.set()
             wake.set()
-            cancelled = await guard
-        if cancelled:
-            raise RunCancelled
+            stopped = await guard
+        if stopped is not None:
+            raise stopped
         usage = result.context_wrapper.usage
         progress.agent = result.last_agent.name
         return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
 
     async def _guard(
-        self, run_id: str, cancel: Callable[[], None], stop: asyncio.Event, wake: asyncio.Event
-    ) -> bool:
-        """Until ``stop``: renews the run's lease and watches its cancel flag.
+        self,
+        run_id: str,
+        cancel: Callable[[], None],
+        stop: asyncio.Event,
+        wake: asyncio.Event,
+        deadline: float,
+    ) -> RunCancelled | RunTimedOut | None:
+        """Until ``stop``: renews the run's lease, watches its cancel flag and its deadline.
 
         A cancel notice sets ``wake`` at once; reading the flag now and then covers a notice
         missed while Redis was away. Neither needs a connection per run. The first read is
-        _hold's, just before, with notices already watched.
+        _hold's, just before, with notices already watched. ``cancel`` stops the agent: the
+        SDK cancels its task, which closes the model's HTTP stream; the events end, and
+        what the guard returns says why.
         """
         renew_every = self.settings.lease_seconds / 3
         poll_every = self.settings.cancel_poll_seconds
@@ -194,14 +210,17 @@ class RunExecutor:
                 polled = now
                 if await self._cancel_requested(run_id):
                     cancel()
-                    return True
+                    return RunCancelled()
+            if time.monotonic() >= deadline:
+                cancel()
+                return RunTimedOut()
             if now - renewed >= renew_every:
                 await self._renew_lease(run_id)
                 renewed = now
-            pause = min(polled + poll_every, renewed + renew_every) - time.monotonic()
+            pause = min(polled + poll_every, renewed + renew_every, deadline) - time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), max(pause, 0.01))
-        return False
+        return None
 
     async def _hold(self, run_id: str) -> bool:
         """Takes the run's lease and reads its cancel flag, in one round trip."""

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 from pydantic import BaseModel, Field
+
+# What runs.execute may take beyond its run's own limit: claiming the run, and writing its end
+# while Postgres is briefly away (the executor's retries). Publishing the end has its own
+# bound, RUNS_PUBLISH_RETRY_SECONDS.
+FINISH_MARGIN_SECONDS = 30
+# Between Celery's soft limit (an exception in the task) and its hard one (the process killed).
+HARD_MARGIN_SECONDS = 30
 
 
 class RunsSettings(BaseModel):
@@ -20,6 +29,12 @@ class RunsSettings(BaseModel):
     )
     send_timeout_seconds: float = Field(
         30, gt=0, description="A stream whose client stops reading for this long is closed."
+    )
+    max_seconds: int = Field(
+        600,
+        ge=1,
+        description="A run still going after this long is stopped and fails with the code"
+        " timeout; its partial reply is not kept.",
     )
     cancel_poll_seconds: float = Field(
         2,
@@ -82,3 +97,13 @@ class RunsSettings(BaseModel):
         description="Streams one stream ticket may hold open at once (a browser's reconnect may"
         " overlap the stream it replaces).",
     )
+
+    @property
+    def task_soft_time_limit(self) -> int:
+        """Celery's soft limit of runs.execute: the run's own limit, then time to end it."""
+        return self.max_seconds + FINISH_MARGIN_SECONDS + math.ceil(self.publish_retry_seconds)
+
+    @property
+    def task_time_limit(self) -> int:
+        """Celery's hard limit of runs.execute: past it, a prefork child is killed."""
+        return self.task_soft_time_limit + HARD_MARGIN_SECONDS

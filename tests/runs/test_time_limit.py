@@ -1,0 +1,122 @@
+"""A run past RUNS_MAX_SECONDS is stopped and failed with the code timeout, through the real API,
+a real runs worker and the offline model: one terminal event, no reply kept, its slot and its
+lease given back."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from httpx import AsyncClient
+from redis.asyncio import Redis
+
+from switchboard.auth.keyring import KeySnapshot
+from switchboard.kit.db import SessionMaker
+from switchboard.runs.admission import slots_key
+from switchboard.runs.events import lease_key
+from switchboard.runs.failures import TIMEOUT
+from tests.e2e.conftest import sign_up
+from tests.support.plans import put_on_plan
+from tests.support.processes import free_port, serving
+from tests.support.sse import collect
+from tests.support.waiting import eventually
+from tests.support.worker import WorkerProcess, start_worker, stop_worker, wait_until_ready
+
+# 60 words at 100 ms each: the reply would take 6 s, five times the run's limit.
+TOKEN_DELAY_MS = 100
+LONG = " ".join(f"word{index}" for index in range(60))
+
+
+@pytest.fixture(scope="module")
+def limited_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    process = start_worker(
+        tmp_path_factory.mktemp("limited-worker"),
+        pool="threads",
+        concurrency=4,
+        queues="runs",
+        env={
+            "LOG_LEVEL": "INFO",
+            "RUNS_MAX_SECONDS": "1",
+            "OFFLINE_MODEL_TOKEN_DELAY_MS": str(TOKEN_DELAY_MS),
+        },
+    )
+    try:
+        wait_until_ready(process)
+        yield process
+    finally:
+        stop_worker(process)
+
+
+@pytest.fixture(scope="module")
+def api_server(
+    committed_keys: KeySnapshot,
+    limited_worker: WorkerProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("api") / "api.log"
+    with serving("api", {"API_PORT": str(port)}, f"{base}/health/live", log):
+        yield base
+
+
+@pytest.fixture
+async def api(api_server: str) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(base_url=api_server, timeout=30) as client:
+        yield client
+
+
+def _tenant(headers: dict[str, str]) -> uuid.UUID:
+    payload = headers["Authorization"].removeprefix("Bearer ").split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return uuid.UUID(claims["tid"])
+
+
+async def test_a_run_past_its_time_limit_fails_with_timeout_and_keeps_no_reply(
+    api: AsyncClient, committed: SessionMaker, redis: Redis, limited_worker: WorkerProcess
+) -> None:
+    headers = await sign_up(api)
+    tenant_id = _tenant(headers)
+    await put_on_plan(committed, tenant_id, concurrent_runs=1)
+
+    body = {"message": LONG}
+    async with api.stream("POST", "/api/v1/chat/stream", json=body, headers=headers) as response:
+        assert response.status_code == 200, await response.aread()
+        frames = await collect(response)
+
+    kinds = [frame.event for frame in frames]
+    assert kinds[:2] == ["run.queued", "run.started"]
+    # Part of the reply went out before the limit; it was never completed, and never kept.
+    assert "message.delta" in kinds
+    assert "message.completed" not in kinds
+    assert kinds[-1] == "run.failed"
+    assert [kind in {"run.completed", "run.failed", "run.cancelled"} for kind in kinds].count(
+        True
+    ) == 1
+    error = {"code": TIMEOUT.code, "message": TIMEOUT.message}
+    assert frames[-1].data["error"] == error
+
+    run_id = frames[0].data["run_id"]
+    run = (await api.get(f"/api/v1/runs/{run_id}", headers=headers)).json()
+    assert (run["status"], run["error"]) == ("failed", error)
+    conversation_id = frames[0].data["conversation_id"]
+    conversation = (
+        await api.get(f"/api/v1/conversations/{conversation_id}", headers=headers)
+    ).json()
+    assert [(m["role"], m["content"]) for m in conversation["messages"]] == [("user", LONG)]
+
+    # The slot goes back before run.failed goes out; the lease is dropped just after.
+    assert await redis.zcard(slots_key(tenant_id)) == 0
+    await eventually(lambda: _gone(redis, lease_key(run_id)))
+    assert (
+        await api.post("/api/v1/chat", json={"message": "hi"}, headers=headers)
+    ).status_code == 202
+    logged = [line for line in limited_worker.log().splitlines() if run_id in line]
+    assert any('"event": "runs.timed_out"' in line for line in logged)
+
+
+async def _gone(redis: Redis, key: str) -> bool | None:
+    return True if not await redis.exists(key) else None
