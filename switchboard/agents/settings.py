@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AnyUrl, BaseModel, Field, SecretStr, field_validator
 
 from switchboard.agents.definitions import AGENT_NAMES, AgentDefinition, ModelTier
@@ -13,6 +15,13 @@ class OpenAISettings(BaseModel):
     )
     base_url: AnyUrl | None = Field(
         None, description="Any OpenAI-compatible server; the official API when unset."
+    )
+    api: Literal["responses", "chat_completions"] | None = Field(
+        None,
+        description=(
+            "Wire format: responses or chat_completions; unset, responses without a base URL"
+            " and chat_completions with one."
+        ),
     )
     model: str = Field(
         "gpt-4.1-mini",
@@ -31,7 +40,7 @@ class OpenAISettings(BaseModel):
     )
     tracing: bool = Field(False, description="Export Agents SDK traces to the provider.")
 
-    @field_validator("api_key", "base_url", mode="before")
+    @field_validator("api_key", "base_url", "api", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
