@@ -1,6 +1,9 @@
-"""A run past RUNS_MAX_SECONDS is stopped and failed with the code timeout, through the real API,
-a real runs worker and the offline model: one terminal event, no reply kept, its slot and its
-lease given back."""
+"""A run past RUNS_MAX_SECONDS is stopped and failed with the code timeout, through the real API
+and a real runs worker: one terminal event, no reply kept, its slot and its lease given back; on
+a real provider over HTTP, the model's stream is closed.
+
+Each class has its own runs worker (class scope): two workers on the runs queue at once would
+share its runs."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import base64
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from httpx import AsyncClient
@@ -19,6 +23,7 @@ from switchboard.runs.admission import slots_key
 from switchboard.runs.events import lease_key
 from switchboard.runs.failures import TIMEOUT
 from tests.e2e.conftest import sign_up
+from tests.support.openai_server import OpenAIServer
 from tests.support.plans import put_on_plan
 from tests.support.processes import free_port, serving
 from tests.support.sse import collect
@@ -30,18 +35,13 @@ TOKEN_DELAY_MS = 100
 LONG = " ".join(f"word{index}" for index in range(60))
 
 
-@pytest.fixture(scope="module")
-def limited_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+def _limited_worker(tmp_dir: Path, **env: str) -> Iterator[WorkerProcess]:
     process = start_worker(
-        tmp_path_factory.mktemp("limited-worker"),
+        tmp_dir,
         pool="threads",
         concurrency=4,
         queues="runs",
-        env={
-            "LOG_LEVEL": "INFO",
-            "RUNS_MAX_SECONDS": "1",
-            "OFFLINE_MODEL_TOKEN_DELAY_MS": str(TOKEN_DELAY_MS),
-        },
+        env={"LOG_LEVEL": "INFO", "RUNS_MAX_SECONDS": "1", **env},
     )
     try:
         wait_until_ready(process)
@@ -50,11 +50,34 @@ def limited_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerP
         stop_worker(process)
 
 
+@pytest.fixture(scope="class")
+def offline_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    yield from _limited_worker(
+        tmp_path_factory.mktemp("offline-worker"),
+        OFFLINE_MODEL_TOKEN_DELAY_MS=str(TOKEN_DELAY_MS),
+    )
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[OpenAIServer]:
+    with OpenAIServer(token_delay=TOKEN_DELAY_MS / 1000) as server:
+        yield server
+
+
+@pytest.fixture(scope="class")
+def provider_worker(
+    provider: OpenAIServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    yield from _limited_worker(
+        tmp_path_factory.mktemp("provider-worker"),
+        OPENAI_API_KEY="sk-test-provider",
+        OPENAI_BASE_URL=provider.base_url,
+    )
+
+
 @pytest.fixture(scope="module")
 def api_server(
-    committed_keys: KeySnapshot,
-    limited_worker: WorkerProcess,
-    tmp_path_factory: pytest.TempPathFactory,
+    committed_keys: KeySnapshot, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -75,9 +98,10 @@ def _tenant(headers: dict[str, str]) -> uuid.UUID:
     return uuid.UUID(claims["tid"])
 
 
-async def test_a_run_past_its_time_limit_fails_with_timeout_and_keeps_no_reply(
-    api: AsyncClient, committed: SessionMaker, redis: Redis, limited_worker: WorkerProcess
+async def _timed_out_run(
+    api: AsyncClient, committed: SessionMaker, redis: Redis, worker: WorkerProcess
 ) -> None:
+    """Chats LONG on a plan of one concurrent run; checks how the run ended."""
     headers = await sign_up(api)
     tenant_id = _tenant(headers)
     await put_on_plan(committed, tenant_id, concurrent_runs=1)
@@ -114,8 +138,38 @@ async def test_a_run_past_its_time_limit_fails_with_timeout_and_keeps_no_reply(
     assert (
         await api.post("/api/v1/chat", json={"message": "hi"}, headers=headers)
     ).status_code == 202
-    logged = [line for line in limited_worker.log().splitlines() if run_id in line]
+    logged = [line for line in worker.log().splitlines() if run_id in line]
     assert any('"event": "runs.timed_out"' in line for line in logged)
+
+
+class TestOfflineModel:
+    async def test_a_run_past_its_time_limit_fails_with_timeout_and_keeps_no_reply(
+        self,
+        api: AsyncClient,
+        committed: SessionMaker,
+        redis: Redis,
+        offline_worker: WorkerProcess,
+    ) -> None:
+        await _timed_out_run(api, committed, redis, offline_worker)
+
+
+class TestProvider:
+    async def test_a_run_past_its_time_limit_closes_the_providers_stream(
+        self,
+        api: AsyncClient,
+        committed: SessionMaker,
+        redis: Redis,
+        provider: OpenAIServer,
+        provider_worker: WorkerProcess,
+    ) -> None:
+        provider.reset()
+        await _timed_out_run(api, committed, redis, provider_worker)
+
+        # The worker hung up on the provider's stream: it stopped before the reply's end.
+        assert len(provider.requests) == 1
+        gone = provider.wait_for_disconnect()
+        assert gone.request_index == 0
+        assert 0 < gone.deltas_sent < len(LONG.split())
 
 
 async def _gone(redis: Redis, key: str) -> bool | None:
