@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from switchboard.runs.settings import RunsSettings
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 BASE = K8S / "base"
@@ -751,6 +753,18 @@ def test_each_queue_has_one_worker_deployment(docs: list[Doc]) -> None:
         for arg in expected["args"]:
             assert arg in argv, f"{name}: {arg}"
     assert sorted(consumed) == sorted(celery_queues()), "every queue consumed exactly once"
+
+
+def test_runs_workers_wait_for_a_run_to_reach_its_own_limit(docs: list[Doc]) -> None:
+    runs_settings = {
+        key.removeprefix("RUNS_").lower(): value
+        for key, value in settings_of(docs).items()
+        if key.startswith("RUNS_")
+    }
+    limits = RunsSettings.model_validate(runs_settings)
+    worker = by_component(docs, "Deployment", "worker-runs")
+    grace = worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= limits.task_soft_time_limit, "a shutdown would kill runs inside their limit"
 
 
 def test_workers_shut_down_gracefully_and_expose_metrics(docs: list[Doc]) -> None:
