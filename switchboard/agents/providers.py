@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from agents import ModelProvider, ModelSettings, OpenAIProvider, RunConfig
+from agents.models.openai_provider import shared_http_client
 from agents.tracing import TracingConfig
+from openai import AsyncOpenAI, Timeout
 
 from switchboard.agents.offline import OfflineModelProvider
 from switchboard.agents.settings import OfflineSettings, OpenAISettings
@@ -14,11 +16,16 @@ WORKFLOW_NAME = "switchboard"
 def create_model_provider(openai: OpenAISettings, offline: OfflineSettings) -> ModelProvider:
     if openai.api_key is None:
         return OfflineModelProvider(token_delay_ms=offline.model_token_delay_ms)
-    return OpenAIProvider(
+    # The client owns retries (the SDK's own model retries would set the client's to 0). Its
+    # connections come from the SDK's pool, one per process, as the SDK's own clients' do.
+    client = AsyncOpenAI(
         api_key=openai.api_key.get_secret_value(),
         base_url=None if openai.base_url is None else str(openai.base_url),
-        use_responses=wire_api(openai) == "responses",
+        max_retries=openai.max_retries,
+        timeout=Timeout(openai.timeout_seconds, connect=openai.connect_timeout_seconds),
+        http_client=shared_http_client(),
     )
+    return OpenAIProvider(openai_client=client, use_responses=wire_api(openai) == "responses")
 
 
 def wire_api(openai: OpenAISettings) -> str:

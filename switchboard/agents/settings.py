@@ -38,6 +38,27 @@ class OpenAISettings(BaseModel):
             ' {"support": "gpt-4.1-mini"}); a name that is no agent is refused at start-up.'
         ),
     )
+    max_retries: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description=(
+            "Retries of a model call answered 408, 409, 429 or 5xx or cut off before its"
+            " answer, with growing delays and jitter, Retry-After honoured."
+        ),
+    )
+    timeout_seconds: float = Field(
+        60,
+        gt=0,
+        le=3600,
+        description=(
+            "Longest wait for the provider's next bytes (a stalled stream is cut after it) and"
+            " for a whole non-streamed call."
+        ),
+    )
+    connect_timeout_seconds: float = Field(
+        5, gt=0, le=120, description="Longest wait to connect to the provider."
+    )
     tracing: bool = Field(False, description="Export Agents SDK traces to the provider.")
 
     @field_validator("api_key", "base_url", "api", mode="before")

@@ -14,6 +14,7 @@ from agents import (
     Runner,
     function_tool,
 )
+from openai import APITimeoutError, Timeout
 from pydantic import SecretStr
 
 from switchboard.agents.offline import OfflineModel, OfflineModelProvider
@@ -24,7 +25,8 @@ from switchboard.agents.providers import (
     wire_api,
 )
 from switchboard.agents.settings import OfflineSettings, OpenAISettings
-from tests.support.openai_server import OpenAIServer, Reply, ToolCall, Usage
+from switchboard.runs.failures import MODEL_UNAVAILABLE, failure_of
+from tests.support.openai_server import Failure, OpenAIServer, Reply, ToolCall, Usage
 
 OFFLINE = OfflineSettings(model_token_delay_ms=7)
 
@@ -155,3 +157,49 @@ def test_run_config_names_the_workflow_and_keeps_keys_out_unless_tracing() -> No
     traced = run_config(provider, openai(api_key="sk-test", tracing=True))
     assert not traced.tracing_disabled
     assert traced.tracing == {"api_key": "sk-test"}
+
+
+def test_the_client_takes_the_retry_budget_and_timeouts() -> None:
+    settings = openai(
+        api_key="sk-test", max_retries=5, timeout_seconds=12, connect_timeout_seconds=2
+    )
+    model = create_model_provider(settings, OFFLINE).get_model("gpt-test")
+
+    assert isinstance(model, OpenAIResponsesModel)
+    assert model._client.max_retries == 5
+    assert model._client.timeout == Timeout(12, connect=2)
+
+
+@pytest.mark.parametrize("api", ["responses", "chat_completions"])
+async def test_a_rate_limited_call_is_retried_and_the_run_goes_on(
+    server: OpenAIServer, api: str
+) -> None:
+    settings = openai(api_key="sk-test", base_url=server.base_url, api=api, max_retries=2)
+    server.push(Failure(429, "slow down", "rate_limit_exceeded", retry_after=0.05), Reply("ok"))
+    agent = Agent(name="triage", instructions="Answer.", model="gpt-test")
+
+    config = run_config(create_model_provider(settings, OFFLINE), settings)
+    result = Runner.run_streamed(agent, "hello", run_config=config)
+    async for _ in result.stream_events():
+        pass
+
+    assert result.final_output == "ok"
+    assert len(server.requests) == 2
+
+
+async def test_a_stream_that_stalls_past_the_timeout_fails_the_call_as_unavailable(
+    server: OpenAIServer,
+) -> None:
+    settings = openai(
+        api_key="sk-test", base_url=server.base_url, max_retries=0, timeout_seconds=0.3
+    )
+    server.push(Reply("one two three", stall_after=1, stall_seconds=3))
+    agent = Agent(name="triage", instructions="Answer.", model="gpt-test")
+
+    config = run_config(create_model_provider(settings, OFFLINE), settings)
+    with pytest.raises(APITimeoutError) as raised:
+        result = Runner.run_streamed(agent, "hello", run_config=config)
+        async for _ in result.stream_events():
+            pass
+
+    assert failure_of(raised.value) == MODEL_UNAVAILABLE
