@@ -35,6 +35,7 @@ from switchboard.runs.failures import TIMEOUT, failure_of
 from switchboard.runs.metrics import (
     QUEUE_WAIT,
     RUNS_ACTIVE,
+    RUNS_FAILED,
     RUNS_FINISHED,
     RUNS_STARTED,
     TIME_TO_FIRST_TOKEN,
@@ -330,6 +331,7 @@ class RunExecutor:
         ended = await self._with_database(run, write)
         await self._release(run)
         if ended:
+            RUNS_FAILED.labels(code).inc()
             await progress.events.emit(EventType.failed, error={"code": code, "message": message})
             await self._end(run, progress)
 

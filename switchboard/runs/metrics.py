@@ -8,6 +8,9 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 
 RUNS_STARTED = Counter("runs_started_total", "Runs a worker began, by entry agent.", ["agent"])
 RUNS_FINISHED = Counter("runs_finished_total", "Runs that reached a final status.", ["status"])
+RUNS_FAILED = Counter(
+    "runs_failed_total", "Runs that failed, by the code of their error.", ["code"]
+)
 RUNS_ACTIVE = Gauge(
     "runs_active", "Runs executing in this worker process now.", multiprocess_mode="livesum"
 )

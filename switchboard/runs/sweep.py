@@ -27,7 +27,7 @@ from switchboard.kit.db import SessionMaker
 from switchboard.runs.admission import RunSlots
 from switchboard.runs.emitter import RunEmitter
 from switchboard.runs.events import EventPublisher, EventType, lease_key, suspect_key
-from switchboard.runs.metrics import RUNS_ADMITTED, RUNS_FINISHED, SLOTS_RECLAIMED
+from switchboard.runs.metrics import RUNS_ADMITTED, RUNS_FAILED, RUNS_FINISHED, SLOTS_RECLAIMED
 from switchboard.runs.repository import RunRepository
 from switchboard.runs.settings import RunsSettings
 
@@ -62,6 +62,7 @@ async def fail_run(
     if not ended:
         return False
     RUNS_FINISHED.labels("failed").inc()
+    RUNS_FAILED.labels(code).inc()
     log.warning("runs.ended_by_sweep", run_id=str(run_id), code=code)
     # The final state is committed; the event is best effort and the stream falls back to
     # Postgres if Redis cannot take it now.

@@ -31,6 +31,7 @@ RUNBOOKS = frozenset(
         "postgres-failover",
         "queue-backlog",
         "stuck-runs",
+        "provider-outage",
         "stripe-webhooks",
         "data-deletion",
     }
@@ -426,6 +427,7 @@ def test_the_required_signals_are_alerted_on() -> None:
         "celery_queue_length",
         "up",
         "runs_finished_total",
+        "runs_failed_total",
         "runs_time_to_first_token_seconds_bucket",
         "jwt_verify_total",
         "billing_webhook_processing_lag_seconds_bucket",

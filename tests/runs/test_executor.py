@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -67,6 +68,7 @@ async def test_the_final_write_waits_out_a_busy_pool(
     executor, run, progress = await _running(committed, sessionmaker, redis, settings)
     run_id = run.id
 
+    failed_before = _failed("agent_error")
     held = await one_connection.connect()  # every other checkout times out meanwhile
     finishing = asyncio.create_task(executor._finish_failed(run, progress, "agent_error", "x"))
     await asyncio.sleep(1.0)
@@ -78,6 +80,11 @@ async def test_the_final_write_waits_out_a_busy_pool(
     assert await _status(committed, run_id) == ("failed", "agent_error")
     events = await replay(redis, str(run_id), after=0)
     assert [event.type for event in events][-1] == "run.failed"
+    assert _failed("agent_error") == failed_before + 1
+
+
+def _failed(code: str) -> float:
+    return REGISTRY.get_sample_value("runs_failed_total", {"code": code}) or 0.0
 
 
 async def test_a_reply_takes_the_position_after_a_message_added_meanwhile(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from switchboard.kit.db import SessionMaker
@@ -78,9 +79,13 @@ async def test_a_run_without_its_lease_fails_on_the_second_sighting(
 
     # Seen without a lease for longer than a lease: lost.
     await redis.set(suspect_key(str(lost)), str(time.time() - SETTINGS.lease_seconds - 1))
+    failed_before = REGISTRY.get_sample_value("runs_failed_total", {"code": "worker_lost"}) or 0
     second = await sweep_runs(sessionmaker, redis, publisher, SETTINGS)
 
     assert second.lost == 1
+    assert REGISTRY.get_sample_value("runs_failed_total", {"code": "worker_lost"}) == (
+        failed_before + 1
+    )
     assert await _status(sessionmaker, lost) == ("failed", "worker_lost")
     assert await _status(sessionmaker, alive) == ("running", None)
     [event] = await replay(redis, str(lost), after=0)
