@@ -84,4 +84,5 @@ pytest_plugins = [
     "tests.support.auth",
     "tests.support.members",
     "tests.support.vault",
+    "tests.support.openai_server",
 ]

@@ -43,6 +43,7 @@ from switchboard.runs.failures import (
 from switchboard.settings import Settings
 from tests.billing.conftest import new_tenant
 from tests.support.auth import bearer
+from tests.support.openai_server import Failure, OpenAIServer, Reply
 from tests.support.processes import free_port
 from tests.support.waiting import eventually
 from tests.support.worker import WorkerProcess, start_worker, stop_worker, wait_until_ready
@@ -277,63 +278,15 @@ def test_every_code_has_its_own_message() -> None:
 
 # The same failures as the client raises them, from a provider answering over HTTP: the client
 # unwraps {"error": {...}} and picks the exception class, as it does in the worker.
-SCRIPTS: dict[str, tuple[int, dict[str, str], dict[str, Any]]] = {
-    "rate-limited": (429, {"retry-after": "0"}, {"error": _error("rate_limit_exceeded")}),
-    "down": (503, {}, {"error": _error(None, "server_error")}),
-    "bad-key": (401, {}, {"error": _error("invalid_api_key")}),
-    "forbidden": (403, {}, {"error": _error(None)}),
-    "too-long": (400, {}, {"error": _error("context_length_exceeded")}),
-    "refused": (400, {}, {"error": _error("content_policy_violation")}),
-    "bad-request": (400, {}, {"error": _error(None)}),
+SCRIPTS: dict[str, Failure] = {
+    "rate-limited": Failure(429, PROVIDER_DETAIL, code="rate_limit_exceeded", retry_after=0),
+    "down": Failure(503, PROVIDER_DETAIL, type="server_error"),
+    "bad-key": Failure(401, PROVIDER_DETAIL, "invalid_request_error", "invalid_api_key"),
+    "forbidden": Failure(403, PROVIDER_DETAIL, "invalid_request_error"),
+    "too-long": Failure(400, PROVIDER_DETAIL, "invalid_request_error", "context_length_exceeded"),
+    "refused": Failure(400, PROVIDER_DETAIL, "invalid_request_error", "content_policy_violation"),
+    "bad-request": Failure(400, PROVIDER_DETAIL, "invalid_request_error"),
 }
-
-
-class _ScriptedProvider(BaseHTTPRequestHandler):
-    """Answers /<script>/v1/... as SCRIPTS says; /stall/v1/... starts a stream and goes quiet."""
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        script = self.path.strip("/").split("/")[0]
-        if script == "stall":
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.end_headers()
-            chunk = {
-                "id": "chatcmpl-1",
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": "m",
-                "choices": [{"index": 0, "delta": {"content": "Hel"}, "finish_reason": None}],
-            }
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            self.wfile.flush()
-            time.sleep(3)
-            return
-        status, headers, payload = SCRIPTS[script]
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def scripted() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _ScriptedProvider)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 async def _chat(base_url: str, **options: Any) -> None:
@@ -359,10 +312,11 @@ async def _chat(base_url: str, **options: Any) -> None:
     ],
 )
 async def test_the_clients_own_exceptions_get_their_codes(
-    scripted: str, script: str, expected: RunFailure
+    openai_server: OpenAIServer, script: str, expected: RunFailure
 ) -> None:
+    openai_server.push(SCRIPTS[script])
     with pytest.raises(openai.OpenAIError) as raised:
-        await _chat(f"{scripted}/{script}/v1")
+        await _chat(openai_server.base_url)
     assert PROVIDER_DETAIL in str(raised.value)
     assert failure_of(raised.value) == expected
 
@@ -374,10 +328,11 @@ async def test_a_provider_that_cannot_be_reached_is_unavailable() -> None:
 
 
 async def test_a_stream_that_stalls_is_cut_by_the_read_timeout_and_is_unavailable(
-    scripted: str,
+    openai_server: OpenAIServer,
 ) -> None:
+    openai_server.push(Reply("Hel lo", stall_after=1, stall_seconds=3))
     started = time.monotonic()
     with pytest.raises(openai.APITimeoutError) as raised:
-        await _chat(f"{scripted}/stall/v1", timeout=httpx2.Timeout(5, read=0.3))
+        await _chat(openai_server.base_url, timeout=httpx2.Timeout(5, read=0.3))
     assert time.monotonic() - started < 2
     assert failure_of(raised.value) == MODEL_UNAVAILABLE
