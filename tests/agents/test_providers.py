@@ -3,7 +3,7 @@ server over real HTTP."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
 
 import pytest
 from agents import (
@@ -93,12 +93,6 @@ def test_every_run_asks_for_usage() -> None:
     assert config.model_settings.include_usage is True
 
 
-@pytest.fixture
-def server() -> Iterator[OpenAIServer]:
-    with OpenAIServer() as running:
-        yield running
-
-
 @function_tool
 def current_time() -> str:
     """The current time."""
@@ -107,10 +101,12 @@ def current_time() -> str:
 
 @pytest.mark.parametrize("api", ["responses", "chat_completions"])
 async def test_a_streamed_run_carries_the_providers_text_and_usage(
-    server: OpenAIServer, api: str
+    openai_server: OpenAIServer, api: str
 ) -> None:
-    settings = openai(api_key="sk-test", base_url=server.base_url, api=api)
-    server.push(ToolCall("current_time", usage=Usage(30, 2)), Reply("it is noon", Usage(45, 3)))
+    settings = openai(api_key="sk-test", base_url=openai_server.base_url, api=api)
+    openai_server.push(
+        ToolCall("current_time", usage=Usage(30, 2)), Reply("it is noon", Usage(45, 3))
+    )
     agent = Agent(name="triage", instructions="Answer.", model="gpt-test", tools=[current_time])
 
     config = run_config(create_model_provider(settings, OFFLINE), settings)
@@ -124,7 +120,7 @@ async def test_a_streamed_run_carries_the_providers_text_and_usage(
     assert "".join(deltas) == result.final_output == "it is noon"
     usage = result.context_wrapper.usage
     assert (usage.requests, usage.input_tokens, usage.output_tokens) == (2, 75, 5)
-    first, second = server.requests
+    first, second = openai_server.requests
     assert {first.wire, second.wire} == {api}
     assert first.body["stream"] is True
     if api == "chat_completions":
@@ -172,10 +168,12 @@ def test_the_client_takes_the_retry_budget_and_timeouts() -> None:
 
 @pytest.mark.parametrize("api", ["responses", "chat_completions"])
 async def test_a_rate_limited_call_is_retried_and_the_run_goes_on(
-    server: OpenAIServer, api: str
+    openai_server: OpenAIServer, api: str
 ) -> None:
-    settings = openai(api_key="sk-test", base_url=server.base_url, api=api, max_retries=2)
-    server.push(Failure(429, "slow down", "rate_limit_exceeded", retry_after=0.05), Reply("ok"))
+    settings = openai(api_key="sk-test", base_url=openai_server.base_url, api=api, max_retries=2)
+    openai_server.push(
+        Failure(429, "slow down", "rate_limit_exceeded", retry_after=0.05), Reply("ok")
+    )
     agent = Agent(name="triage", instructions="Answer.", model="gpt-test")
 
     config = run_config(create_model_provider(settings, OFFLINE), settings)
@@ -184,16 +182,17 @@ async def test_a_rate_limited_call_is_retried_and_the_run_goes_on(
         pass
 
     assert result.final_output == "ok"
-    assert len(server.requests) == 2
+    assert len(openai_server.requests) == 2
 
 
 async def test_a_stream_that_stalls_past_the_timeout_fails_the_call_as_unavailable(
-    server: OpenAIServer,
+    openai_server: OpenAIServer,
 ) -> None:
     settings = openai(
-        api_key="sk-test", base_url=server.base_url, max_retries=0, timeout_seconds=0.3
+        api_key="sk-test", base_url=openai_server.base_url, max_retries=0, timeout_seconds=0.3
     )
-    server.push(Reply("one two three", stall_after=1, stall_seconds=3))
+    # Longer than the test may take: only the read timeout can end the call.
+    openai_server.push(Reply("one two three", stall_after=1, stall_seconds=120))
     agent = Agent(name="triage", instructions="Answer.", model="gpt-test")
 
     config = run_config(create_model_provider(settings, OFFLINE), settings)
@@ -203,3 +202,7 @@ async def test_a_stream_that_stalls_past_the_timeout_fails_the_call_as_unavailab
             pass
 
     assert failure_of(raised.value) == MODEL_UNAVAILABLE
+    # The client hung up mid-stall, after the one delta sent before it, and did not retry.
+    gone = await asyncio.to_thread(openai_server.wait_for_disconnect)
+    assert (gone.request_index, gone.deltas_sent) == (0, 1)
+    assert len(openai_server.requests) == 1
