@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 
 from switchboard.auth.keyring import KeySnapshot
 from switchboard.runs.events import channel, stream_key
-from tests.support.processes import free_port, serving
 from tests.support.sse import Frame, frames
+from tests.support.worker import api_process
 
 PASSWORD = "a long enough passphrase"
 
@@ -27,16 +27,8 @@ def api_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def api_server(committed_keys: KeySnapshot, api_log: Path) -> Iterator[str]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with serving("api", {"API_PORT": str(port)}, f"{base}/health/live", api_log):
+    with api_process(api_log) as base:
         yield base
-
-
-@pytest.fixture
-async def api(api_server: str) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(base_url=api_server, timeout=30) as client:
-        yield client
 
 
 async def chat(api: AsyncClient) -> dict[str, str]:

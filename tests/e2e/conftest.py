@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 from httpx import AsyncClient
 
 from switchboard.auth.keyring import KeySnapshot
-from tests.support.processes import free_port, serving
-from tests.support.worker import start_worker, stop_worker, wait_until_ready
+from tests.support.worker import api_process, runs_worker_process
 
 PASSWORD = "a long enough passphrase"
 
@@ -19,25 +18,15 @@ PASSWORD = "a long enough passphrase"
 def runs_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A worker of its own, as production runs them: the runs queue on a thread pool.
     Yields the address of its /metrics."""
-    port = free_port()
-    process = start_worker(
+    # The cancel flag is read rarely, so a run cancelled within the tests' deadlines was
+    # stopped by its cancel notice.
+    with runs_worker_process(
         tmp_path_factory.mktemp("runs-worker"),
-        pool="threads",
-        concurrency=20,
-        queues="runs",
-        # wait_until_ready reads the "ready." line. The cancel flag is read rarely, so a run
-        # cancelled within the tests' deadlines was stopped by its cancel notice.
-        env={
-            "LOG_LEVEL": "INFO",
-            "CELERY_METRICS_PORT": str(port),
-            "RUNS_CANCEL_POLL_SECONDS": "120",
-        },
-    )
-    try:
-        wait_until_ready(process)
-        yield f"http://127.0.0.1:{port}/metrics"
-    finally:
-        stop_worker(process)
+        metrics=True,
+        env={"RUNS_CANCEL_POLL_SECONDS": "120"},
+    ) as process:
+        assert process.metrics_url is not None
+        yield process.metrics_url
 
 
 # Module scope: the process must exit (and write its coverage data) before the session ends.
@@ -48,17 +37,8 @@ def api_server(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     """``python -m api`` on a free port: streams reach the client as uvicorn sends them."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("api") / "api.log"
-    with serving("api", {"API_PORT": str(port)}, f"{base}/health/live", log):
+    with api_process(tmp_path_factory.mktemp("api") / "api.log") as base:
         yield base
-
-
-@pytest.fixture
-async def api(api_server: str) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(base_url=api_server, timeout=30) as client:
-        yield client
 
 
 async def sign_up(api: AsyncClient) -> dict[str, str]:

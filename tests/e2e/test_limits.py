@@ -27,7 +27,13 @@ from switchboard.runs.sweep import sweep_runs
 from tests.e2e.conftest import sign_up
 from tests.support.plans import put_on_plan
 from tests.support.processes import free_port, serving
-from tests.support.worker import WorkerProcess, start_worker, stop_worker, wait_until_ready
+from tests.support.worker import (
+    WorkerProcess,
+    runs_worker_process,
+    start_worker,
+    stop_worker,
+    wait_until_ready,
+)
 
 # Each word of a reply waits this long, so a run of LONG stays in flight for about 2 s.
 TOKEN_DELAY_MS = 50
@@ -37,22 +43,14 @@ LEASE_SECONDS = 3
 
 @pytest.fixture(scope="module")
 def limits_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    process = start_worker(
+    with runs_worker_process(
         tmp_path_factory.mktemp("limits-worker"),
-        pool="threads",
-        concurrency=20,
-        queues="runs",
         env={
-            "LOG_LEVEL": "INFO",
             "OFFLINE_MODEL_TOKEN_DELAY_MS": str(TOKEN_DELAY_MS),
             "RUNS_LEASE_SECONDS": str(LEASE_SECONDS),
         },
-    )
-    try:
-        wait_until_ready(process)
+    ) as process:
         yield process
-    finally:
-        stop_worker(process)
 
 
 @pytest.fixture(scope="module")

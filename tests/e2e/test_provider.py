@@ -10,9 +10,8 @@ import pytest
 from httpx import AsyncClient
 
 from tests.support.openai_server import OpenAIServer, Reply, ToolCall, Usage
-from tests.support.processes import free_port
 from tests.support.sse import Frame, collect, frames
-from tests.support.worker import start_worker, stop_worker, wait_until_ready
+from tests.support.worker import runs_worker_process
 
 TERMINAL = {"run.completed", "run.failed", "run.cancelled"}
 
@@ -33,26 +32,18 @@ def runs_worker(
     model_server: OpenAIServer, wire: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """The runs worker of tests/e2e/conftest.py, on the provider at the local server."""
-    port = free_port()
-    process = start_worker(
+    with runs_worker_process(
         tmp_path_factory.mktemp("runs-worker"),
-        pool="threads",
-        concurrency=20,
-        queues="runs",
+        metrics=True,
         env={
-            "LOG_LEVEL": "INFO",
-            "CELERY_METRICS_PORT": str(port),
             "RUNS_CANCEL_POLL_SECONDS": "120",
             "OPENAI_API_KEY": "sk-test",
             "OPENAI_BASE_URL": model_server.base_url,
             "OPENAI_API": wire,
         },
-    )
-    try:
-        wait_until_ready(process)
-        yield f"http://127.0.0.1:{port}/metrics"
-    finally:
-        stop_worker(process)
+    ) as process:
+        assert process.metrics_url is not None
+        yield process.metrics_url
 
 
 @pytest.fixture

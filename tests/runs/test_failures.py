@@ -46,7 +46,7 @@ from tests.support.auth import bearer
 from tests.support.openai_server import Failure, OpenAIServer, Reply
 from tests.support.processes import free_port
 from tests.support.waiting import eventually
-from tests.support.worker import WorkerProcess, start_worker, stop_worker, wait_until_ready
+from tests.support.worker import WorkerProcess, runs_worker_process
 
 PROVIDER_DETAIL = "provider-detail-quoting-the-request-91c4"
 
@@ -83,23 +83,12 @@ def provider() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def runs_worker(provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    worker = start_worker(
+    with runs_worker_process(
         tmp_path_factory.mktemp("runs-worker"),
-        pool="threads",
         concurrency=2,
-        queues="runs",
-        # wait_until_ready reads the "ready." line, logged at INFO.
-        env={
-            "LOG_LEVEL": "INFO",
-            "OPENAI_API_KEY": "sk-test-provider",
-            "OPENAI_BASE_URL": provider,
-        },
-    )
-    try:
-        wait_until_ready(worker)
+        env={"OPENAI_API_KEY": "sk-test-provider", "OPENAI_BASE_URL": provider},
+    ) as worker:
         yield worker
-    finally:
-        stop_worker(worker)
 
 
 @pytest.fixture

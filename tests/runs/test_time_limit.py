@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,10 +25,9 @@ from switchboard.runs.failures import TIMEOUT
 from tests.e2e.conftest import sign_up
 from tests.support.openai_server import OpenAIServer
 from tests.support.plans import put_on_plan
-from tests.support.processes import free_port, serving
 from tests.support.sse import collect
 from tests.support.waiting import eventually
-from tests.support.worker import WorkerProcess, start_worker, stop_worker, wait_until_ready
+from tests.support.worker import WorkerProcess, api_process, runs_worker_process
 
 # 60 words at 100 ms each: the reply would take 6 s, five times the run's limit.
 TOKEN_DELAY_MS = 100
@@ -36,18 +35,10 @@ LONG = " ".join(f"word{index}" for index in range(60))
 
 
 def _limited_worker(tmp_dir: Path, **env: str) -> Iterator[WorkerProcess]:
-    process = start_worker(
-        tmp_dir,
-        pool="threads",
-        concurrency=4,
-        queues="runs",
-        env={"LOG_LEVEL": "INFO", "RUNS_MAX_SECONDS": "1", **env},
-    )
-    try:
-        wait_until_ready(process)
+    with runs_worker_process(
+        tmp_dir, concurrency=4, env={"RUNS_MAX_SECONDS": "1", **env}
+    ) as process:
         yield process
-    finally:
-        stop_worker(process)
 
 
 @pytest.fixture(scope="class")
@@ -79,17 +70,8 @@ def provider_worker(
 def api_server(
     committed_keys: KeySnapshot, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("api") / "api.log"
-    with serving("api", {"API_PORT": str(port)}, f"{base}/health/live", log):
+    with api_process(tmp_path_factory.mktemp("api") / "api.log") as base:
         yield base
-
-
-@pytest.fixture
-async def api(api_server: str) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(base_url=api_server, timeout=30) as client:
-        yield client
 
 
 def _tenant(headers: dict[str, str]) -> uuid.UUID:

@@ -1,4 +1,5 @@
-"""Real Celery worker processes consuming from the test run's Redis broker."""
+"""Real Celery worker processes consuming from the test run's Redis broker, and the API process
+their runs' clients call."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from celery import Celery
+from httpx import AsyncClient
 
 from tests.conftest import WORKER_ENV
-from tests.support.processes import STARTUP_SECONDS
+from tests.support.processes import STARTUP_SECONDS, free_port, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 # Agent runs go to their own thread-pool worker, as in production (tests/e2e): the Agents SDK
@@ -29,6 +32,8 @@ class WorkerProcess:
     process: subprocess.Popen[bytes]
     hostname: str
     log_path: Path
+    metrics_url: str | None = None
+    """Its /metrics, when started with a metrics port."""
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -90,6 +95,52 @@ def wait_until_consuming(
         except Exception:  # not consuming yet
             time.sleep(0.2)
     raise RuntimeError(f"worker did not answer a ping in {timeout}s:\n{worker.log()}")
+
+
+@contextmanager
+def runs_worker_process(
+    tmp_dir: Path,
+    *,
+    concurrency: int = 20,
+    metrics: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[WorkerProcess]:
+    """A worker of the runs queue as production runs them, on a thread pool, ready to consume;
+    ``env`` over the session's. With ``metrics`` it serves /metrics at ``metrics_url``.
+
+    Two at once share the runs queue: whichever is free takes a run."""
+    extra = {"LOG_LEVEL": "INFO", **(env or {})}  # wait_until_ready reads the INFO "ready." line
+    port = free_port() if metrics else None
+    if port is not None:
+        extra["CELERY_METRICS_PORT"] = str(port)
+    process = start_worker(
+        tmp_dir, pool="threads", concurrency=concurrency, queues="runs", env=extra
+    )
+    if port is not None:
+        process.metrics_url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        wait_until_ready(process)
+        yield process
+    finally:
+        stop_worker(process)
+
+
+@contextmanager
+def api_process(log_path: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """``python -m api`` on a free port, ``env`` over the session's; yields its base URL once it
+    answers. Streams reach the client as uvicorn sends them."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with serving("api", {**(env or {}), "API_PORT": str(port)}, f"{base}/health/live", log_path):
+        yield base
+
+
+@pytest.fixture
+async def api(api_server: str) -> AsyncIterator[AsyncClient]:
+    """A client of the API process at ``api_server``, a fixture of the test's module or conftest
+    (usually an ``api_process``)."""
+    async with AsyncClient(base_url=api_server, timeout=30) as client:
+        yield client
 
 
 def stop_worker(worker: WorkerProcess) -> None:
