@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from agents import ModelProvider, RunConfig
 
 from switchboard.agents.definitions import DEFINITIONS
+from switchboard.agents.measured import MeasuredModelProvider
 from switchboard.agents.offline import OfflineModelProvider
 from switchboard.agents.providers import create_model_provider, run_config
 from switchboard.agents.registry import AgentRegistry
@@ -26,10 +27,13 @@ class AgentRuntime:
 
 def create_agent_runtime(openai: OpenAISettings, offline: OfflineSettings) -> AgentRuntime:
     provider = create_model_provider(openai, offline)
+    offline_model = isinstance(provider, OfflineModelProvider)
     registry = AgentRegistry(
         DEFINITIONS,
         ToolRegistry(TOOL_SPECS),
         openai.model_for,
-        provider="offline" if isinstance(provider, OfflineModelProvider) else "openai",
+        provider="offline" if offline_model else "openai",
     )
-    return AgentRuntime(registry, provider, openai)
+    return AgentRuntime(
+        registry, provider if offline_model else MeasuredModelProvider(provider), openai
+    )

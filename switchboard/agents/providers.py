@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import httpx2
 from agents import ModelProvider, ModelSettings, OpenAIProvider, RunConfig
 from agents.models.openai_provider import shared_http_client
 from agents.tracing import TracingConfig
 from openai import AsyncOpenAI, Timeout
 
+from switchboard.agents.measured import count_retries
 from switchboard.agents.offline import OfflineModelProvider
 from switchboard.agents.settings import OfflineSettings, OpenAISettings
 
@@ -23,9 +25,18 @@ def create_model_provider(openai: OpenAISettings, offline: OfflineSettings) -> M
         base_url=None if openai.base_url is None else str(openai.base_url),
         max_retries=openai.max_retries,
         timeout=Timeout(openai.timeout_seconds, connect=openai.connect_timeout_seconds),
-        http_client=shared_http_client(),
+        http_client=_http_client(),
     )
     return OpenAIProvider(openai_client=client, use_responses=wire_api(openai) == "responses")
+
+
+def _http_client() -> httpx2.AsyncClient:
+    client = shared_http_client()
+    hooks = client.event_hooks
+    if count_retries not in hooks["request"]:
+        hooks["request"].append(count_retries)
+        client.event_hooks = hooks
+    return client
 
 
 def wire_api(openai: OpenAISettings) -> str:

@@ -55,9 +55,9 @@ LIVE_SUBSCRIPTION_INDEX = "uq_subscription_live_tenant"
 
 def usage_of_finished_runs(finished: CTE) -> Insert:
     """The usage record of each run ``finished`` returns (its ``id``, ``tenant_id``,
-    ``input_tokens`` and ``output_tokens``), for the statement that ends the run: the reply
-    and its metering commit together, and a finished run is metered once, ever. Pass
-    ``usage_parameters(...)`` with the statement."""
+    ``input_tokens``, ``output_tokens`` and ``cached_input_tokens``), for the statement that
+    ends the run: the reply and its metering commit together, and a finished run is metered
+    once, ever. Pass ``usage_parameters(...)`` with the statement."""
     return (
         insert(_record)
         .from_select(
@@ -67,6 +67,7 @@ def usage_of_finished_runs(finished: CTE) -> Insert:
                 "run_id",
                 "input_tokens",
                 "output_tokens",
+                "cached_input_tokens",
                 "period_start",
                 "report_state",
                 "report_attempts",
@@ -77,6 +78,7 @@ def usage_of_finished_runs(finished: CTE) -> Insert:
                 finished.c.id,
                 finished.c.input_tokens,
                 finished.c.output_tokens,
+                finished.c.cached_input_tokens,
                 bindparam("p_usage_period_start", type_=DateTime(timezone=True)),
                 literal("pending"),
                 literal(0),
@@ -96,6 +98,7 @@ def usage_parameters(*, at: datetime) -> dict[str, object]:
 class PeriodUsage:
     input_tokens: int
     output_tokens: int
+    cached_input_tokens: int
     runs: int
     reported_quantity: int
 
@@ -262,6 +265,7 @@ class BillingRepository:
                 select(
                     func.coalesce(func.sum(UsageRecord.input_tokens), 0),
                     func.coalesce(func.sum(UsageRecord.output_tokens), 0),
+                    func.coalesce(func.sum(UsageRecord.cached_input_tokens), 0),
                     func.count(),
                     func.coalesce(func.sum(UsageRecord.reported_quantity), 0),
                 ).where(
@@ -272,8 +276,9 @@ class BillingRepository:
         return PeriodUsage(
             input_tokens=int(row[0]),
             output_tokens=int(row[1]),
-            runs=int(row[2]),
-            reported_quantity=int(row[3] or 0),
+            cached_input_tokens=int(row[2]),
+            runs=int(row[3]),
+            reported_quantity=int(row[4] or 0),
         )
 
     async def skip_unbillable_usage(self) -> int:

@@ -65,6 +65,9 @@ class UsageRead(BaseModel):
     period_end: datetime
     input_tokens: int
     output_tokens: int
+    cached_input_tokens: int = Field(
+        description="Of input_tokens, those the provider read from its prompt cache."
+    )
     runs: int
     reported_quantity: int
 

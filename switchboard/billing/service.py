@@ -126,6 +126,7 @@ class BillingService:
             period_end=end,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
             runs=usage.runs,
             reported_quantity=usage.reported_quantity,
         )

@@ -112,6 +112,7 @@ class UsageRecord(UUIDPrimaryKey, CreatedAt, Base):
     run_id: Mapped[uuid.UUID] = mapped_column(unique=True)  # one record per run, ever
     input_tokens: Mapped[int] = mapped_column(BigInteger)
     output_tokens: Mapped[int] = mapped_column(BigInteger)
+    cached_input_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
     period_start: Mapped[datetime]
     # pending -> sending (in a batch whose meter event may have reached Stripe) -> reported;
     # skipped when the tenant has no Stripe customer to bill.

@@ -44,6 +44,8 @@ class Run(UUIDPrimaryKey, CreatedAt, Base):
     final_agent: Mapped[str | None] = mapped_column(String(64))
     input_tokens: Mapped[int] = mapped_column(default=0)
     output_tokens: Mapped[int] = mapped_column(default=0)
+    # Of input_tokens, those the provider read from its prompt cache.
+    cached_input_tokens: Mapped[int] = mapped_column(default=0, server_default="0")
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     attempt: Mapped[int] = mapped_column(default=0)

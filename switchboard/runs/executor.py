@@ -41,6 +41,7 @@ from switchboard.runs.metrics import (
     TIME_TO_FIRST_TOKEN,
 )
 from switchboard.runs.repository import ClaimedRun, Reply, RunRepository
+from switchboard.runs.schemas import Usage
 from switchboard.runs.settings import RunsSettings
 
 log = structlog.get_logger("switchboard.runs")
@@ -149,7 +150,7 @@ class RunExecutor:
                 uuid.UUID(run_id), now=datetime.now(UTC), history=self.settings.history_messages
             )
 
-    async def _stream(self, run: ClaimedRun, progress: _Progress) -> dict[str, int]:
+    async def _stream(self, run: ClaimedRun, progress: _Progress) -> Usage:
         context = AgentContext(
             tenant_id=str(run.tenant_id),
             user_id=str(run.user_id),
@@ -180,9 +181,13 @@ class RunExecutor:
             stopped = await guard
         if stopped is not None:
             raise stopped
-        usage = result.context_wrapper.usage
+        usage = result.context_wrapper.usage  # every model call's, summed by the SDK
         progress.agent = result.last_agent.name
-        return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+        return Usage(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_input_tokens=usage.input_tokens_details.cached_tokens,
+        )
 
     async def _guard(
         self,
@@ -289,22 +294,19 @@ class RunExecutor:
             if text:
                 progress.replies.append(Reply(uuid.uuid4(), text, progress.agent))
 
-    async def _finish_succeeded(
-        self, run: ClaimedRun, progress: _Progress, usage: dict[str, int]
-    ) -> None:
+    async def _finish_succeeded(self, run: ClaimedRun, progress: _Progress, usage: Usage) -> None:
         async def write(session: AsyncSession) -> bool:
             # Billed with the reply, in the same commit: a finished run is metered once.
             return await RunRepository(session).finish_succeeded(
                 run,
                 agent=progress.agent,
-                input_tokens=usage["input_tokens"],
-                output_tokens=usage["output_tokens"],
+                usage=usage,
                 replies=progress.replies,
                 now=datetime.now(UTC),
             )
 
         ended = await self._with_database(run, write)
-        await self._release(run, usage["input_tokens"] + usage["output_tokens"] if ended else 0)
+        await self._release(run, usage.input_tokens + usage.output_tokens if ended else 0)
         if not ended:
             return
         for reply in progress.replies:  # sent with run.completed, in one call
@@ -314,9 +316,9 @@ class RunExecutor:
                 content=reply.content,
                 agent=reply.agent,
             )
-        await progress.events.emit(EventType.completed, usage=usage)
+        await progress.events.emit(EventType.completed, usage=usage.model_dump())
         await self._end(run, progress)
-        log.info("runs.succeeded", run_id=str(run.id), **usage)
+        log.info("runs.succeeded", run_id=str(run.id), **usage.model_dump())
         # After the run is done with: it logs its own failures and never fails the run.
         await record_thresholds(self.sessionmaker, run.tenant_id, datetime.now(UTC))
 

@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from switchboard.billing.repository import usage_of_finished_runs, usage_parameters
 from switchboard.conversations.repository import next_position_query
 from switchboard.models import Conversation, Message, Run
+from switchboard.runs.schemas import Usage
 
 
 def _table(model: type[Conversation | Run | Message]) -> Table:
@@ -92,6 +93,7 @@ _new_run = (
         entry_agent=bindparam("p_agent"),
         input_tokens=0,
         output_tokens=0,
+        cached_input_tokens=0,
         attempt=0,
     )
     .cte("new_run")
@@ -190,8 +192,15 @@ _succeeded = (
         final_agent=bindparam("p_agent"),
         input_tokens=bindparam("p_input_tokens"),
         output_tokens=bindparam("p_output_tokens"),
+        cached_input_tokens=bindparam("p_cached_input_tokens"),
     )
-    .returning(_run.c.id, _run.c.tenant_id, _run.c.input_tokens, _run.c.output_tokens)
+    .returning(
+        _run.c.id,
+        _run.c.tenant_id,
+        _run.c.input_tokens,
+        _run.c.output_tokens,
+        _run.c.cached_input_tokens,
+    )
     .cte("succeeded")
 )
 # One row per reply, numbered from 1 in the order the agents wrote them.
@@ -328,8 +337,7 @@ class RunRepository:
         run: ClaimedRun,
         *,
         agent: str,
-        input_tokens: int,
-        output_tokens: int,
+        usage: Usage,
         replies: list[Reply],
         now: datetime,
     ) -> bool:
@@ -355,8 +363,9 @@ class RunRepository:
                 "p_conversation_id": run.conversation_id,
                 "p_now": now,
                 "p_agent": agent,
-                "p_input_tokens": input_tokens,
-                "p_output_tokens": output_tokens,
+                "p_input_tokens": usage.input_tokens,
+                "p_output_tokens": usage.output_tokens,
+                "p_cached_input_tokens": usage.cached_input_tokens,
                 "p_reply_ids": [reply.message_id for reply in replies],
                 "p_reply_contents": [reply.content for reply in replies],
                 "p_reply_agents": [reply.agent for reply in replies],

@@ -31,8 +31,13 @@ class ChatAccepted(BaseModel):
 
 
 class Usage(BaseModel):
+    """The tokens of every model call of a run, as the provider reported them."""
+
     input_tokens: int
     output_tokens: int
+    cached_input_tokens: int = Field(
+        0, description="Of input_tokens, those the provider read from its prompt cache."
+    )
 
 
 class RunError(BaseModel):

@@ -233,7 +233,7 @@ async def terminal_event(
     data: dict[str, object]
     if run.status == "succeeded":
         kind = EventType.completed
-        data = {"usage": {"input_tokens": run.input_tokens, "output_tokens": run.output_tokens}}
+        data = {"usage": usage_of(run).model_dump()}
     elif run.status == "failed":
         kind = EventType.failed
         data = {"error": {"code": run.error_code, "message": run.error_message}}
@@ -253,9 +253,17 @@ def run_read(run: Run) -> RunRead:
         conversation_id=run.conversation_id,
         status=run.status,
         agent=run.final_agent or run.entry_agent,
-        usage=Usage(input_tokens=run.input_tokens, output_tokens=run.output_tokens),
+        usage=usage_of(run),
         error=error,
         created_at=run.created_at,
         started_at=run.started_at,
         finished_at=run.finished_at,
+    )
+
+
+def usage_of(run: Run) -> Usage:
+    return Usage(
+        input_tokens=run.input_tokens,
+        output_tokens=run.output_tokens,
+        cached_input_tokens=run.cached_input_tokens,
     )

@@ -62,6 +62,7 @@ async def record_usage(
     input_tokens: int,
     output_tokens: int,
     at: datetime,
+    cached_input_tokens: int = 0,
 ) -> None:
     """The usage record a run that ended ``at`` leaves, through the insert its final write uses."""
     run = select(
@@ -69,5 +70,6 @@ async def record_usage(
         literal(tenant_id, Uuid).label("tenant_id"),
         literal(input_tokens, Integer).label("input_tokens"),
         literal(output_tokens, Integer).label("output_tokens"),
+        literal(cached_input_tokens, Integer).label("cached_input_tokens"),
     ).cte("finished")
     await session.execute(usage_of_finished_runs(run), usage_parameters(at=at))

@@ -174,13 +174,14 @@ async def test_usage_adds_up_the_tenants_runs_this_month(
     now = datetime.now(UTC)
     run = uuid.uuid4()
     async with sessionmaker() as session, session.begin():
-        for owner, tokens in ((tenant, (10, 20)), (tenant, (1, 2)), (other, (500, 500))):
+        for owner, tokens in ((tenant, (10, 20, 8)), (tenant, (1, 2, 0)), (other, (500, 500, 9))):
             await record_usage(
                 session,
                 tenant_id=owner,
                 run_id=uuid.uuid4(),
                 input_tokens=tokens[0],
                 output_tokens=tokens[1],
+                cached_input_tokens=tokens[2],
                 at=now,
             )
         # Recording a run twice (a redelivered task) counts it once.
@@ -195,6 +196,7 @@ async def test_usage_adds_up_the_tenants_runs_this_month(
     assert response.status_code == 200
     usage = response.json()
     assert (usage["input_tokens"], usage["output_tokens"], usage["runs"]) == (16, 27, 3)
+    assert usage["cached_input_tokens"] == 8
     assert usage["reported_quantity"] == 0
     assert usage["period_start"].startswith(now.strftime("%Y-%m-01T00:00:00"))
     assert bad.status_code == 422

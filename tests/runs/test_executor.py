@@ -21,6 +21,7 @@ from switchboard.runs.emitter import RunEmitter
 from switchboard.runs.events import EventPublisher, lease_key, replay
 from switchboard.runs.executor import RunExecutor, _Progress
 from switchboard.runs.repository import ClaimedRun, NewRun, Reply, RunRepository
+from switchboard.runs.schemas import Usage
 from switchboard.settings import Settings
 from tests.runs.test_sweep import _run, _status
 
@@ -108,7 +109,7 @@ async def test_a_reply_takes_the_position_after_a_message_added_meanwhile(
         )
         assert await RunRepository(api).start_in_conversation(follow_up, now=datetime.now(UTC))
         finishing = asyncio.create_task(
-            executor._finish_succeeded(run, progress, {"input_tokens": 1, "output_tokens": 2})
+            executor._finish_succeeded(run, progress, Usage(input_tokens=1, output_tokens=2))
         )
         await asyncio.sleep(0.5)
         assert not finishing.done()  # waiting for the conversation's lock

@@ -13,6 +13,7 @@ from sqlalchemy import select, text
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Conversation, Message, Run, Tenant, UsageRecord, User
 from switchboard.runs.repository import ClaimedRun, NewRun, Reply, RunRepository
+from switchboard.runs.schemas import Usage
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -229,8 +230,7 @@ async def test_a_succeeded_run_stores_its_replies_usage_and_usage_record_togethe
         assert await RunRepository(session).finish_succeeded(
             claimed,
             agent="billing",
-            input_tokens=11,
-            output_tokens=7,
+            usage=Usage(input_tokens=11, output_tokens=7, cached_input_tokens=4),
             replies=replies,
             now=finished_at,
         )
@@ -244,6 +244,7 @@ async def test_a_succeeded_run_stores_its_replies_usage_and_usage_record_togethe
         11,
         7,
     )
+    assert run.cached_input_tokens == 4
     assert run.finished_at == finished_at
     messages = await _messages(sessionmaker, new.conversation_id)
     assert [
@@ -255,6 +256,7 @@ async def test_a_succeeded_run_stores_its_replies_usage_and_usage_record_togethe
     ]
     [record] = await _usage_records(sessionmaker, new.id)
     assert (record.tenant_id, record.input_tokens, record.output_tokens) == (owner[0], 11, 7)
+    assert record.cached_input_tokens == 4
     assert (record.period_start, record.report_state, record.report_attempts) == (
         datetime(2026, 12, 1, tzinfo=UTC),
         "pending",
@@ -269,12 +271,16 @@ async def test_a_run_that_wrote_no_reply_still_succeeds_and_is_metered(
 
     async with sessionmaker() as session, session.begin():
         assert await RunRepository(session).finish_succeeded(
-            claimed, agent="triage", input_tokens=3, output_tokens=0, replies=[], now=NOW
+            claimed,
+            agent="triage",
+            usage=Usage(input_tokens=3, output_tokens=0),
+            replies=[],
+            now=NOW,
         )
 
     assert [m.role for m in await _messages(sessionmaker, new.conversation_id)] == ["user"]
     [record] = await _usage_records(sessionmaker, new.id)
-    assert (record.input_tokens, record.output_tokens) == (3, 0)
+    assert (record.input_tokens, record.output_tokens, record.cached_input_tokens) == (3, 0, 0)
 
 
 async def test_a_run_that_ended_or_lost_its_conversation_is_not_finished_again(
@@ -294,8 +300,7 @@ async def test_a_run_that_ended_or_lost_its_conversation_is_not_finished_again(
             assert not await repository.finish_succeeded(
                 claimed[new.id],
                 agent="triage",
-                input_tokens=1,
-                output_tokens=1,
+                usage=Usage(input_tokens=1, output_tokens=1),
                 replies=[Reply(uuid.uuid4(), "late", "triage")],
                 now=NOW,
             )

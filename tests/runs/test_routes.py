@@ -55,7 +55,7 @@ async def test_chat_stores_a_queued_run_and_answers_with_its_stream(
     read = await client.get(f"/api/v1/runs/{run_id}", headers=alice.headers)
     assert read.status_code == 200
     assert read.json()["status"] == "queued"
-    assert read.json()["usage"] == {"input_tokens": 0, "output_tokens": 0}
+    assert read.json()["usage"] == {"input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0}
 
 
 async def test_a_run_is_only_its_owners(client: AsyncClient, new_member: NewMember) -> None:
