@@ -1,19 +1,34 @@
 """The real model path: a runs worker on the SDK's OpenAI models, talking over HTTP to the local
-OpenAI-compatible server, in both wire formats, through the API and its SSE streams."""
+OpenAI-compatible server, in both wire formats, through the API and its SSE streams: replies,
+tools, handoffs, usage, a cancel, and the provider's failures as the run's client and its
+operator see them."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 
 import pytest
 from httpx import AsyncClient
 
-from tests.support.openai_server import OpenAIServer, Reply, ToolCall, Usage
+from switchboard.runs.failures import (
+    CONTEXT_LENGTH_EXCEEDED,
+    MODEL_AUTH,
+    MODEL_ERROR,
+    MODEL_REFUSED,
+    MODEL_UNAVAILABLE,
+    RunFailure,
+)
+from tests.support.openai_server import Failure, OpenAIServer, Reply, ToolCall, Usage
 from tests.support.sse import Frame, collect, frames
-from tests.support.worker import runs_worker_process
+from tests.support.worker import WorkerProcess, runs_worker_process
 
 TERMINAL = {"run.completed", "run.failed", "run.cancelled"}
+# The worker's retry budget (OPENAI_MAX_RETRIES): small, so a provider that stays down fails fast.
+MAX_RETRIES = 2
+# The provider's own words in its error bodies: they can quote the request.
+PROVIDER_DETAIL = "provider-detail-quoting-the-request-5e1b"
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +43,9 @@ def wire(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
-def runs_worker(
+def provider_worker(
     model_server: OpenAIServer, wire: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+) -> Iterator[WorkerProcess]:
     """The runs worker of tests/e2e/conftest.py, on the provider at the local server."""
     with runs_worker_process(
         tmp_path_factory.mktemp("runs-worker"),
@@ -40,10 +55,17 @@ def runs_worker(
             "OPENAI_API_KEY": "sk-test",
             "OPENAI_BASE_URL": model_server.base_url,
             "OPENAI_API": wire,
+            "OPENAI_MAX_RETRIES": str(MAX_RETRIES),
         },
     ) as process:
-        assert process.metrics_url is not None
-        yield process.metrics_url
+        yield process
+
+
+@pytest.fixture(scope="module")
+def runs_worker(provider_worker: WorkerProcess) -> str:
+    """The API of tests/e2e/conftest.py starts after this worker instead of an offline one."""
+    assert provider_worker.metrics_url is not None
+    return provider_worker.metrics_url
 
 
 @pytest.fixture
@@ -148,3 +170,84 @@ async def test_a_cancel_closes_the_provider_stream(
     assert seen[-1].event == "run.cancelled"
     disconnect = await asyncio.to_thread(server.wait_for_disconnect)
     assert (disconnect.request_index, disconnect.deltas_sent) == (0, 2)
+
+
+def _failure(status: int, code: str | None = None, kind: str = "invalid_request_error") -> Failure:
+    return Failure(status, PROVIDER_DETAIL, kind, code)
+
+
+# Each script: the provider's answers, one per request, and how the run fails.
+PROVIDER_FAILURES: dict[str, tuple[list[Failure], RunFailure]] = {
+    # 503 to the first call and to each of the client's retries.
+    "stays-down": ([_failure(503, kind="server_error")] * (1 + MAX_RETRIES), MODEL_UNAVAILABLE),
+    "bad-key": ([_failure(401, "invalid_api_key")], MODEL_AUTH),
+    "context-length": ([_failure(400, "context_length_exceeded")], CONTEXT_LENGTH_EXCEEDED),
+    "refused": ([_failure(400, "content_policy_violation")], MODEL_REFUSED),
+    "other-400": ([_failure(400)], MODEL_ERROR),
+}
+
+
+@pytest.mark.parametrize("script", list(PROVIDER_FAILURES))
+async def test_a_provider_failure_fails_the_run_with_its_code_and_a_fixed_message(
+    api: AsyncClient,
+    alice: dict[str, str],
+    server: OpenAIServer,
+    provider_worker: WorkerProcess,
+    script: str,
+) -> None:
+    answers, expected = PROVIDER_FAILURES[script]
+    server.push(*answers)
+
+    received = await chat_stream(api, alice, "hello provider")
+
+    error = {"code": expected.code, "message": expected.message}
+    assert [frame.event for frame in received] == ["run.queued", "run.started", "run.failed"]
+    assert received[-1].data["error"] == error
+    # Every scripted answer was asked for, and nothing after them: one more request would have
+    # got the server's default reply, and the run would have completed.
+    assert len(server.requests) == len(answers)
+    run_id = received[0].data["run_id"]
+    run = (await api.get(f"/api/v1/runs/{run_id}", headers=alice)).json()
+    assert (run["status"], run["error"]) == ("failed", error)
+    conversation = (
+        await api.get(f"/api/v1/conversations/{run['conversation_id']}", headers=alice)
+    ).json()
+    assert [(m["role"], m["content"]) for m in conversation["messages"]] == [
+        ("user", "hello provider")
+    ]
+    # A client coming back to the run replays the same events, ending the same way.
+    async with api.stream("GET", f"/api/v1/runs/{run_id}/stream", headers=alice) as response:
+        assert response.status_code == 200
+        replayed = await collect(response)
+    assert replayed == received
+
+    told = json.dumps([run, conversation, [frame.data for frame in received]])
+    assert PROVIDER_DETAIL not in told
+    # The operator has the provider's words, in the worker's log line of the run's failure.
+    [logged] = [
+        line
+        for line in provider_worker.log().splitlines()
+        if run_id in line and '"event": "runs.failed"' in line
+    ]
+    assert PROVIDER_DETAIL in logged
+    assert f'"code": "{expected.code}"' in logged
+
+
+async def test_a_rate_limited_call_is_retried_and_the_run_goes_on(
+    api: AsyncClient, alice: dict[str, str], server: OpenAIServer
+) -> None:
+    server.push(
+        Failure(429, PROVIDER_DETAIL, "requests", "rate_limit_exceeded", retry_after=0),
+        Reply("answered on the retry"),
+    )
+
+    received = await chat_stream(api, alice, "hello provider")
+
+    assert received[-1].event == "run.completed", received[-1]
+    deltas = [frame.data["delta"] for frame in events(received, "message.delta")]
+    [completed] = events(received, "message.completed")
+    assert "".join(deltas) == completed.data["content"] == "answered on the retry"
+    assert [type(request.turn) for request in server.requests] == [Failure, Reply]
+    run = (await api.get(f"/api/v1/runs/{received[0].data['run_id']}", headers=alice)).json()
+    assert (run["status"], run["error"]) == ("succeeded", None)
+    assert PROVIDER_DETAIL not in json.dumps([run, [frame.data for frame in received]])
