@@ -2,15 +2,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from httpx import AsyncClient
-from prometheus_client.parser import text_string_to_metric_families
 
-
-def sample(text: str, name: str, labels: dict[str, str]) -> float:
-    for family in text_string_to_metric_families(text):
-        for metric in family.samples:
-            if metric.name == name and all(metric.labels.get(k) == v for k, v in labels.items()):
-                return metric.value
-    return 0.0
+from tests.support.metrics import exposed, sample
 
 
 async def test_metrics_count_requests_by_route_template(app: FastAPI, client: AsyncClient) -> None:
@@ -19,7 +12,7 @@ async def test_metrics_count_requests_by_route_template(app: FastAPI, client: As
         return {"id": item_id}
 
     labels = {"method": "GET", "route": "/probe/items/{item_id}", "status": "200"}
-    before = sample((await client.get("/metrics")).text, "http_requests_total", labels)
+    before = sample((await client.get("/metrics")).text, "http_requests_total", **labels) or 0.0
 
     for item_id in (1, 2, 3):
         assert (await client.get(f"/probe/items/{item_id}")).status_code == 200
@@ -28,7 +21,7 @@ async def test_metrics_count_requests_by_route_template(app: FastAPI, client: As
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
-    assert sample(text, "http_requests_total", labels) == before + 3
+    assert sample(text, "http_requests_total", **labels) == before + 3
     latency = {"method": "GET", "route": "/probe/items/{item_id}"}
-    assert sample(text, "http_request_duration_seconds_count", latency) >= 3
+    assert exposed(text, "http_request_duration_seconds_count", **latency) >= 3
     assert "/probe/items/1" not in text

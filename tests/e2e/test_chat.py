@@ -8,12 +8,12 @@ import uuid
 
 import httpx
 from httpx import AsyncClient
-from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from switchboard.auth.keyring import KeySnapshot
 from switchboard.runs.events import stream_key
 from tests.support.auth import forge
+from tests.support.metrics import exposed
 from tests.support.sse import Frame, collect, frames
 
 TERMINAL = {"run.completed", "run.failed", "run.cancelled"}
@@ -336,14 +336,6 @@ async def test_bad_input_gets_clear_problems(
     assert kept.status_code == 200
 
 
-def _sample(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    raise AssertionError(f"{name} {labels} not exposed")
-
-
 async def test_runs_and_streams_are_measured(
     api: AsyncClient, alice: dict[str, str], runs_worker: str
 ) -> None:
@@ -351,13 +343,13 @@ async def test_runs_and_streams_are_measured(
     assert frames[-1].event == "run.completed"
 
     worker = httpx.get(runs_worker, timeout=5).text
-    assert _sample(worker, "runs_started_total", agent="triage") >= 1
-    assert _sample(worker, "runs_finished_total", status="succeeded") >= 1
-    assert _sample(worker, "runs_queue_wait_seconds_count") >= 1
-    assert _sample(worker, "runs_time_to_first_token_seconds_count") >= 1
-    assert _sample(worker, "runs_events_published_total", event="message.delta") >= 3
-    assert _sample(worker, "runs_active") == 0
+    assert exposed(worker, "runs_started_total", agent="triage") >= 1
+    assert exposed(worker, "runs_finished_total", status="succeeded") >= 1
+    assert exposed(worker, "runs_queue_wait_seconds_count") >= 1
+    assert exposed(worker, "runs_time_to_first_token_seconds_count") >= 1
+    assert exposed(worker, "runs_events_published_total", event="message.delta") >= 3
+    assert exposed(worker, "runs_active") == 0
 
-    exposed = (await api.get("/metrics")).text
-    assert _sample(exposed, "runs_events_relayed_total") >= len(frames)
-    assert _sample(exposed, "runs_streams_open") == 0
+    relay = (await api.get("/metrics")).text
+    assert exposed(relay, "runs_events_relayed_total") >= len(frames)
+    assert exposed(relay, "runs_streams_open") == 0

@@ -9,6 +9,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from httpx import AsyncClient
 
@@ -20,6 +21,7 @@ from switchboard.runs.failures import (
     MODEL_UNAVAILABLE,
     RunFailure,
 )
+from tests.support.metrics import exposed, sample
 from tests.support.openai_server import Failure, OpenAIServer, Reply, ToolCall, Usage
 from tests.support.sse import Frame, collect, frames
 from tests.support.worker import WorkerProcess, runs_worker_process
@@ -29,6 +31,7 @@ TERMINAL = {"run.completed", "run.failed", "run.cancelled"}
 MAX_RETRIES = 2
 # The provider's own words in its error bodies: they can quote the request.
 PROVIDER_DETAIL = "provider-detail-quoting-the-request-5e1b"
+LIGHT_MODEL = "light-e2e"
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +59,7 @@ def provider_worker(
             "OPENAI_BASE_URL": model_server.base_url,
             "OPENAI_API": wire,
             "OPENAI_MAX_RETRIES": str(MAX_RETRIES),
+            "OPENAI_MODEL": LIGHT_MODEL,
         },
     ) as process:
         yield process
@@ -122,9 +126,13 @@ async def test_a_streamed_reply_and_the_providers_usage_reach_the_run(
 
 
 async def test_a_tool_call_and_its_output_are_streamed_and_every_call_is_counted(
-    api: AsyncClient, alice: dict[str, str], server: OpenAIServer
+    api: AsyncClient, alice: dict[str, str], server: OpenAIServer, runs_worker: str
 ) -> None:
-    server.push(ToolCall("current_time", usage=Usage(40, 3)), Reply("it is late", Usage(60, 3)))
+    server.push(
+        ToolCall("current_time", usage=Usage(40, 3, cached_tokens=32)),
+        Reply("it is late", Usage(60, 3, cached_tokens=48)),
+    )
+    before = httpx.get(runs_worker, timeout=5).text
 
     received = await chat_stream(api, alice, "what o'clock")
 
@@ -134,9 +142,21 @@ async def test_a_tool_call_and_its_output_are_streamed_and_every_call_is_counted
     assert output.data["output"].startswith("20")
     assert events(received, "message.completed")[0].data["content"] == "it is late"
     usage = received[-1].data["usage"]
-    assert (usage["input_tokens"], usage["output_tokens"]) == (100, 6)
+    assert usage == {"input_tokens": 100, "output_tokens": 6, "cached_input_tokens": 80}
     # The tool's output went back to the provider in the second request.
     assert output.data["output"] in str(server.requests[1].body)
+    run = (await api.get(f"/api/v1/runs/{received[0].data['run_id']}", headers=alice)).json()
+    assert run["usage"] == usage
+    metered = (await api.get("/api/v1/billing/usage", headers=alice)).json()
+    assert (metered["input_tokens"], metered["cached_input_tokens"]) == (100, 80)
+    # Both calls are in the worker's model metrics, each once.
+    after = httpx.get(runs_worker, timeout=5).text
+    labels = {"model": LIGHT_MODEL, "outcome": "ok", "status": "200"}  # triage's tier
+    assert (
+        exposed(after, "model_calls_total", **labels)
+        - (sample(before, "model_calls_total", **labels) or 0)
+        == 2
+    )
 
 
 async def test_a_handoff_to_the_billing_agent(

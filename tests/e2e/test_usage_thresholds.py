@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from httpx import AsyncClient
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from switchboard.billing.limits import set_plan_limits
@@ -17,6 +16,7 @@ from switchboard.kit.db import SessionMaker
 from switchboard.models import UsageThreshold
 from tests.billing.test_limits import drop_plan, scratch_plan, subscribe
 from tests.e2e.test_chat import chat_stream
+from tests.support.metrics import sample
 from tests.support.waiting import eventually
 
 
@@ -56,13 +56,7 @@ async def recorded(
 
 
 def counted(metrics: str, percent: int) -> float:
-    for family in text_string_to_metric_families(metrics):
-        for sample in family.samples:
-            if sample.name == "billing_usage_thresholds_total" and sample.labels.get(
-                "percent"
-            ) == str(percent):
-                return float(sample.value)
-    return 0.0
+    return sample(metrics, "billing_usage_thresholds_total", percent=str(percent)) or 0.0
 
 
 async def test_crossing_80_then_100_percent_is_recorded_once_each(

@@ -9,19 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 from celery import Celery
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.metrics import sample
 from tests.support.processes import free_port
 from tests.support.worker import start_worker, stop_worker, wait_until_ready
 from tests.support.worker_app import ISOLATED_QUEUE
-
-
-def sample(text: str, name: str, **labels: str) -> float | None:
-    for family in text_string_to_metric_families(text):
-        for found in family.samples:
-            if found.name == name and all(found.labels.get(k) == v for k, v in labels.items()):
-                return float(found.value)
-    return None
 
 
 @pytest.fixture
