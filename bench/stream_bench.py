@@ -18,6 +18,27 @@ own, with the built-in offline model, signs up one user, then measures:
   the process's sockets in /proc), their Postgres connections (``pg_stat_activity``), their RSS
   and the runs ``running``; afterwards the exact peak of running runs from their start and
   finish times. Baseline: the duration the model alone needs (words x delay).
+- provider: the time to first token and the fan-out again, with a real provider's path in
+  place of the offline model: the local OpenAI-compatible server (tests/support/openai_server.py)
+  streaming its default reply (the message's words) with no token delay and a fixed first-token
+  delay, each of ``--provider-delays-ms`` (0 and 200) in turn. For each delay and each wire
+  format of ``--provider-apis`` a fresh API and worker run with ``OPENAI_API_KEY=sk-bench``,
+  ``OPENAI_BASE_URL=<server>/v1`` and ``OPENAI_API``; the baseline is the agent runtime built
+  in this process from the same settings (``create_agent_runtime``), talking to the same server.
+  The fan-out runs at the first delay only (``--provider-fanout-words``). Last, the time each
+  model's whole system adds to the first token, side by side, and the provider's minus the
+  offline model's, against the target: within 1 ms.
+
+  The server runs as a process of its own (``--provider-server process``, the default) rather
+  than as threads of this one: threads would share this process's GIL with the baseline's
+  client, so the in-process runtime would pay for the server's Python and the server would wait
+  (up to the 5 ms switch interval) for the bench's loop, while the worker, a process of its own,
+  would not; as a process the server costs both sides the same loopback hop. Measured on a
+  loaded 2-core machine (2026-12-03, other tests running), the two did not differ beyond the
+  noise: the runtime alone's first token 29.0 and 15.9 ms with threads, 14.2 and 20.4 ms as a
+  process (p50, 60 each); its deltas at 100 clients 2,319/s with threads, 2,050/s as a process.
+  ``--provider-server thread`` keeps the comparison at hand. The server's requests are counted
+  and its log searched for errors.
 
 Every stream is checked: 200, ids 1, 2, 3, ... with no gap or duplicate (``data.seq`` equal),
 one run, deltas adding up to the reply, ``run.completed`` last, then the server closes it. A
@@ -27,7 +48,9 @@ of the processes' logs are summarised.
 
     uv run --frozen python bench/stream_bench.py [--ttft-requests 200] [--clients 100]
         [--fanout-runs 1] [--fanout-words 200] [--streams 1000] [--slow-words 30]
-        [--ramp-seconds 0] [--skip ttft,fanout,slow]
+        [--ramp-seconds 0] [--provider-delays-ms 0,200] [--provider-apis chat_completions]
+        [--provider-fanout-words 200] [--provider-server process]
+        [--skip ttft,fanout,slow,provider]
 """
 
 from __future__ import annotations
@@ -52,6 +75,7 @@ import httpx
 import psycopg
 import redis
 from agents import Runner, TResponseInputItem
+from pydantic import AnyUrl, SecretStr
 
 from switchboard.agents.context import AgentContext, ConversationHit, UsageSummary
 from switchboard.agents.factory import AgentRuntime, create_agent_runtime
@@ -64,14 +88,17 @@ from bench.services import (
     cpu_seconds,
     create_database,
     descendants,
+    free_port,
     p50_p99_ms,
     put_on_plan,
     run_module,
+    start,
     start_api,
     start_worker,
     tear_down,
     workspace,
 )
+from tests.support.openai_server import OpenAIServer
 
 PASSWORD = "a long enough passphrase"
 CHAT_STREAM = "/api/v1/chat/stream"
@@ -83,6 +110,7 @@ WORDS = LOREM.split()
 TTFT_TARGET_MS = 15.0
 FANOUT_TARGET = 10_000.0
 SLOW_RUNNING_TARGET = 200
+PROVIDER_MATCH_MS = 1.0
 
 
 def message_of(words: int) -> str:
@@ -338,7 +366,7 @@ def check_event(
         if kind != "run.completed":
             return f"ended with {kind}: {data}"
         if "".join(reply) != message:
-            return "the deltas do not add up to the offline model's reply"
+            return "the deltas do not add up to the model's reply"
     return None
 
 
@@ -486,40 +514,61 @@ def met(ok: bool) -> str:
 # --- (a) time to first token ------------------------------------------------------------------
 
 
-async def time_to_first_token(
-    system: System, runtime: AgentRuntime, requests: int, words: int
-) -> int:
-    base, headers, database = system.base, system.headers, system.database
-    message = message_of(words)
+@dataclass
+class FirstTokens:
+    """Seconds to the first text delta: through the whole system and of the runtime alone."""
+
+    whole_system: list[float]
+    alone: list[float]
+    failures: int = 0
+
+    def added(self) -> tuple[float, float]:
+        """p50 and p99 of the whole system minus those of the runtime alone, in ms."""
+        whole, alone = p50_p99_ms(self.whole_system), p50_p99_ms(self.alone)
+        return whole[0] - alone[0], whole[1] - alone[1]
+
+
+async def first_tokens(
+    system: System, runtime: AgentRuntime, requests: int, message: str
+) -> tuple[FirstTokens, list[StreamResult], list[StreamResult]]:
+    """Alternates in rounds between streams through the system and the runtime alone, after a
+    warm-up of ten of each; the timings, the measured streams and the warm-up's."""
     rounds = 10 if requests >= 20 else 1
     per_round = max(1, requests // rounds)
-    whole_system: list[float] = []
-    alone: list[float] = []
+    timings = FirstTokens([], [])
     results: list[StreamResult] = []
     warm: list[StreamResult] = []
-    async with http_client(base, 10) as client:
+    async with http_client(system.base, 10) as client:
         for _ in range(10):  # warm-up: pools open, code paths hot
-            warm.append(await chat_stream(client, headers, message, deadline=60))
+            warm.append(await chat_stream(client, system.headers, message, deadline=60))
             await runtime_run(runtime, message)
         for _ in range(rounds):
             for _ in range(per_round):
-                result = await chat_stream(client, headers, message, deadline=60)
+                result = await chat_stream(client, system.headers, message, deadline=60)
                 results.append(result)
                 if result.problem is None and result.first_delta is not None:
-                    whole_system.append(result.first_delta - result.started)
+                    timings.whole_system.append(result.first_delta - result.started)
             for _ in range(per_round):
-                alone.append((await runtime_run(runtime, message))[0])
+                timings.alone.append((await runtime_run(runtime, message))[0])
+    return timings, results, warm
+
+
+async def time_to_first_token(
+    system: System, runtime: AgentRuntime, requests: int, words: int
+) -> FirstTokens:
+    timings, results, warm = await first_tokens(system, runtime, requests, message_of(words))
     print(
         f"Time to first token: {len(results)} sequential streams of a {words}-word message,"
         " offline model with no token delay"
     )
-    floor = line("in-process runtime (Runner.run_streamed)", alone)
-    whole = line("whole system (POST /chat/stream to SSE delta)", whole_system)
+    floor = line("in-process runtime (Runner.run_streamed)", timings.alone)
+    whole = line("whole system (POST /chat/stream to SSE delta)", timings.whole_system)
     added = whole - floor
     print(f"  {'added by API, Postgres, Celery, Redis, SSE':<44} p50 {added:8.2f} ms", end="")
     print(f"   (target <= {TTFT_TARGET_MS:.0f} ms: {met(added <= TTFT_TARGET_MS)})")
     print_stages(results)
-    return report_problems("time-to-first-token", warm + results, database)
+    timings.failures = report_problems("time-to-first-token", warm + results, system.database)
+    return timings
 
 
 def print_stages(results: Sequence[StreamResult], *, since: float | None = None) -> None:
@@ -553,8 +602,14 @@ def print_stages(results: Sequence[StreamResult], *, since: float | None = None)
 
 
 async def fan_out(
-    system: System, runtime: AgentRuntime, clients: int, runs_each: int, words: int
+    system: System,
+    runtime: AgentRuntime,
+    clients: int,
+    runs_each: int,
+    words: int,
+    model: str = "",
 ) -> int:
+    """``model``: what the header adds after the processes (the offline model says nothing)."""
     base, headers, database = system.base, system.headers, system.database
     api, worker = system.api, system.worker
     message = message_of(words)
@@ -588,7 +643,7 @@ async def fan_out(
     rate = events / elapsed
     print(
         f"Fan-out: {clients} concurrent SSE clients x {runs_each} runs of a {words}-word message,"
-        " one API process, one worker process"
+        f" one API process, one worker process{model}"
     )
     print(f"  {'in-process runtime, text deltas produced':<44} {runtime_rate:9,.0f} /s")
     print(f"  {'whole system, message.delta delivered':<44} {deltas / elapsed:9,.0f} /s")
@@ -803,6 +858,171 @@ async def slow_streams(
     return report_problems("slow", results, database)
 
 
+# --- (d) a real model's path: the local OpenAI-compatible server -----------------------------
+
+
+@dataclass
+class ModelServer:
+    """tests/support/openai_server.py, as a process of its own or as threads of this one."""
+
+    base_url: str
+    service: Service | None = None
+    server: OpenAIServer | None = None
+
+    def stop(self) -> str:
+        """Stops it; what it served, and the errors it logged."""
+        if self.server is not None:
+            self.server.stop()
+            return (
+                f"served {len(self.server.requests)} requests;"
+                f" {len(self.server.disconnects)} clients hung up before the end"
+            )
+        assert self.service is not None
+        self.service.stop()
+        log = self.service.log_path.read_text(errors="replace")
+        served = [text for text in log.splitlines() if text.startswith("served ")]
+        errors = log.count("Traceback")
+        return f"{served[-1] if served else 'no summary'}; {errors} errors in its log"
+
+
+def start_model_server(mode: str, first_token_ms: float, logs: Path) -> ModelServer:
+    if mode == "thread":
+        server = OpenAIServer(first_token_delay=first_token_ms / 1000).start()
+        return ModelServer(server.base_url, server=server)
+    port = free_port()
+    service = start(
+        f"openai-server-{first_token_ms:g}ms",
+        [
+            "-m",
+            "tests.support.openai_server",
+            f"--port={port}",
+            "--token-delay-ms=0",
+            f"--first-token-delay-ms={first_token_ms:g}",
+        ],
+        {},
+        logs,
+    )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 60
+    while True:
+        service.check_alive()
+        try:
+            httpx.get(f"{base_url}/models", timeout=1)
+            return ModelServer(base_url, service=service)
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the model server did not answer:\n{service.tail()}") from None
+            time.sleep(0.1)
+
+
+@dataclass
+class ProviderRun:
+    """What the provider part measured, for the comparison with the offline model."""
+
+    rows: list[tuple[str, FirstTokens]] = field(default_factory=list)
+    failures: int = 0
+
+
+async def provider_part(
+    args: argparse.Namespace,
+    skip: set[str],
+    env: dict[str, str],
+    work: Path,
+    database: str,
+    services: list[Service],
+) -> ProviderRun:
+    """For each first-token delay a server, and for each wire format an API and a worker on it
+    (``OPENAI_*`` as in production), measured as the offline model is. One event loop for the
+    whole part: the Agents SDK's HTTP client is one per process and keeps its connections."""
+    settings = load_settings()
+    delays = [float(d) for d in args.provider_delays_ms.split(",")]
+    message = message_of(args.ttft_words)
+    run = ProviderRun()
+    for delay in delays:
+        server = start_model_server(args.provider_server, delay, work)
+        try:
+            for api in args.provider_apis.split(","):
+                model = f"local OpenAI-compatible server, {api}, first-token delay {delay:g} ms"
+                openai = settings.openai.model_copy(
+                    update={
+                        "api_key": SecretStr("sk-bench"),
+                        "base_url": AnyUrl(server.base_url),
+                        "api": api,
+                    }
+                )
+                runtime = create_agent_runtime(openai, settings.offline)
+                provider_env = {
+                    **env,
+                    "OPENAI_API_KEY": "sk-bench",
+                    "OPENAI_BASE_URL": server.base_url,
+                    "OPENAI_API": api,
+                }
+                name = f"{api}-{delay:g}ms"
+                threads = max(args.clients, 8)
+                system = start_system(provider_env, work, database, name, threads, services)
+                pair = [system.api, system.worker]
+                if server.service is not None:
+                    pair.append(server.service)
+                try:
+                    await watched(prepare(system), pair)
+                    if "ttft" not in skip:
+                        measured = first_tokens(system, runtime, args.ttft_requests, message)
+                        timings, results, warm = await watched(measured, pair)
+                        print(
+                            f"Time to first token: {len(results)} sequential streams of a"
+                            f" {args.ttft_words}-word message, {model}"
+                        )
+                        line("in-process runtime (Runner.run_streamed)", timings.alone)
+                        line("whole system (POST /chat/stream to SSE delta)", timings.whole_system)
+                        added = timings.added()
+                        print(
+                            f"  {'added by API, Postgres, Celery, Redis, SSE':<44}"
+                            f" p50 {added[0]:8.2f} ms   p99 {added[1]:8.2f} ms"
+                        )
+                        print_stages(results)
+                        timings.failures = report_problems(
+                            "time-to-first-token", warm + results, database
+                        )
+                        run.failures += timings.failures
+                        run.rows.append((f"{api}, first-token delay {delay:g} ms", timings))
+                    if "fanout" not in skip and delay == delays[0]:
+                        for words in (int(w) for w in args.provider_fanout_words.split(",")):
+                            fanout = fan_out(
+                                system, runtime, args.clients, args.fanout_runs, words, f", {model}"
+                            )
+                            run.failures += await watched(fanout, pair)
+                finally:
+                    system.worker.stop()
+                    system.api.stop()
+        finally:
+            print(f"  model server ({args.provider_server}, {delay:g} ms): {server.stop()}")
+    return run
+
+
+def compare_added(offline: FirstTokens | None, provider: ProviderRun) -> None:
+    """The time the system adds to the first token with each model, side by side."""
+    if not provider.rows:
+        return
+    print(
+        "Time to first token added by the whole system (whole system minus the runtime alone on"
+        " the same model; p99: the difference of the two p99s)"
+    )
+    print(f"  {'model':<56} {'p50 added':>10} {'p99 added':>10}   provider - offline, p50")
+    rows = [("offline, no token delay", offline)] if offline is not None else []
+    for label, timings in [*rows, *provider.rows]:
+        assert timings is not None
+        p50, p99 = timings.added()
+        print(f"  {label:<56} {p50:7.2f} ms {p99:7.2f} ms", end="")
+        if offline is None or timings is offline:
+            print()
+            continue
+        difference = p50 - offline.added()[0]
+        within = abs(difference) <= PROVIDER_MATCH_MS
+        print(f"   {difference:+7.2f} ms (target within {PROVIDER_MATCH_MS:g} ms: {met(within)})")
+    if offline is None:
+        print("  (no offline figures: the ttft part was skipped)")
+
+
 # --- main -------------------------------------------------------------------------------------
 
 
@@ -828,7 +1048,28 @@ def main() -> None:
     )
     parser.add_argument("--ramp-seconds", type=float, default=0, help="spread stream openings")
     parser.add_argument("--deadline", type=float, default=90, help="per slow stream, seconds")
-    parser.add_argument("--skip", default="", help="comma-separated: ttft,fanout,slow")
+    parser.add_argument(
+        "--provider-delays-ms",
+        default="0,200",
+        help="the model server's first-token delays, comma-separated: a system for each",
+    )
+    parser.add_argument(
+        "--provider-apis",
+        default="chat_completions",
+        help="OPENAI_API wire formats, comma-separated: chat_completions,responses",
+    )
+    parser.add_argument(
+        "--provider-fanout-words",
+        default="200",
+        help="reply lengths of the provider's fan-out, at the first of --provider-delays-ms",
+    )
+    parser.add_argument(
+        "--provider-server",
+        choices=("process", "thread"),
+        default="process",
+        help="the model server as a process of its own or as threads of the bench's",
+    )
+    parser.add_argument("--skip", default="", help="comma-separated: ttft,fanout,slow,provider")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
@@ -849,19 +1090,26 @@ def main() -> None:
         run_module(env, "alembic", "upgrade", "head")
         run_module(env, "switchboard.cli", "auth", "keys", "rotate")
 
+        offline: FirstTokens | None = None
         if not {"ttft", "fanout"} <= skip:
             system = start_system(env, work, database, "fast", max(args.clients, 8), services)
             pair = [system.api, system.worker]
             asyncio.run(watched(prepare(system), pair))
             if "ttft" not in skip:
                 ttft = time_to_first_token(system, runtime, args.ttft_requests, args.ttft_words)
-                failures += asyncio.run(watched(ttft, pair))
+                offline = asyncio.run(watched(ttft, pair))
+                failures += offline.failures
             if "fanout" not in skip:
                 for words in (int(w) for w in args.fanout_words.split(",")):
                     fanout = fan_out(system, runtime, args.clients, args.fanout_runs, words)
                     failures += asyncio.run(watched(fanout, pair))
             system.worker.stop()
             system.api.stop()
+
+        if "provider" not in skip and not {"ttft", "fanout"} <= skip:
+            provider = asyncio.run(provider_part(args, skip, env, work, database, services))
+            failures += provider.failures
+            compare_added(offline, provider)
 
         if "slow" not in skip:
             slow_env = {**env, "OFFLINE_MODEL_TOKEN_DELAY_MS": str(args.slow_delay_ms)}

@@ -176,3 +176,22 @@ async def test_a_client_hanging_up_mid_stall_is_recorded(
         0,
         1,
     )
+
+
+async def test_the_first_token_delay_holds_back_the_first_delta_of_default_replies() -> None:
+    with OpenAIServer(first_token_delay=60) as server:
+        async with AsyncOpenAI(api_key="sk-test", base_url=server.base_url, max_retries=0) as sdk:
+            stream = await sdk.chat.completions.create(
+                model="m", messages=USER_MESSAGE, stream=True
+            )
+            async for chunk in stream:
+                # The stream opens at once: the role, then the wait for the first word.
+                assert chunk.choices[0].delta.role == "assistant"
+                assert not chunk.choices[0].delta.content
+                break
+            await stream.close()
+
+        disconnect = server.wait_for_disconnect()
+    assert (disconnect.path, disconnect.deltas_sent) == ("/v1/chat/completions", 0)
+    # The default reply, with the server's first-token delay.
+    assert server.requests[0].turn == Reply("hello there friend", first_token_delay=60)

@@ -30,7 +30,9 @@ from __future__ import annotations
 import argparse
 import json
 import select
+import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -100,6 +102,9 @@ class Reply:
     """Deltas sent before the server drops the connection, the stream unfinished."""
     token_delay: float = 0
     """Seconds before each delta."""
+    first_token_delay: float = 0
+    """Seconds before the first delta, once the stream has opened: a provider's time to first
+    token."""
 
 
 @dataclass(frozen=True)
@@ -156,11 +161,20 @@ class _State:
 
 
 class OpenAIServer:
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, token_delay: float = 0) -> None:
-        """``port=0`` picks a free port; ``token_delay`` pauses before each default delta."""
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token_delay: float = 0,
+        first_token_delay: float = 0,
+    ) -> None:
+        """``port=0`` picks a free port; ``token_delay`` pauses before each default delta, and
+        ``first_token_delay`` once more before the first one."""
         self.host = host
         self.port = port
         self.token_delay = token_delay
+        self.first_token_delay = first_token_delay
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._state = _State()
@@ -247,7 +261,11 @@ class OpenAIServer:
             return len(self._state.requests) - 1, turn
 
     def _default(self, body: Json) -> Reply:
-        return Reply(_latest_user_text(body), token_delay=self.token_delay)
+        return Reply(
+            _latest_user_text(body),
+            token_delay=self.token_delay,
+            first_token_delay=self.first_token_delay,
+        )
 
     def _disconnected(self, path: str, index: int, deltas: int) -> None:
         with self._changed:
@@ -542,6 +560,7 @@ class _ChatStream:
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # a benchmark's 100 clients connect at once; the default is 5
 
     def __init__(
         self,
@@ -565,6 +584,9 @@ class _Drop(Exception):
 class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     protocol_version = "HTTP/1.1"
+    # Each event is a write of its own: with Nagle's algorithm on, a write waits for the ACK of
+    # the one before, which the client delays (40 ms) while it has nothing to send.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
@@ -652,6 +674,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _Drop()
             if turn.stall_after is not None and self._deltas == turn.stall_after:
                 self._pause(turn.stall_seconds)
+            if turn.first_token_delay and self._deltas == 0:
+                self._pause(turn.first_token_delay)
             if turn.token_delay:
                 self._pause(turn.token_delay)
             yield word
@@ -741,14 +765,33 @@ def main() -> None:
     parser.add_argument(
         "--token-delay-ms", type=float, default=20, help="Pause before each streamed word."
     )
+    parser.add_argument(
+        "--first-token-delay-ms",
+        type=float,
+        default=0,
+        help="Pause before the first streamed word of every reply, once the stream has opened.",
+    )
     args = parser.parse_args()
-    server = OpenAIServer(host=args.host, port=args.port, token_delay=args.token_delay_ms / 1000)
+    server = OpenAIServer(
+        host=args.host,
+        port=args.port,
+        token_delay=args.token_delay_ms / 1000,
+        first_token_delay=args.first_token_delay_ms / 1000,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.start()
     print(f"OpenAI-compatible server on {server.base_url} (Ctrl-C to stop)", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
+        pass
+    finally:
         server.stop()
+        print(
+            f"served {len(server.requests)} requests;"
+            f" {len(server.disconnects)} clients hung up before the end",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
