@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 # Page sizes are part of the API: a larger `limit` is a 422, never a larger body.
 CONVERSATION_PAGE_DEFAULT = 20
@@ -33,6 +33,9 @@ class MessageRead(BaseModel):
     role: str
     content: str
     agent: str | None
+    incomplete: bool = Field(
+        description="A reply cut short by a cancel or an interrupt: the text sent before it."
+    )
     created_at: datetime
 
 

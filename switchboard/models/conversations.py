@@ -5,7 +5,16 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, func
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from switchboard.models.base import Base, CreatedAt, UUIDPrimaryKey
@@ -75,6 +84,8 @@ class Message(UUIDPrimaryKey, CreatedAt, Base):
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
     agent: Mapped[str | None] = mapped_column(String(64))
+    # A reply cut short by a cancel: what the client was sent before it.
+    incomplete: Mapped[bool] = mapped_column(default=False, server_default=false())
     run_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("run.id", ondelete="SET NULL"), index=True
     )

@@ -69,6 +69,10 @@ class _Progress:
     agent: str
     events: RunEmitter
     replies: list[Reply] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)
+    """The deltas of the reply being written, sent but not yet a whole message."""
+    reported: Usage = field(default_factory=lambda: Usage(input_tokens=0, output_tokens=0))
+    """What the provider reported for the model calls that ended."""
     tool_names: dict[str, str] = field(default_factory=dict)
     first_token_at: float | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # set by a cancel notice
@@ -120,7 +124,7 @@ class RunExecutor:
             EventType.started, within=STARTED_WITHIN_SECONDS, agent=run.entry_agent
         )
         try:
-            usage = await self._stream(run, progress)
+            await self._stream(run, progress)
         except RunCancelled:
             await self._finish_cancelled(run, progress)
             return "cancelled"
@@ -134,7 +138,7 @@ class RunExecutor:
             log.exception("runs.failed", run_id=str(run.id), code=failure.code)
             await self._finish_failed(run, progress, failure.code, failure.message)
             return "failed"
-        await self._finish_succeeded(run, progress, usage)
+        await self._finish_succeeded(run, progress)
         return "succeeded"
 
     async def _claim(self, run_id: str) -> ClaimedRun | None:
@@ -150,7 +154,7 @@ class RunExecutor:
                 uuid.UUID(run_id), now=datetime.now(UTC), history=self.settings.history_messages
             )
 
-    async def _stream(self, run: ClaimedRun, progress: _Progress) -> Usage:
+    async def _stream(self, run: ClaimedRun, progress: _Progress) -> None:
         context = AgentContext(
             tenant_id=str(run.tenant_id),
             user_id=str(run.user_id),
@@ -179,15 +183,15 @@ class RunExecutor:
             stop.set()
             wake.set()
             stopped = await guard
+            usage = result.context_wrapper.usage  # every ended model call's, summed by the SDK
+            progress.reported = Usage(
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cached_input_tokens=usage.input_tokens_details.cached_tokens,
+            )
         if stopped is not None:
             raise stopped
-        usage = result.context_wrapper.usage  # every model call's, summed by the SDK
         progress.agent = result.last_agent.name
-        return Usage(
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cached_input_tokens=usage.input_tokens_details.cached_tokens,
-        )
 
     async def _guard(
         self,
@@ -258,6 +262,7 @@ class RunExecutor:
                     TIME_TO_FIRST_TOKEN.observe(_seconds_since(run.created_at))
                 # Deltas go out in the background, several per call when the model is fast;
                 # every other event waits for them, so the order never changes.
+                progress.partial.append(event.data.delta)
                 progress.events.emit_soon(
                     EventType.message_delta, delta=event.data.delta, agent=progress.agent
                 )
@@ -291,10 +296,13 @@ class RunExecutor:
             )
         elif event.name == "message_output_created":
             text = ItemHelpers.text_message_output(event.item)  # type: ignore[arg-type]
+            progress.partial.clear()  # its deltas, now a whole message
             if text:
                 progress.replies.append(Reply(uuid.uuid4(), text, progress.agent))
 
-    async def _finish_succeeded(self, run: ClaimedRun, progress: _Progress, usage: Usage) -> None:
+    async def _finish_succeeded(self, run: ClaimedRun, progress: _Progress) -> None:
+        usage = progress.reported
+
         async def write(session: AsyncSession) -> bool:
             # Billed with the reply, in the same commit: a finished run is metered once.
             return await RunRepository(session).finish_succeeded(
@@ -309,13 +317,7 @@ class RunExecutor:
         await self._release(run, usage.input_tokens + usage.output_tokens if ended else 0)
         if not ended:
             return
-        for reply in progress.replies:  # sent with run.completed, in one call
-            progress.events.emit_soon(
-                EventType.message_completed,
-                message_id=str(reply.message_id),
-                content=reply.content,
-                agent=reply.agent,
-            )
+        _emit_replies(progress, progress.replies)  # sent with run.completed, in one call
         await progress.events.emit(EventType.completed, usage=usage.model_dump())
         await self._end(run, progress)
         log.info("runs.succeeded", run_id=str(run.id), **usage.model_dump())
@@ -338,14 +340,22 @@ class RunExecutor:
             await self._end(run, progress)
 
     async def _finish_cancelled(self, run: ClaimedRun, progress: _Progress) -> None:
+        """Keeps what the client was sent: the whole replies, the one cut short marked
+        ``incomplete``, and the tokens used (the cut call's estimated: no usage comes for it)."""
+        replies, usage = list(progress.replies), progress.reported
+        if partial := "".join(progress.partial):
+            replies.append(Reply(uuid.uuid4(), partial, progress.agent, incomplete=True))
+            usage = _with_cut_call(usage, run, replies)
+
         async def write(session: AsyncSession) -> bool:
             return await RunRepository(session).finish_cancelled(
-                run.id, agent=progress.agent, now=datetime.now(UTC)
+                run, agent=progress.agent, usage=usage, replies=replies, now=datetime.now(UTC)
             )
 
         ended = await self._with_database(run, write)
-        await self._release(run)
+        await self._release(run, usage.input_tokens + usage.output_tokens if ended else 0)
         if ended:
+            _emit_replies(progress, replies)
             await progress.events.emit(EventType.cancelled)
             await self._end(run, progress)
             log.info("runs.cancelled", run_id=str(run.id))
@@ -385,6 +395,35 @@ class RunExecutor:
         await progress.events.flush(within=self.settings.publish_retry_seconds)
         with contextlib.suppress(*REDIS_DOWN):
             await self.redis.delete(lease_key(str(run.id)))
+
+
+def _emit_replies(progress: _Progress, replies: list[Reply]) -> None:
+    for reply in replies:
+        progress.events.emit_soon(
+            EventType.message_completed,
+            message_id=str(reply.message_id),
+            content=reply.content,
+            agent=reply.agent,
+            incomplete=reply.incomplete,
+        )
+
+
+def _with_cut_call(usage: Usage, run: ClaimedRun, replies: list[Reply]) -> Usage:
+    """``usage`` plus an estimate of the model call a cancel cut short, which the provider
+    reports nothing for: it read the history and the replies before it, and wrote the last
+    reply's text so far."""
+    read = sum(len(content) for _, content in run.history)
+    read += sum(len(reply.content) for reply in replies[:-1])
+    return Usage(
+        input_tokens=usage.input_tokens + estimated_tokens(read),
+        output_tokens=usage.output_tokens + estimated_tokens(len(replies[-1].content)),
+        cached_input_tokens=usage.cached_input_tokens,
+    )
+
+
+def estimated_tokens(characters: int) -> int:
+    """OpenAI's rule of thumb for English text: about 4 characters a token."""
+    return -(-characters // 4)
 
 
 def _seconds_since(moment: datetime) -> float:

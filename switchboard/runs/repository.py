@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import (
     ARRAY,
     BindParameter,
+    Boolean,
     Insert,
     Integer,
     String,
@@ -32,6 +33,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     true,
     update,
@@ -79,6 +81,8 @@ class Reply:
     message_id: uuid.UUID
     content: str
     agent: str
+    incomplete: bool = False
+    """Cut short by a cancel: the text the client was sent before it."""
 
 
 # Bound parameters are named p_*: SQLAlchemy reserves the column names for its own.
@@ -109,6 +113,7 @@ def _user_message(position: int | BindParameter[int]) -> Insert:
             position=position,
             role="user",
             content=bindparam("p_message"),
+            incomplete=False,
             run_id=bindparam("p_run_id"),
         )
         .add_cte(_new_run)
@@ -186,9 +191,9 @@ def _finish(**values: Any) -> Update:
     )
 
 
-_succeeded = (
+_ended = (
     _finish(
-        status="succeeded",
+        status=bindparam("p_status"),
         final_agent=bindparam("p_agent"),
         input_tokens=bindparam("p_input_tokens"),
         output_tokens=bindparam("p_output_tokens"),
@@ -197,11 +202,19 @@ _succeeded = (
     .returning(
         _run.c.id,
         _run.c.tenant_id,
+        _run.c.status,
         _run.c.input_tokens,
         _run.c.output_tokens,
         _run.c.cached_input_tokens,
     )
-    .cte("succeeded")
+    .cte("ended")
+)
+# A succeeded run is metered even at 0 tokens (it counts as a run); a cancelled one only for
+# the tokens it used before the cancel.
+_billable = (
+    select(_ended)
+    .where(or_(_ended.c.status == "succeeded", _ended.c.input_tokens + _ended.c.output_tokens > 0))
+    .cte("billable")
 )
 # One row per reply, numbered from 1 in the order the agents wrote them.
 _replies = (
@@ -209,14 +222,29 @@ _replies = (
         bindparam("p_reply_ids", type_=ARRAY(Uuid)),
         bindparam("p_reply_contents", type_=ARRAY(Text)),
         bindparam("p_reply_agents", type_=ARRAY(String)),
+        bindparam("p_reply_incomplete", type_=ARRAY(Boolean)),
     )
     .table_valued(
-        column("id", Uuid), column("content", Text), column("agent", String), with_ordinality="n"
+        column("id", Uuid),
+        column("content", Text),
+        column("agent", String),
+        column("incomplete", Boolean),
+        with_ordinality="n",
     )
     .render_derived()
 )
 _reply_messages = insert(_message).from_select(
-    ["id", "conversation_id", "position", "role", "content", "agent", "run_id", "output_tokens"],
+    [
+        "id",
+        "conversation_id",
+        "position",
+        "role",
+        "content",
+        "agent",
+        "incomplete",
+        "run_id",
+        "output_tokens",
+    ],
     select(
         _replies.c.id,
         bindparam("p_conversation_id", type_=Uuid),
@@ -224,25 +252,23 @@ _reply_messages = insert(_message).from_select(
         literal("assistant"),
         _replies.c.content,
         _replies.c.agent,
-        _succeeded.c.id,
+        _replies.c.incomplete,
+        _ended.c.id,
         # The run's output tokens are counted once, on its first reply.
         case((_replies.c.n == 1, bindparam("p_output_tokens")), else_=None),
-    ).select_from(_succeeded.join(_replies, true())),
+    ).select_from(_ended.join(_replies, true())),
 )
 # Runs after _LOCK_CONVERSATION, in a statement of its own: under READ COMMITTED a statement
 # reads from a snapshot taken when it starts, so a lock taken inside it (a CTE) would leave the
 # next position read from before a message committed while it waited for the lock.
-_FINISH_SUCCEEDED = (
+_FINISH_WITH_REPLIES = (
     select(func.count())
-    .select_from(_succeeded)
-    .add_cte(_reply_messages.cte("replies"), usage_of_finished_runs(_succeeded).cte("usage"))
+    .select_from(_ended)
+    .add_cte(_reply_messages.cte("replies"), usage_of_finished_runs(_billable).cte("usage"))
 )
 _FINISH_FAILED = _finish(
     status="failed", error_code=bindparam("p_code"), error_message=bindparam("p_message")
 ).returning(_run.c.id)
-_FINISH_CANCELLED = _finish(status="cancelled", final_agent=bindparam("p_agent")).returning(
-    _run.c.id
-)
 # The sweep's: fails a run only while it is still in the status it was seen in.
 _FAIL_IN_STATUS = (
     update(_run)
@@ -343,9 +369,23 @@ class RunRepository:
     ) -> bool:
         """Ends the run as succeeded with its replies at the conversation's next positions
         and its usage record; False (nothing written) if the run or its conversation is gone
-        or the run already ended. Holds the conversation's lock until the transaction ends,
-        as starting a run in it does, so a reply and a new message never race for a position.
-        """
+        or the run already ended."""
+        return await self._finish_with_replies(
+            run, "succeeded", agent=agent, usage=usage, replies=replies, now=now
+        )
+
+    async def _finish_with_replies(
+        self,
+        run: ClaimedRun,
+        status: str,
+        *,
+        agent: str,
+        usage: Usage,
+        replies: list[Reply],
+        now: datetime,
+    ) -> bool:
+        """Holds the conversation's lock until the transaction ends, as starting a run in it
+        does, so a reply and a new message never race for a position."""
         locked = await self.session.scalar(
             _LOCK_CONVERSATION,
             {
@@ -357,9 +397,10 @@ class RunRepository:
         if locked is None:
             return False  # deleted, with this run
         finished = await self.session.scalar(
-            _FINISH_SUCCEEDED,
+            _FINISH_WITH_REPLIES,
             {
                 "p_run_id": run.id,
+                "p_status": status,
                 "p_conversation_id": run.conversation_id,
                 "p_now": now,
                 "p_agent": agent,
@@ -369,6 +410,7 @@ class RunRepository:
                 "p_reply_ids": [reply.message_id for reply in replies],
                 "p_reply_contents": [reply.content for reply in replies],
                 "p_reply_agents": [reply.agent for reply in replies],
+                "p_reply_incomplete": [reply.incomplete for reply in replies],
                 **usage_parameters(at=now),
             },
         )
@@ -426,12 +468,21 @@ class RunRepository:
         )
         return finished is not None
 
-    async def finish_cancelled(self, run_id: uuid.UUID, *, agent: str, now: datetime) -> bool:
-        """False if the run is gone or already ended."""
-        finished = await self.session.scalar(
-            _FINISH_CANCELLED, {"p_run_id": run_id, "p_now": now, "p_agent": agent}
+    async def finish_cancelled(
+        self,
+        run: ClaimedRun,
+        *,
+        agent: str,
+        usage: Usage,
+        replies: list[Reply],
+        now: datetime,
+    ) -> bool:
+        """Ends the run as cancelled with what it said before the cancel (the last reply
+        ``incomplete`` if cut short) and, if it used any tokens, their usage record; False
+        (nothing written) if the run or its conversation is gone or the run already ended."""
+        return await self._finish_with_replies(
+            run, "cancelled", agent=agent, usage=usage, replies=replies, now=now
         )
-        return finished is not None
 
 
 def _params(run: NewRun) -> dict[str, object]:

@@ -51,6 +51,7 @@ async def test_chat_stream_relays_every_event_and_stores_the_reply(
     deltas = "".join(frame.data["delta"] for frame in frames if frame.event == "message.delta")
     completed = next(frame for frame in frames if frame.event == "message.completed")
     assert deltas == completed.data["content"] == message
+    assert completed.data["incomplete"] is False
     assert kinds.count("message.delta") >= len(message.split())
     usage = frames[-1].data["usage"]
     assert usage["input_tokens"] > 0
@@ -174,7 +175,7 @@ async def test_finished_run_answers_from_postgres_once_its_buffer_expired(
     assert replayed[0].data["usage"] == frames[-1].data["usage"]
 
 
-async def test_cancel_ends_the_stream_with_run_cancelled(
+async def test_cancel_ends_the_stream_and_keeps_what_was_said(
     api: AsyncClient, alice: dict[str, str]
 ) -> None:
     long_message = " ".join(f"w{i}" for i in range(2000))
@@ -194,12 +195,36 @@ async def test_cancel_ends_the_stream_with_run_cancelled(
                 assert cancelled.status_code == 202
 
     assert seen[-1].event == "run.cancelled"
+    # What the client was sent, and nothing more, is kept: one message cut short.
+    said = "".join(frame.data["delta"] for frame in seen if frame.event == "message.delta")
+    completed = seen[-2]
+    assert completed.event == "message.completed"
+    assert (completed.data["content"], completed.data["incomplete"]) == (said, True)
+    assert 0 < len(said) < len(long_message)
     run = (await api.get(f"/api/v1/runs/{accepted['run_id']}", headers=alice)).json()
     assert run["status"] == "cancelled"
     conversation = (
         await api.get(f"/api/v1/conversations/{accepted['conversation_id']}", headers=alice)
     ).json()
-    assert [m["role"] for m in conversation["messages"]] == ["user"]
+    assert [(m["role"], m["content"], m["incomplete"]) for m in conversation["messages"]] == [
+        ("user", long_message, False),
+        ("assistant", said, True),
+    ]
+    assert conversation["messages"][1]["id"] == completed.data["message_id"]
+    # The offline model reports no usage for the call the cancel cut: it is estimated at 4
+    # characters a token, of what the call read and of what it wrote.
+    estimated = {
+        "input_tokens": -(-len(long_message) // 4),
+        "output_tokens": -(-len(said) // 4),
+        "cached_input_tokens": 0,
+    }
+    assert run["usage"] == estimated
+    metered = (await api.get("/api/v1/billing/usage", headers=alice)).json()
+    assert (metered["runs"], metered["input_tokens"], metered["output_tokens"]) == (
+        1,
+        estimated["input_tokens"],
+        estimated["output_tokens"],
+    )
     again = await api.post(f"/api/v1/runs/{accepted['run_id']}/cancel", headers=alice)
     assert again.status_code == 409
 

@@ -24,6 +24,7 @@ from switchboard.runs.failures import (
 from tests.support.metrics import exposed, sample
 from tests.support.openai_server import Failure, OpenAIServer, Reply, ToolCall, Usage
 from tests.support.sse import Frame, collect, frames
+from tests.support.waiting import eventually
 from tests.support.worker import WorkerProcess, runs_worker_process
 
 TERMINAL = {"run.completed", "run.failed", "run.cancelled"}
@@ -190,6 +191,46 @@ async def test_a_cancel_closes_the_provider_stream(
     assert seen[-1].event == "run.cancelled"
     disconnect = await asyncio.to_thread(server.wait_for_disconnect)
     assert (disconnect.request_index, disconnect.deltas_sent) == (0, 2)
+    # The two words sent are kept, cut short; the provider reported no usage for the call, so
+    # its tokens are estimated (4 characters a token) and billed.
+    assert seen[-2].event == "message.completed"
+    assert (seen[-2].data["content"], seen[-2].data["incomplete"]) == ("one two ", True)
+    run = (await api.get(f"/api/v1/runs/{run_id}", headers=alice)).json()
+    assert run["usage"] == {"input_tokens": 1, "output_tokens": 2, "cached_input_tokens": 0}
+    metered = (await api.get("/api/v1/billing/usage", headers=alice)).json()
+    assert (metered["runs"], metered["input_tokens"], metered["output_tokens"]) == (1, 1, 2)
+
+
+async def test_a_cancel_before_any_text_stores_and_bills_nothing(
+    api: AsyncClient, alice: dict[str, str], server: OpenAIServer
+) -> None:
+    server.push(Reply("never sent", stall_before=120))
+
+    async def requested() -> bool | None:
+        return True if server.requests else None
+
+    accepted = (await api.post("/api/v1/chat", json={"message": "go"}, headers=alice)).json()
+    run_id = accepted["run_id"]
+
+    seen: list[Frame] = []
+    async with api.stream("GET", f"/api/v1/runs/{run_id}/stream", headers=alice) as response:
+        async for frame in frames(response):
+            seen.append(frame)
+            if frame.event == "run.started":
+                await eventually(requested)  # the provider was called, and stalls
+                cancelled = await api.post(f"/api/v1/runs/{run_id}/cancel", headers=alice)
+                assert cancelled.status_code == 202
+
+    assert [frame.event for frame in seen] == ["run.queued", "run.started", "run.cancelled"]
+    await asyncio.to_thread(server.wait_for_disconnect)
+    run = (await api.get(f"/api/v1/runs/{run_id}", headers=alice)).json()
+    assert run["usage"] == {"input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0}
+    conversation = (
+        await api.get(f"/api/v1/conversations/{accepted['conversation_id']}", headers=alice)
+    ).json()
+    assert [m["role"] for m in conversation["messages"]] == ["user"]
+    metered = (await api.get("/api/v1/billing/usage", headers=alice)).json()
+    assert (metered["runs"], metered["input_tokens"], metered["output_tokens"]) == (0, 0, 0)
 
 
 def _failure(status: int, code: str | None = None, kind: str = "invalid_request_error") -> Failure:

@@ -97,6 +97,7 @@ async def test_a_reply_takes_the_position_after_a_message_added_meanwhile(
     executor, run, progress = await _running(sessionmaker, sessionmaker, redis, settings)
     run_id = run.id
     progress.replies.append(Reply(uuid.uuid4(), "the reply", "triage"))
+    progress.reported = Usage(input_tokens=1, output_tokens=2)
 
     async with sessionmaker() as api, api.begin():
         follow_up = NewRun(
@@ -108,9 +109,7 @@ async def test_a_reply_takes_the_position_after_a_message_added_meanwhile(
             message="next",
         )
         assert await RunRepository(api).start_in_conversation(follow_up, now=datetime.now(UTC))
-        finishing = asyncio.create_task(
-            executor._finish_succeeded(run, progress, Usage(input_tokens=1, output_tokens=2))
-        )
+        finishing = asyncio.create_task(executor._finish_succeeded(run, progress))
         await asyncio.sleep(0.5)
         assert not finishing.done()  # waiting for the conversation's lock
     await asyncio.wait_for(finishing, timeout=10)

@@ -46,6 +46,9 @@ async def _start_new(sessionmaker: SessionMaker, run: NewRun, title: str) -> Non
         await RunRepository(session).start_in_new_conversation(run, title=title, now=NOW)
 
 
+NOTHING = Usage(input_tokens=0, output_tokens=0)
+
+
 async def _messages(sessionmaker: SessionMaker, conversation_id: uuid.UUID) -> list[Message]:
     async with sessionmaker() as session:
         query = select(Message).where(Message.conversation_id == conversation_id)
@@ -283,6 +286,57 @@ async def test_a_run_that_wrote_no_reply_still_succeeds_and_is_metered(
     assert (record.input_tokens, record.output_tokens, record.cached_input_tokens) == (3, 0, 0)
 
 
+async def test_a_cancelled_run_keeps_what_it_said_and_is_metered_for_it(
+    sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    new, claimed = await _running(sessionmaker, owner, "question")
+    replies = [
+        Reply(uuid.uuid4(), "handing over", "triage"),
+        Reply(uuid.uuid4(), "you were bil", "billing", incomplete=True),
+    ]
+
+    async with sessionmaker() as session, session.begin():
+        assert await RunRepository(session).finish_cancelled(
+            claimed,
+            agent="billing",
+            usage=Usage(input_tokens=20, output_tokens=6, cached_input_tokens=5),
+            replies=replies,
+            now=NOW,
+        )
+
+    async with sessionmaker() as session:
+        run = await session.get(Run, new.id)
+    assert run is not None
+    assert (run.status, run.final_agent, run.input_tokens, run.output_tokens) == (
+        "cancelled",
+        "billing",
+        20,
+        6,
+    )
+    messages = await _messages(sessionmaker, new.conversation_id)
+    assert [(m.position, m.content, m.agent, m.incomplete) for m in messages] == [
+        (0, "question", None, False),
+        (1, "handing over", "triage", False),
+        (2, "you were bil", "billing", True),
+    ]
+    [record] = await _usage_records(sessionmaker, new.id)
+    assert (record.input_tokens, record.output_tokens, record.cached_input_tokens) == (20, 6, 5)
+
+
+async def test_a_run_cancelled_before_it_said_or_used_anything_stores_nothing_more(
+    sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    new, claimed = await _running(sessionmaker, owner, "question")
+
+    async with sessionmaker() as session, session.begin():
+        assert await RunRepository(session).finish_cancelled(
+            claimed, agent="triage", usage=NOTHING, replies=[], now=NOW
+        )
+
+    assert [m.content for m in await _messages(sessionmaker, new.conversation_id)] == ["question"]
+    assert await _usage_records(sessionmaker, new.id) == []
+
+
 async def test_a_run_that_ended_or_lost_its_conversation_is_not_finished_again(
     sessionmaker: SessionMaker, owner: tuple[uuid.UUID, uuid.UUID]
 ) -> None:
@@ -291,7 +345,9 @@ async def test_a_run_that_ended_or_lost_its_conversation_is_not_finished_again(
     claimed = {ended.id: claimed_ended, deleted.id: claimed_deleted}
     async with sessionmaker() as session, session.begin():
         repository = RunRepository(session)
-        assert await repository.finish_cancelled(ended.id, agent="triage", now=NOW)
+        assert await repository.finish_cancelled(
+            claimed_ended, agent="triage", usage=NOTHING, replies=[], now=NOW
+        )
         await session.delete(await session.get(Conversation, deleted.conversation_id))
 
     for new in (ended, deleted):
@@ -305,7 +361,9 @@ async def test_a_run_that_ended_or_lost_its_conversation_is_not_finished_again(
                 now=NOW,
             )
             assert not await repository.finish_failed(new.id, code="x", message="y", now=NOW)
-            assert not await repository.finish_cancelled(new.id, agent="triage", now=NOW)
+            assert not await repository.finish_cancelled(
+                claimed[new.id], agent="triage", usage=NOTHING, replies=[], now=NOW
+            )
         assert await _usage_records(sessionmaker, new.id) == []
     assert [m.content for m in await _messages(sessionmaker, ended.conversation_id)] == ["ended"]
     async with sessionmaker() as session:
