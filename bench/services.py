@@ -111,15 +111,22 @@ def start_api(env: dict[str, str], logs: Path, name: str = "api") -> tuple[Servi
     port = free_port()
     api = start(name, ["-m", "api"], {**env, "API_PORT": str(port)}, logs)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
+    wait_until_it_answers(api, f"{base}/health/live")
+    return api, base
+
+
+def wait_until_it_answers(service: Service, url: str, seconds: float = 90) -> None:
+    """Until a GET of ``url`` gets an answer (any status); raises with the service's log if it
+    exits or does not answer in time."""
+    deadline = time.monotonic() + seconds
     while True:
-        api.check_alive()
+        service.check_alive()
         try:
-            httpx.get(f"{base}/health/live", timeout=1)
-            return api, base
+            httpx.get(url, timeout=1)
+            return
         except httpx.TransportError:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not answer:\n{api.tail()}") from None
+                raise RuntimeError(f"{service.name} did not answer:\n{service.tail()}") from None
             time.sleep(0.1)
 
 

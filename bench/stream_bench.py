@@ -96,6 +96,7 @@ from bench.services import (
     start_api,
     start_worker,
     tear_down,
+    wait_until_it_answers,
     workspace,
 )
 from tests.support.openai_server import OpenAIServer
@@ -903,16 +904,8 @@ def start_model_server(mode: str, first_token_ms: float, logs: Path) -> ModelSer
         logs,
     )
     base_url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 60
-    while True:
-        service.check_alive()
-        try:
-            httpx.get(f"{base_url}/models", timeout=1)
-            return ModelServer(base_url, service=service)
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the model server did not answer:\n{service.tail()}") from None
-            time.sleep(0.1)
+    wait_until_it_answers(service, f"{base_url}/models")
+    return ModelServer(base_url, service=service)
 
 
 @dataclass

@@ -150,11 +150,11 @@ class OfflineModel(Model):
     ) -> AsyncIterator[TResponseStreamEvent]:
         items = _input_items(input)
         turn = _plan(items, tools, handoffs)
-        stream = _Stream(self.name, input_tokens=sum(_count_words(_text(i)) for i in items))
+        stream = ResponsesStream(self.name, input_tokens=sum(_count_words(_text(i)) for i in items))
         yield stream.created()
         yield stream.in_progress()
         if isinstance(turn, _Call):
-            for event in stream.call(turn):
+            for event in stream.call(turn.name, turn.arguments):
                 yield event
         else:
             for event in stream.message_start():
@@ -219,8 +219,20 @@ def _plan(
     return _Reply(reply)
 
 
-class _Stream:
-    """Builds the Responses stream events of one model turn, numbering them in order."""
+def response_usage(input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> ResponseUsage:
+    return ResponseUsage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=input_tokens + output_tokens,
+        input_tokens_details=InputTokensDetails(cached_tokens=cached_tokens, cache_write_tokens=0),
+        output_tokens_details=OutputTokensDetails(reasoning_tokens=0),
+    )
+
+
+class ResponsesStream:
+    """Builds the Responses stream events of one model turn, numbering them in order: created
+    and in progress, then a function call or a message (start, a delta each, end), then
+    completed. The local OpenAI-compatible test server streams the same events over HTTP."""
 
     def __init__(self, model: str, *, input_tokens: int) -> None:
         self.model = model
@@ -237,66 +249,63 @@ class _Stream:
         self.sequence += 1
         return self.sequence
 
-    def _response(self, *, completed: bool) -> Response:
-        usage = ResponseUsage(
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
-            total_tokens=self.input_tokens + self.output_tokens,
-            input_tokens_details=InputTokensDetails(cached_tokens=0, cache_write_tokens=0),
-            output_tokens_details=OutputTokensDetails(reasoning_tokens=0),
-        )
+    def _response(self, usage: ResponseUsage | None) -> Response:
+        """In progress without ``usage``, completed with it."""
         return Response(
             id=self.response_id,
             created_at=self.created_at,
             model=self.model,
             object="response",
-            output=list(self.output) if completed else [],
+            output=list(self.output) if usage is not None else [],
             tool_choice="auto",
             tools=[],
             parallel_tool_calls=False,
-            status="completed" if completed else "in_progress",
-            usage=usage if completed else None,
+            status="completed" if usage is not None else "in_progress",
+            usage=usage,
         )
 
     def created(self) -> TResponseStreamEvent:
         return ResponseCreatedEvent(
             type="response.created",
-            response=self._response(completed=False),
+            response=self._response(None),
             sequence_number=self._next(),
         )
 
     def in_progress(self) -> TResponseStreamEvent:
         return ResponseInProgressEvent(
             type="response.in_progress",
-            response=self._response(completed=False),
+            response=self._response(None),
             sequence_number=self._next(),
         )
 
-    def completed(self) -> TResponseStreamEvent:
+    def completed(self, usage: ResponseUsage | None = None) -> TResponseStreamEvent:
+        """``usage``: the turn's own, else the words of its input and of its output."""
+        if usage is None:
+            usage = response_usage(self.input_tokens, self.output_tokens)
         return ResponseCompletedEvent(
             type="response.completed",
-            response=self._response(completed=True),
+            response=self._response(usage),
             sequence_number=self._next(),
         )
 
-    def call(self, call: _Call) -> list[TResponseStreamEvent]:
+    def call(self, name: str, arguments: str) -> list[TResponseStreamEvent]:
         call_id = f"call_{uuid.uuid4().hex}"
         item_id = f"fc_{uuid.uuid4().hex}"
-        self.output_tokens = _count_words(call.arguments)
+        self.output_tokens = _count_words(arguments)
 
-        def item(status: str, arguments: str) -> ResponseFunctionToolCall:
+        def item(status: str, so_far: str) -> ResponseFunctionToolCall:
             return ResponseFunctionToolCall.model_validate(
                 {
                     "type": "function_call",
                     "id": item_id,
                     "call_id": call_id,
-                    "name": call.name,
-                    "arguments": arguments,
+                    "name": name,
+                    "arguments": so_far,
                     "status": status,
                 }
             )
 
-        done = item("completed", call.arguments)
+        done = item("completed", arguments)
         self.output.append(done)
         return [
             ResponseOutputItemAddedEvent(
@@ -309,14 +318,14 @@ class _Stream:
                 type="response.function_call_arguments.delta",
                 item_id=item_id,
                 output_index=0,
-                delta=call.arguments,
+                delta=arguments,
                 sequence_number=self._next(),
             ),
             ResponseFunctionCallArgumentsDoneEvent(
                 type="response.function_call_arguments.done",
                 item_id=item_id,
                 output_index=0,
-                arguments=call.arguments,
+                arguments=arguments,
                 sequence_number=self._next(),
             ),
             ResponseOutputItemDoneEvent(

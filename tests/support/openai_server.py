@@ -10,10 +10,13 @@ It speaks both wire formats the Agents SDK uses, streaming only:
   ``stream_options.include_usage``, then ``data: [DONE]``.
 
 Every event and chunk is built from the ``openai`` package's own types and serialized with
-``model_dump_json``, so the wire format is the one the client parses.
+``model_dump_json``, so the wire format is the one the client parses. The Responses events are
+built by ``switchboard.agents.offline.ResponsesStream``, the builder the offline model streams
+in-process, so both models' streams have one shape.
 
 Each request takes the next scripted turn (``server.push(...)``) or, with none queued, the
-default: a reply repeating the words of the latest user message, one delta per word. Input tokens
+default: a reply repeating the words of the latest user message, one delta per word (after the
+server's ``first_token_delay``, with its ``token_delay`` before each). Input tokens
 default to the words of every text in the request, output tokens to the words of the reply (or
 of the call's arguments). A turn is one of ``Reply``, ``ToolCall`` or ``Failure``; a ``Reply``
 can stall before its first byte or after some deltas, and can drop the connection mid-stream.
@@ -39,9 +42,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from openai.types.chat import ChatCompletionChunk
@@ -52,27 +53,10 @@ from openai.types.chat.chat_completion_chunk import (
     ChoiceDeltaToolCallFunction,
 )
 from openai.types.completion_usage import CompletionUsage, PromptTokensDetails
-from openai.types.responses import (
-    Response,
-    ResponseCompletedEvent,
-    ResponseContentPartAddedEvent,
-    ResponseContentPartDoneEvent,
-    ResponseCreatedEvent,
-    ResponseFunctionCallArgumentsDeltaEvent,
-    ResponseFunctionCallArgumentsDoneEvent,
-    ResponseFunctionToolCall,
-    ResponseInProgressEvent,
-    ResponseOutputItemAddedEvent,
-    ResponseOutputItemDoneEvent,
-    ResponseOutputMessage,
-    ResponseOutputText,
-    ResponseStreamEvent,
-    ResponseTextDeltaEvent,
-    ResponseTextDoneEvent,
-    ResponseUsage,
-)
-from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 from pydantic import BaseModel
+
+from switchboard.agents.offline import ResponsesStream, response_usage
+from tests.support.http_server import FakeHandler, FakeServer
 
 Json = dict[str, Any]
 
@@ -160,7 +144,9 @@ class _State:
     disconnects: list[Disconnect] = field(default_factory=list)
 
 
-class OpenAIServer:
+class OpenAIServer(FakeServer):
+    thread_name = "openai-server"
+
     def __init__(
         self,
         *,
@@ -171,54 +157,17 @@ class OpenAIServer:
     ) -> None:
         """``port=0`` picks a free port; ``token_delay`` pauses before each default delta, and
         ``first_token_delay`` once more before the first one."""
-        self.host = host
-        self.port = port
+        super().__init__(_Handler, host=host, port=port)
         self.token_delay = token_delay
         self.first_token_delay = first_token_delay
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._state = _State()
-        self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> OpenAIServer:
-        self._stopping.clear()
-        self._httpd = _HTTPServer((self.host, self.port), _Handler, fake=self)
-        self.port = int(self._httpd.server_address[1])
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="openai-server", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> OpenAIServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:
         """What ``OPENAI_BASE_URL`` (or ``AsyncOpenAI(base_url=...)``) takes."""
-        return f"http://{self.host}:{self.port}/v1"
+        return f"{self.origin}/v1"
 
     # ------------------------------------------------------------------ scripting
 
@@ -320,181 +269,6 @@ def _usage(turn: Reply | ToolCall, body: Json) -> Usage:
     return Usage(input_tokens(body), _words(produced))
 
 
-# ---------------------------------------------------------------------- Responses API
-
-
-class _ResponsesStream:
-    def __init__(self, model: str) -> None:
-        self.model = model
-        self.id = f"resp_{uuid.uuid4().hex}"
-        self.created_at = time.time()
-        self.sequence = -1
-        self.output: list[Any] = []
-
-    def next(self) -> int:
-        self.sequence += 1
-        return self.sequence
-
-    def response(self, usage: Usage | None) -> Response:
-        return Response(
-            id=self.id,
-            created_at=self.created_at,
-            model=self.model,
-            object="response",
-            output=list(self.output) if usage is not None else [],
-            tool_choice="auto",
-            tools=[],
-            parallel_tool_calls=False,
-            status="completed" if usage is not None else "in_progress",
-            usage=None
-            if usage is None
-            else ResponseUsage(
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                total_tokens=usage.input_tokens + usage.output_tokens,
-                input_tokens_details=InputTokensDetails(
-                    cached_tokens=usage.cached_tokens, cache_write_tokens=0
-                ),
-                output_tokens_details=OutputTokensDetails(reasoning_tokens=0),
-            ),
-        )
-
-    def start(self) -> list[ResponseStreamEvent]:
-        return [
-            ResponseCreatedEvent(
-                type="response.created", response=self.response(None), sequence_number=self.next()
-            ),
-            ResponseInProgressEvent(
-                type="response.in_progress",
-                response=self.response(None),
-                sequence_number=self.next(),
-            ),
-        ]
-
-    def completed(self, usage: Usage) -> ResponseStreamEvent:
-        return ResponseCompletedEvent(
-            type="response.completed", response=self.response(usage), sequence_number=self.next()
-        )
-
-    def call(self, call: ToolCall) -> list[ResponseStreamEvent]:
-        item_id = f"fc_{uuid.uuid4().hex}"
-        call_id = f"call_{uuid.uuid4().hex}"
-
-        def item(status: str, arguments: str) -> ResponseFunctionToolCall:
-            return ResponseFunctionToolCall(
-                type="function_call",
-                id=item_id,
-                call_id=call_id,
-                name=call.name,
-                arguments=arguments,
-                status=status,  # type: ignore[arg-type]
-            )
-
-        done = item("completed", call.arguments)
-        self.output.append(done)
-        return [
-            ResponseOutputItemAddedEvent(
-                type="response.output_item.added",
-                item=item("in_progress", ""),
-                output_index=0,
-                sequence_number=self.next(),
-            ),
-            ResponseFunctionCallArgumentsDeltaEvent(
-                type="response.function_call_arguments.delta",
-                item_id=item_id,
-                output_index=0,
-                delta=call.arguments,
-                sequence_number=self.next(),
-            ),
-            ResponseFunctionCallArgumentsDoneEvent(
-                type="response.function_call_arguments.done",
-                item_id=item_id,
-                name=call.name,
-                output_index=0,
-                arguments=call.arguments,
-                sequence_number=self.next(),
-            ),
-            ResponseOutputItemDoneEvent(
-                type="response.output_item.done",
-                item=done,
-                output_index=0,
-                sequence_number=self.next(),
-            ),
-        ]
-
-    def message_start(self, item_id: str) -> list[ResponseStreamEvent]:
-        return [
-            ResponseOutputItemAddedEvent(
-                type="response.output_item.added",
-                item=_message(item_id, "in_progress", []),
-                output_index=0,
-                sequence_number=self.next(),
-            ),
-            ResponseContentPartAddedEvent(
-                type="response.content_part.added",
-                item_id=item_id,
-                output_index=0,
-                content_index=0,
-                part=_output_text(""),
-                sequence_number=self.next(),
-            ),
-        ]
-
-    def delta(self, item_id: str, text: str) -> ResponseStreamEvent:
-        return ResponseTextDeltaEvent(
-            type="response.output_text.delta",
-            item_id=item_id,
-            output_index=0,
-            content_index=0,
-            delta=text,
-            logprobs=[],
-            sequence_number=self.next(),
-        )
-
-    def message_end(self, item_id: str, text: str) -> list[ResponseStreamEvent]:
-        done = _message(item_id, "completed", [_output_text(text)])
-        self.output.append(done)
-        return [
-            ResponseTextDoneEvent(
-                type="response.output_text.done",
-                item_id=item_id,
-                output_index=0,
-                content_index=0,
-                text=text,
-                logprobs=[],
-                sequence_number=self.next(),
-            ),
-            ResponseContentPartDoneEvent(
-                type="response.content_part.done",
-                item_id=item_id,
-                output_index=0,
-                content_index=0,
-                part=_output_text(text),
-                sequence_number=self.next(),
-            ),
-            ResponseOutputItemDoneEvent(
-                type="response.output_item.done",
-                item=done,
-                output_index=0,
-                sequence_number=self.next(),
-            ),
-        ]
-
-
-def _output_text(text: str) -> ResponseOutputText:
-    return ResponseOutputText(type="output_text", text=text, annotations=[], logprobs=[])
-
-
-def _message(item_id: str, status: str, content: list[ResponseOutputText]) -> ResponseOutputMessage:
-    return ResponseOutputMessage(
-        type="message",
-        id=item_id,
-        role="assistant",
-        status=status,  # type: ignore[arg-type]
-        content=content,  # type: ignore[arg-type]
-    )
-
-
 # ---------------------------------------------------------------------- Chat Completions
 
 
@@ -558,21 +332,6 @@ class _ChatStream:
 # ---------------------------------------------------------------------- HTTP
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # a benchmark's 100 clients connect at once; the default is 5
-
-    def __init__(
-        self,
-        address: tuple[str, int],
-        handler: type[BaseHTTPRequestHandler],
-        *,
-        fake: OpenAIServer,
-    ) -> None:
-        self.fake = fake
-        super().__init__(address, handler)
-
-
 class _Gone(Exception):
     """The client closed the connection."""
 
@@ -581,12 +340,12 @@ class _Drop(Exception):
     """The server drops the connection on purpose (a scripted disconnect, or stopping)."""
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
+class _Handler(FakeHandler):
     protocol_version = "HTTP/1.1"
-    # Each event is a write of its own: with Nagle's algorithm on, a write waits for the ACK of
-    # the one before, which the client delays (40 ms) while it has nothing to send.
-    disable_nagle_algorithm = True
+
+    @property
+    def fake(self) -> OpenAIServer:
+        return cast(OpenAIServer, self.server.fake)
 
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
@@ -606,7 +365,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not path.endswith(("/responses", "/chat/completions")):
             self._json(404, _error_body("Not found.", "invalid_request_error", None))
             return
-        fake = self.server.fake
+        fake = self.fake
         index, turn = fake._take(
             "POST", path, {k.lower(): v for k, v in self.headers.items()}, body
         )
@@ -637,21 +396,25 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------ formats
 
     def _responses(self, turn: Reply | ToolCall, body: Json, model: str) -> None:
-        stream = _ResponsesStream(model)
-        for event in stream.start():
-            self._event(event)
+        usage = _usage(turn, body)
+        stream = ResponsesStream(model, input_tokens=usage.input_tokens)
+        self._event(stream.created())
+        self._event(stream.in_progress())
         if isinstance(turn, ToolCall):
-            for event in stream.call(turn):
+            for event in stream.call(turn.name, turn.arguments):
                 self._event(event)
         else:
-            item_id = f"msg_{uuid.uuid4().hex}"
-            for event in stream.message_start(item_id):
+            for event in stream.message_start():
                 self._event(event)
             for word in self._words(turn):
-                self._event(stream.delta(item_id, word))
-            for event in stream.message_end(item_id, " ".join(turn.text.split())):
+                self._event(stream.delta(word))
+            for event in stream.message_end():
                 self._event(event)
-        self._event(stream.completed(_usage(turn, body)))
+        self._event(
+            stream.completed(
+                response_usage(usage.input_tokens, usage.output_tokens, usage.cached_tokens)
+            )
+        )
 
     def _chat(self, turn: Reply | ToolCall, body: Json, model: str) -> None:
         stream = _ChatStream(model)
@@ -686,14 +449,7 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------ wire
 
     def _json(self, status: int, body: Json, headers: dict[str, str] | None = None) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
+        self.send_json(status, json.dumps(body).encode(), headers)
 
     def _start_stream(self) -> None:
         self.send_response(200)
@@ -731,7 +487,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Sleeps, but notices a client that hangs up meanwhile (and a stopping server)."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
-            if self.server.fake._stopping.is_set():
+            if self.fake._stopping.is_set():
                 raise _Drop()
             readable, _, _ = select.select([self.connection], [], [], min(left, 0.05))
             if readable and self._closed_by_peer():
@@ -742,9 +498,6 @@ class _Handler(BaseHTTPRequestHandler):
             return self.connection.recv(1, socket.MSG_PEEK) == b""
         except (ConnectionResetError, OSError):
             return True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 def _error_body(message: str, kind: str, code: str | None) -> Json:

@@ -37,6 +37,7 @@ Behaviour worth knowing:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
@@ -47,13 +48,13 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import stripe
+
+from tests.support.http_server import FakeHandler, FakeServer
 
 Json = dict[str, Any]
 
@@ -214,17 +215,15 @@ def _random_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(7)}"
 
 
-class StripeServer:
+class StripeServer(FakeServer):
     """An in-memory Stripe API on ``http://127.0.0.1:<free port>``; see the module docstring."""
+
+    thread_name = "stripe-fake"
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         """``port=0`` picks a free port; pass one to serve where other processes expect it."""
-        self._host = host
-        self._port = port
+        super().__init__(_Handler, host=host, port=port)
         self._lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._closers: list[Callable[[], None]] = []
         self.url = ""
         self._clear()
@@ -232,19 +231,8 @@ class StripeServer:
     # ----------------------------------------------------------------- lifecycle
 
     def start(self) -> StripeServer:
-        if self._httpd is not None:
-            return self
-        self._httpd = _FakeHTTPServer((self._host, self._port), _Handler, fake=self)
-        port = self._httpd.server_address[1]
-        self.url = f"http://{self._host}:{port}"
-        self._stopping.clear()
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"stripe-fake-{port}",
-            daemon=True,
-        )
-        self._thread.start()
+        super().start()
+        self.url = self.origin
         return self
 
     def stop(self) -> None:
@@ -252,24 +240,7 @@ class StripeServer:
         for close in self._closers:
             close()
         self._closers.clear()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> StripeServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        super().stop()
 
     def client(
         self,
@@ -1017,22 +988,10 @@ def _list(items: list[Json], subscription_id: str) -> Json:
 # --------------------------------------------------------------------- HTTP
 
 
-class _FakeHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(
-        self,
-        address: tuple[str, int],
-        handler: type[BaseHTTPRequestHandler],
-        *,
-        fake: StripeServer,
-    ) -> None:
-        self.fake = fake
-        super().__init__(address, handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _FakeHTTPServer
+class _Handler(FakeHandler):
+    @property
+    def fake(self) -> StripeServer:
+        return cast(StripeServer, self.server.fake)
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -1046,23 +1005,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        fake = self.server.fake
+        fake = self.fake
         answer = fake._answer(method, self.path, dict(self.headers.items()), body)
         if answer.delay > 0 and fake._stopping.wait(answer.delay):
             return  # the server is stopping: drop the answer
-        try:
-            self.send_response(answer.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer.body)))
-            for name, value in answer.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(answer.body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (timed out) before the answer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        # The client may have given up (timed out) before the answer.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.send_json(answer.status, answer.body, answer.headers)
 
 
 @pytest.fixture
