@@ -171,6 +171,7 @@ async def get_identity(
 async def get_runs(
     uow: UoW,
     settings: AppSettings,
+    resources: AppResources,
     publisher: Annotated[EventPublisher, Depends(get_publisher)],
     admission: Annotated[Admission, Depends(get_admission)],
 ) -> RunService:
@@ -180,6 +181,7 @@ async def get_runs(
         RunRepository(uow.session),
         admission if settings.runs.limits_enabled else None,
         settings.conversations,
+        resources.redis,
     )
 
 

@@ -23,6 +23,7 @@ def executor() -> RunExecutor:
         settings=settings.runs,
         notices=runtime.cancel_notices,
         slots=runtime.run_slots,
+        jobs=runtime.job_sender,
     )
 
 
@@ -56,6 +57,7 @@ def sweep() -> dict[str, int]:
             runtime.publisher,
             settings.runs,
             slots=runtime.run_slots,
+            jobs=runtime.job_sender,
         )
     )
     return {

@@ -104,6 +104,10 @@ class WorkerRuntime:
             future.cancel()
             raise
 
+    @property
+    def job_sender(self) -> JobSender:
+        return self._job_sender
+
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.resources.sessionmaker, self._job_sender)
 

@@ -32,6 +32,7 @@ from switchboard.billing.errors import QuotaExceededError
 from switchboard.conversations.errors import ConversationFullError, ConversationNotFoundError
 from switchboard.runs.errors import (
     ConcurrencyLimitedError,
+    ConversationBusyError,
     InvalidLastEventIdError,
     MessageTooLargeError,
     RunFinishedError,
@@ -60,6 +61,7 @@ CHAT_REFUSED = (
     QuotaExceededError,
     ConversationNotFoundError,
     ConversationFullError,
+    ConversationBusyError,
     413,
     MessageTooLargeError,
     422,
@@ -103,10 +105,13 @@ async def chat(
 
     A `conversation_id` that is not the caller's: 404 (`conversation.not_found`); a
     conversation holding `CONVERSATIONS_MAX_MESSAGES` already: 409 (`conversation.full`),
-    with nothing stored. Over the plan's runs per minute or concurrent runs: 429
-    (`runs.rate_limited`, `runs.concurrency_limited`) with `Retry-After`; the month's tokens
-    used up: 402 (`billing.quota_exceeded`). `RateLimit-Policy` and `RateLimit` describe the
-    per-minute limit."""
+    with nothing stored. Into a conversation with a queued or running run,
+    `multitask_strategy` decides: `enqueue` (the default) starts this run once those end,
+    `interrupt` stops them keeping what they said, `rollback` stops and removes them, and
+    `reject` answers 409 (`runs.conversation_busy`) with nothing stored. Over the plan's runs
+    per minute or concurrent runs: 429 (`runs.rate_limited`, `runs.concurrency_limited`) with
+    `Retry-After`; the month's tokens used up: 402 (`billing.quota_exceeded`).
+    `RateLimit-Policy` and `RateLimit` describe the per-minute limit."""
     started = await runs.start(
         principal, body, agents=registry.names, default_agent=registry.default, jobs=uow.jobs
     )

@@ -37,6 +37,7 @@ class JobBuffer:
     def __init__(self) -> None:
         self._jobs: list[Job] = []
         self._undo: list[Callable[[], Awaitable[None]]] = []
+        self._then: list[Callable[[], Awaitable[None]]] = []
 
     def enqueue(
         self,
@@ -63,8 +64,14 @@ class JobBuffer:
         stream's slots)."""
         self._undo.append(undo)
 
+    def on_commit(self, then: Callable[[], Awaitable[None]]) -> None:
+        """``then`` runs once the transaction has committed, after the jobs were sent: work
+        outside Postgres that must not happen for rows that were rolled back."""
+        self._then.append(then)
+
     def drop(self) -> None:
         self._jobs.clear()
+        self._then.clear()
 
     async def rolled_back(self) -> None:
         undo, self._undo = self._undo, []
@@ -74,6 +81,8 @@ class JobBuffer:
     async def flush(self, sender: JobSender) -> list[str]:
         self._undo.clear()
         jobs, self._jobs = self._jobs, []
-        if not jobs:
-            return []
-        return await sender.send(jobs)
+        then, self._then = self._then, []
+        sent = await sender.send(jobs) if jobs else []
+        for callback in then:
+            await callback()
+        return sent

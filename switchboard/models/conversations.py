@@ -14,6 +14,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -60,6 +61,12 @@ class Run(UUIDPrimaryKey, CreatedAt, Base):
     attempt: Mapped[int] = mapped_column(default=0)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # A run waiting for the runs before it in its conversation holds its message here until its
+    # turn; then the message joins the conversation and the run is queued (queued_at).
+    pending_message: Mapped[str | None] = mapped_column(Text)
+    queued_at: Mapped[datetime | None]
+    # Set by a later chat that stops this run: interrupt (keep what it said) or rollback.
+    stop: Mapped[str | None] = mapped_column(String(16))
 
     # Never loaded (lazy="raise"): declared so that one flush inserts a new conversation, its
     # run and the run's message in foreign-key order.
@@ -70,7 +77,14 @@ class Run(UUIDPrimaryKey, CreatedAt, Base):
             "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
             name="status_known",
         ),
+        CheckConstraint("stop IS NULL OR stop IN ('interrupt', 'rollback')", name="stop_known"),
         Index("ix_run_status_started_at", "status", "started_at"),
+        Index(
+            "ix_run_conversation_unfinished",
+            "conversation_id",
+            "created_at",
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
     )
 
 

@@ -11,14 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 
 import structlog
 from redis.asyncio import Redis
 
-from switchboard.runs.events import CANCEL_PATTERN, run_of_cancel_channel
+from switchboard.runs.events import CANCEL_PATTERN, cancel_key, run_of_cancel_channel
 
 log = structlog.get_logger("switchboard.runs")
+
+
+async def raise_cancel_flags(redis: Redis, run_ids: Sequence[uuid.UUID], ttl: int) -> None:
+    """Sets each run's cancel flag and publishes its notice, in one transaction."""
+    async with redis.pipeline(transaction=True) as pipe:
+        for run_id in run_ids:
+            pipe.set(cancel_key(str(run_id)), b"1", ex=ttl)
+            pipe.publish(cancel_key(str(run_id)), b"1")
+        await pipe.execute()
 
 
 class CancelNotices:

@@ -59,3 +59,9 @@ class TicketStreamsExceededError(AppError):
     status = 429
     code = "runs.ticket_streams_exceeded"
     title = "Too many requests"
+
+
+class ConversationBusyError(ConflictError):
+    """A chat with ``multitask_strategy`` reject into a conversation with an unfinished run."""
+
+    code = "runs.conversation_busy"

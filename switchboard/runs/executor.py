@@ -27,6 +27,7 @@ from switchboard.agents.context import AgentContext, ToolBackend
 from switchboard.agents.registry import AgentRegistry
 from switchboard.billing.thresholds import record_thresholds
 from switchboard.kit.db import DATABASE_UNAVAILABLE, SessionMaker
+from switchboard.kit.jobs import JobSender
 from switchboard.runs.admission import RunSlots
 from switchboard.runs.cancel import CancelNotices
 from switchboard.runs.emitter import REDIS_DOWN, RunEmitter
@@ -43,6 +44,7 @@ from switchboard.runs.metrics import (
 from switchboard.runs.repository import ClaimedRun, Reply, RunRepository
 from switchboard.runs.schemas import Usage
 from switchboard.runs.settings import RunsSettings
+from switchboard.runs.turns import ConversationTurns, TurnEnd, start_next
 
 log = structlog.get_logger("switchboard.runs")
 
@@ -90,6 +92,8 @@ class RunExecutor:
     notices: CancelNotices
     slots: RunSlots | None = None
     """The tenants' concurrency slots; each run gives its own back when it ends."""
+    jobs: JobSender | None = None
+    """Sends the job of the run whose turn comes when a run ends in its conversation."""
 
     async def execute(self, run_id: str) -> str:
         """Runs it if it is queued; returns the final status."""
@@ -115,7 +119,7 @@ class RunExecutor:
         return status
 
     async def _execute(self, run: ClaimedRun, progress: _Progress, *, cancelled: bool) -> str:
-        if cancelled:
+        if cancelled or run.stop is not None:  # stopped by a cancel or a later chat meanwhile
             await self._finish_cancelled(run, progress)
             return "cancelled"
         # Goes out with the agent's first event (one publish, not two) or on its own if the
@@ -303,23 +307,28 @@ class RunExecutor:
     async def _finish_succeeded(self, run: ClaimedRun, progress: _Progress) -> None:
         usage = progress.reported
 
-        async def write(session: AsyncSession) -> bool:
+        async def write(session: AsyncSession) -> TurnEnd | None:
             # Billed with the reply, in the same commit: a finished run is metered once.
-            return await RunRepository(session).finish_succeeded(
+            ended = await RunRepository(session).finish_succeeded(
                 run,
                 agent=progress.agent,
                 usage=usage,
                 replies=progress.replies,
                 now=datetime.now(UTC),
             )
+            return await _end_turn(session, run) if ended else None
 
-        ended = await self._with_database(run, write)
-        await self._release(run, usage.input_tokens + usage.output_tokens if ended else 0)
-        if not ended:
+        turn = await self._with_database(run, write)
+        await self._release(run, usage.input_tokens + usage.output_tokens if turn else 0)
+        if turn is None:
+            return
+        if turn.rolled_back:  # a later chat rolled it back as it ended
+            await progress.events.emit(EventType.cancelled)
+            await self._end(run, progress, turn)
             return
         _emit_replies(progress, progress.replies)  # sent with run.completed, in one call
         await progress.events.emit(EventType.completed, usage=usage.model_dump())
-        await self._end(run, progress)
+        await self._end(run, progress, turn)
         log.info("runs.succeeded", run_id=str(run.id), **usage.model_dump())
         # After the run is done with: it logs its own failures and never fails the run.
         await record_thresholds(self.sessionmaker, run.tenant_id, datetime.now(UTC))
@@ -327,17 +336,21 @@ class RunExecutor:
     async def _finish_failed(
         self, run: ClaimedRun, progress: _Progress, code: str, message: str
     ) -> None:
-        async def write(session: AsyncSession) -> bool:
-            return await RunRepository(session).finish_failed(
+        async def write(session: AsyncSession) -> TurnEnd | None:
+            repository = RunRepository(session)
+            if await repository.lock_conversation_of(run.id) is None:
+                return None  # deleted, with its conversation
+            ended = await repository.finish_failed(
                 run.id, code=code, message=message, now=datetime.now(UTC)
             )
+            return await _end_turn(session, run) if ended else None
 
-        ended = await self._with_database(run, write)
+        turn = await self._with_database(run, write)
         await self._release(run)
-        if ended:
+        if turn is not None:
             RUNS_FAILED.labels(code).inc()
             await progress.events.emit(EventType.failed, error={"code": code, "message": message})
-            await self._end(run, progress)
+            await self._end(run, progress, turn)
 
     async def _finish_cancelled(self, run: ClaimedRun, progress: _Progress) -> None:
         """Keeps what the client was sent: the whole replies, the one cut short marked
@@ -347,17 +360,19 @@ class RunExecutor:
             replies.append(Reply(uuid.uuid4(), partial, progress.agent, incomplete=True))
             usage = _with_cut_call(usage, run, replies)
 
-        async def write(session: AsyncSession) -> bool:
-            return await RunRepository(session).finish_cancelled(
+        async def write(session: AsyncSession) -> TurnEnd | None:
+            ended = await RunRepository(session).finish_cancelled(
                 run, agent=progress.agent, usage=usage, replies=replies, now=datetime.now(UTC)
             )
+            return await _end_turn(session, run) if ended else None
 
-        ended = await self._with_database(run, write)
-        await self._release(run, usage.input_tokens + usage.output_tokens if ended else 0)
-        if ended:
-            _emit_replies(progress, replies)
+        turn = await self._with_database(run, write)
+        await self._release(run, usage.input_tokens + usage.output_tokens if turn else 0)
+        if turn is not None:
+            if not turn.rolled_back:  # rolled back: its messages are gone with it
+                _emit_replies(progress, replies)
             await progress.events.emit(EventType.cancelled)
-            await self._end(run, progress)
+            await self._end(run, progress, turn)
             log.info("runs.cancelled", run_id=str(run.id))
 
     async def _with_database(
@@ -390,11 +405,17 @@ class RunExecutor:
         except REDIS_DOWN as exc:
             log.warning("runs.slot_not_released", run_id=str(run.id), error=type(exc).__name__)
 
-    async def _end(self, run: ClaimedRun, progress: _Progress) -> None:
-        """The final state is committed: deliver what Redis still owes, then drop the lease."""
+    async def _end(self, run: ClaimedRun, progress: _Progress, turn: TurnEnd) -> None:
+        """The final state is committed: deliver what Redis still owes, drop the lease, and
+        start the run whose turn it is."""
         await progress.events.flush(within=self.settings.publish_retry_seconds)
         with contextlib.suppress(*REDIS_DOWN):
             await self.redis.delete(lease_key(str(run.id)))
+        await start_next(self.jobs, turn)
+
+
+async def _end_turn(session: AsyncSession, run: ClaimedRun) -> TurnEnd:
+    return await ConversationTurns(session).end(run.id, run.conversation_id, datetime.now(UTC))
 
 
 def _emit_replies(progress: _Progress, replies: list[Reply]) -> None:

@@ -14,6 +14,11 @@ RUNS_FAILED = Counter(
 RUNS_ACTIVE = Gauge(
     "runs_active", "Runs executing in this worker process now.", multiprocess_mode="livesum"
 )
+BUSY_CHATS = Counter(
+    "runs_busy_conversation_chats_total",
+    "Chats into a conversation that had a queued or running run, by multitask_strategy.",
+    ["strategy"],
+)
 QUEUE_WAIT = Histogram(
     "runs_queue_wait_seconds",
     "From the run's creation to a worker claiming it.",

@@ -74,6 +74,8 @@ class ClaimedRun:
     created_at: datetime
     history: list[tuple[str, str]]
     """The conversation's latest messages, oldest first, as (role, content)."""
+    stop: str | None = None
+    """Set when a later chat stopped it (interrupt, rollback) before it started."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,11 @@ _TOUCH = (
 
 _claimed = (
     update(_run)
-    .where(_run.c.id == bindparam("p_run_id"), _run.c.status == "queued")
+    .where(
+        _run.c.id == bindparam("p_run_id"),
+        _run.c.status == "queued",
+        _run.c.pending_message.is_(None),  # a run waiting for its turn is not started
+    )
     .values(status="running", started_at=bindparam("p_now"), attempt=_run.c.attempt + 1)
     .returning(
         _run.c.id,
@@ -162,6 +168,7 @@ _claimed = (
         _run.c.conversation_id,
         _run.c.entry_agent,
         _run.c.created_at,
+        _run.c.stop,
     )
     .cte("claimed")
 )
@@ -180,6 +187,16 @@ _CLAIM = (
 
 
 _LOCK_CONVERSATION = select(_conversation.c.id).where(*_OWNED_CONVERSATION).with_for_update()
+_LOCK_CONVERSATION_OF_RUN = (
+    select(_conversation.c.id)
+    .where(
+        _conversation.c.id
+        == select(_run.c.conversation_id)
+        .where(_run.c.id == bindparam("p_run_id"))
+        .scalar_subquery()
+    )
+    .with_for_update()
+)
 
 
 def _finish(**values: Any) -> Update:
@@ -337,6 +354,30 @@ class RunRepository:
         """The run and its message at ``position``, the count ``lock_conversation`` read."""
         await self.session.execute(_START_IN_CONVERSATION, {**_params(run), "p_position": position})
 
+    async def add_waiting(self, run: NewRun) -> None:
+        """The run, waiting for its turn in the conversation ``lock_conversation`` holds: its
+        message joins the conversation when the turn comes (``ConversationTurns``)."""
+        await self.session.execute(
+            insert(_run).values(
+                id=run.id,
+                tenant_id=run.tenant_id,
+                user_id=run.user_id,
+                conversation_id=run.conversation_id,
+                status="queued",
+                entry_agent=run.agent,
+                input_tokens=0,
+                output_tokens=0,
+                cached_input_tokens=0,
+                attempt=0,
+                pending_message=run.message,
+            )
+        )
+
+    async def lock_conversation_of(self, run_id: uuid.UUID) -> uuid.UUID | None:
+        """Locks the conversation of ``run_id`` until the transaction ends; its id, or None if
+        the run is gone."""
+        return await self.session.scalar(_LOCK_CONVERSATION_OF_RUN, {"p_run_id": run_id})
+
     async def claim(self, run_id: uuid.UUID, *, now: datetime, history: int) -> ClaimedRun | None:
         """Moves a queued run to running and reads the conversation's last ``history``
         messages with it; None if the run is not queued (taken, finished or deleted)."""
@@ -356,6 +397,7 @@ class RunRepository:
             entry_agent=first.entry_agent,
             created_at=first.created_at,
             history=[(row.role, row.content) for row in rows if row.role is not None],
+            stop=first.stop,
         )
 
     async def finish_succeeded(
@@ -427,11 +469,13 @@ class RunRepository:
         return list(await self.session.scalars(query))
 
     async def queued_created_before(self, moment: datetime, *, limit: int) -> list[uuid.UUID]:
-        """Runs still queued that were created before ``moment``, oldest first."""
+        """Runs queued (a run that waited for its turn: from when it came) before ``moment``,
+        oldest first. Runs still waiting for their turn are not queued yet."""
+        queued_at = func.coalesce(_run.c.queued_at, _run.c.created_at)
         query = (
             select(_run.c.id)
-            .where(_run.c.status == "queued", _run.c.created_at < moment)
-            .order_by(_run.c.created_at)
+            .where(_run.c.status == "queued", _run.c.pending_message.is_(None), queued_at < moment)
+            .order_by(queued_at)
             .limit(limit)
         )
         return list(await self.session.scalars(query))

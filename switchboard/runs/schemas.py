@@ -6,6 +6,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field, field_validator
 
 from switchboard.kit.text import InputModel
+from switchboard.runs.turns import MultitaskStrategy
 
 
 class ChatRequest(InputModel):
@@ -14,6 +15,14 @@ class ChatRequest(InputModel):
     message: str = Field(min_length=1)
     conversation_id: uuid.UUID | None = None
     agent: str | None = Field(None, min_length=1, max_length=64)
+    multitask_strategy: MultitaskStrategy = Field(
+        MultitaskStrategy.enqueue,
+        description=(
+            "For a conversation with a queued or running run: reject (409), enqueue (start"
+            " after it), interrupt (stop it, keeping what it said) or rollback (stop it and"
+            " remove it with its message)."
+        ),
+    )
 
     @field_validator("message")
     @classmethod

@@ -20,13 +20,21 @@ from switchboard.kit.db import SessionMaker
 from switchboard.kit.jobs import JobBuffer
 from switchboard.models import Run
 from switchboard.runs.admission import Admission, Admitted
-from switchboard.runs.errors import MessageTooLargeError, RunFinishedError, RunNotFoundError
-from switchboard.runs.events import EventPublisher, EventType, RunEvent, cancel_key
+from switchboard.runs.cancel import raise_cancel_flags
+from switchboard.runs.errors import (
+    ConversationBusyError,
+    MessageTooLargeError,
+    RunFinishedError,
+    RunNotFoundError,
+)
+from switchboard.runs.events import EventPublisher, EventType, RunEvent
 from switchboard.runs.jobs import EXECUTE
+from switchboard.runs.metrics import BUSY_CHATS
 from switchboard.runs.repository import NewRun, RunRepository
 from switchboard.runs.schemas import ChatRequest, RunError, RunRead, Usage
 from switchboard.runs.settings import RunsSettings
 from switchboard.runs.stream_slots import StreamSlot, StreamSlots
+from switchboard.runs.turns import ConversationTurns, MultitaskStrategy, UnfinishedRun
 
 log = structlog.get_logger("switchboard.runs")
 
@@ -48,6 +56,8 @@ class RunService:
     runs: RunRepository
     admission: Admission | None = None
     conversations: ConversationSettings = field(default_factory=ConversationSettings)
+    redis: Redis | None = None
+    """Where the cancel flags of runs a chat interrupts or rolls back are raised."""
 
     async def start(
         self,
@@ -81,17 +91,56 @@ class RunService:
         )
         now = datetime.now(UTC)
         position = None
+        waits = False
         if request.conversation_id is not None:
-            position = await self._hold_conversation(run, now)
+            position, unfinished = await self._hold_conversation(run, now)
+            waits = await self._take_turn(run, request.multitask_strategy, unfinished, jobs)
         admitted = await self._admit(run, jobs)
-        await self._store(run, request, now, position)
-        jobs.enqueue(EXECUTE, str(run.id), priority=admitted.priority if admitted else None)
-        log.info("runs.queued", run_id=str(run.id), agent=agent)
+        if waits:
+            await self.runs.add_waiting(run)
+            await self._announce(run)
+        else:
+            await self._store(run, request, now, position)
+            jobs.enqueue(EXECUTE, str(run.id), priority=admitted.priority if admitted else None)
+        log.info("runs.queued", run_id=str(run.id), agent=agent, waits=waits)
         return StartedRun(run, admitted)
 
-    async def _hold_conversation(self, run: NewRun, now: datetime) -> int:
-        """Locks the caller's conversation and gives the position of the chat's message; 404
-        for a conversation not the caller's and 409 for a full one, both before any limit
+    async def _take_turn(
+        self,
+        run: NewRun,
+        strategy: MultitaskStrategy,
+        unfinished: list[UnfinishedRun],
+        jobs: JobBuffer,
+    ) -> bool:
+        """Under the conversation's lock: whether the run must wait for the conversation's
+        unfinished runs, which interrupt and rollback stop (their cancel flags are raised
+        once this commits), and reject refuses with nothing stored."""
+        if not unfinished:
+            return False
+        BUSY_CHATS.labels(strategy.value).inc()
+        if strategy is MultitaskStrategy.reject:
+            raise ConversationBusyError(
+                "The conversation has a run in progress; wait for it to end, or send with"
+                " multitask_strategy enqueue, interrupt or rollback."
+            )
+        if strategy is not MultitaskStrategy.enqueue:
+            stopped = [other.id for other in unfinished]
+            await ConversationTurns(self.runs.session).stop(stopped, strategy)
+            redis = self.redis
+
+            async def stop_them() -> None:
+                if redis is not None:
+                    await raise_cancel_flags(redis, stopped, self.settings.buffer_ttl_seconds)
+
+            jobs.on_commit(stop_them)
+        return True
+
+    async def _hold_conversation(
+        self, run: NewRun, now: datetime
+    ) -> tuple[int, list[UnfinishedRun]]:
+        """Locks the caller's conversation and gives the position of the chat's message and
+        the conversation's unfinished runs; 404 for a conversation not the caller's and 409
+        for a full one (the messages of runs waiting their turn count), both before any limit
         (nothing is stored, admitted or queued then).
 
         Bound: every message, a chat's and a run's replies alike, is written under this lock,
@@ -100,16 +149,18 @@ class RunService:
         conversation filled still stores its replies, so it ends with at most
         ``max_messages`` plus the replies of the runs in flight in it at that moment (one
         run's, when its chats wait for each answer)."""
-        held = await self.runs.lock_conversation(run, now=now)
-        if held is None:
+        position = await self.runs.lock_conversation(run, now=now)
+        if position is None:
             raise ConversationNotFoundError("There is no such conversation.")
+        unfinished = await ConversationTurns(self.runs.session).unfinished(run.conversation_id)
+        held = position + sum(1 for other in unfinished if other.waiting)
         cap = self.conversations.max_messages
         if held >= cap:
             raise ConversationFullError(
                 f"The conversation holds {held} messages, the most it may ({cap});"
                 " continue in a new conversation."
             )
-        return held
+        return position, unfinished
 
     async def _admit(self, run: NewRun, jobs: JobBuffer) -> Admitted | None:
         admission = self.admission
@@ -214,11 +265,7 @@ class RunService:
         run = await self._run(principal, run_id)
         if run.status in FINISHED:
             raise RunFinishedError(f"The run has already {run.status}.")
-        ttl = self.settings.buffer_ttl_seconds
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.set(cancel_key(str(run.id)), b"1", ex=ttl)
-            pipe.publish(cancel_key(str(run.id)), b"1")
-            await pipe.execute()
+        await raise_cancel_flags(redis, [run.id], self.settings.buffer_ttl_seconds)
         log.info("runs.cancel_requested", run_id=str(run.id))
 
 

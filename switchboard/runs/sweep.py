@@ -24,12 +24,14 @@ import structlog
 from redis.asyncio import Redis
 
 from switchboard.kit.db import SessionMaker
+from switchboard.kit.jobs import JobSender
 from switchboard.runs.admission import RunSlots
 from switchboard.runs.emitter import RunEmitter
 from switchboard.runs.events import EventPublisher, EventType, lease_key, suspect_key
 from switchboard.runs.metrics import RUNS_ADMITTED, RUNS_FAILED, RUNS_FINISHED, SLOTS_RECLAIMED
 from switchboard.runs.repository import RunRepository
 from switchboard.runs.settings import RunsSettings
+from switchboard.runs.turns import ConversationTurns, start_next
 
 log = structlog.get_logger("switchboard.runs")
 
@@ -52,13 +54,21 @@ async def fail_run(
     *,
     status: str,
     error: tuple[str, str],
+    jobs: JobSender | None = None,
 ) -> bool:
-    """Fails the run if it is still in ``status``; True if this call ended it."""
+    """Fails the run if it is still in ``status``; True if this call ended it. The turn in
+    its conversation passes to the next run waiting, whose job goes through ``jobs``."""
     code, message = error
     async with sessionmaker() as session, session.begin():
-        ended = await RunRepository(session).fail_in_status(
+        runs = RunRepository(session)
+        conversation_id = await runs.lock_conversation_of(run_id)
+        if conversation_id is None:
+            return False  # deleted, with its conversation
+        ended = await runs.fail_in_status(
             run_id, status=status, code=code, message=message, now=datetime.now(UTC)
         )
+        if ended:
+            turn = await ConversationTurns(session).end(run_id, conversation_id, datetime.now(UTC))
     if not ended:
         return False
     RUNS_FINISHED.labels("failed").inc()
@@ -69,13 +79,19 @@ async def fail_run(
     events = RunEmitter(publisher, str(run_id))
     await events.emit(EventType.failed, error={"code": code, "message": message})
     await events.flush(within=2)
+    await start_next(jobs, turn)
     return True
 
 
 async def fail_lost_run(
-    sessionmaker: SessionMaker, publisher: EventPublisher, run_id: uuid.UUID
+    sessionmaker: SessionMaker,
+    publisher: EventPublisher,
+    run_id: uuid.UUID,
+    jobs: JobSender | None = None,
 ) -> bool:
-    return await fail_run(sessionmaker, publisher, run_id, status="running", error=WORKER_LOST)
+    return await fail_run(
+        sessionmaker, publisher, run_id, status="running", error=WORKER_LOST, jobs=jobs
+    )
 
 
 async def sweep_runs(
@@ -86,6 +102,7 @@ async def sweep_runs(
     *,
     batch: int = 500,
     slots: RunSlots | None = None,
+    jobs: JobSender | None = None,
 ) -> SweepReport:
     now = datetime.now(UTC)
     lease = timedelta(seconds=settings.lease_seconds)
@@ -98,11 +115,11 @@ async def sweep_runs(
     suspected, lost = await _without_lease(redis, running, settings.lease_seconds)
     ended = 0
     for run_id in lost:
-        ended += await fail_lost_run(sessionmaker, publisher, run_id)
+        ended += await fail_lost_run(sessionmaker, publisher, run_id, jobs)
     expired = 0
     for run_id in stale:
         expired += await fail_run(
-            sessionmaker, publisher, run_id, status="queued", error=QUEUE_TIMEOUT
+            sessionmaker, publisher, run_id, status="queued", error=QUEUE_TIMEOUT, jobs=jobs
         )
     reclaimed = 0
     if slots is not None:

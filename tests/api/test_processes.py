@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.api.test_metrics import sample
+from tests.support.metrics import sample
 from tests.support.processes import free_port, run_module, serving
 
 
@@ -40,15 +40,20 @@ def test_metrics_add_up_across_api_processes(tmp_path: Path) -> None:
             env = {"API_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
             url = f"http://127.0.0.1:{port}/health/live"
             stack.enter_context(serving("api", env, url, tmp_path / f"api-{index}.log"))
-        before = sample(
-            httpx.get(f"http://127.0.0.1:{ports[0]}/metrics").text, "http_requests_total", labels
+        before = (
+            sample(
+                httpx.get(f"http://127.0.0.1:{ports[0]}/metrics").text,
+                "http_requests_total",
+                **labels,
+            )
+            or 0.0
         )
         for port in ports:
             for _ in range(20):
                 assert httpx.get(f"http://127.0.0.1:{port}/health/live").status_code == 200
         totals = [
             sample(
-                httpx.get(f"http://127.0.0.1:{port}/metrics").text, "http_requests_total", labels
+                httpx.get(f"http://127.0.0.1:{port}/metrics").text, "http_requests_total", **labels
             )
             for port in ports
         ]

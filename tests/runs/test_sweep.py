@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
+from sqlalchemy import select, update
 
 from switchboard.kit.db import SessionMaker
-from switchboard.models import Conversation, Run, Tenant, User
+from switchboard.kit.jobs import Job
+from switchboard.models import Conversation, Message, Run, Tenant, User
 from switchboard.runs.emitter import RunEmitter
 from switchboard.runs.events import (
     EventPublisher,
@@ -22,8 +25,10 @@ from switchboard.runs.events import (
     stream_key,
     suspect_key,
 )
+from switchboard.runs.jobs import EXECUTE
+from switchboard.runs.repository import NewRun, RunRepository
 from switchboard.runs.settings import RunsSettings
-from switchboard.runs.sweep import QUEUE_TIMEOUT, fail_run, sweep_runs
+from switchboard.runs.sweep import QUEUE_TIMEOUT, fail_lost_run, fail_run, sweep_runs
 from tests.support.redis import PrivateRedis
 
 SETTINGS = RunsSettings(lease_seconds=5, queue_timeout_seconds=60)
@@ -166,3 +171,82 @@ async def test_events_wait_while_redis_is_away_and_go_out_in_order(tmp_path: Pat
     finally:
         await client.aclose()
         server.stop()
+
+
+class SentJobs:
+    """The broker side of the turn: which jobs the sweep sent."""
+
+    def __init__(self) -> None:
+        self.jobs: list[Job] = []
+
+    async def send(self, jobs: Sequence[Job]) -> list[str]:
+        self.jobs.extend(jobs)
+        return [job.task_id for job in jobs]
+
+
+async def test_a_lost_run_passes_its_turn_to_the_run_waiting_behind_it(
+    sessionmaker: SessionMaker, redis: Redis, publisher: EventPublisher
+) -> None:
+    lost = await _run(sessionmaker, status="running", age=timedelta(minutes=5))
+    async with sessionmaker() as session, session.begin():
+        run = await session.get(Run, lost)
+        assert run is not None
+        session.add(
+            Message(conversation_id=run.conversation_id, position=0, role="user", content="first")
+        )
+        waiting = NewRun(
+            id=uuid.uuid4(),
+            tenant_id=run.tenant_id,
+            user_id=run.user_id,
+            conversation_id=run.conversation_id,
+            agent="triage",
+            message="second",
+        )
+        await RunRepository(session).add_waiting(waiting)
+    sent = SentJobs()
+
+    assert await fail_lost_run(sessionmaker, publisher, lost, sent)
+
+    async with sessionmaker() as session:
+        started = await session.get(Run, waiting.id)
+        said = await session.scalars(
+            select(Message.content)
+            .where(Message.conversation_id == waiting.conversation_id)
+            .order_by(Message.position)
+        )
+        assert list(said) == ["first", "second"]
+    assert started is not None
+    assert (started.status, started.pending_message) == ("queued", None)
+    assert started.queued_at is not None
+    assert [(job.name, job.args) for job in sent.jobs] == [(EXECUTE, (str(waiting.id),))]
+
+
+async def test_a_run_waiting_for_its_turn_is_neither_claimed_nor_timed_out(
+    sessionmaker: SessionMaker, redis: Redis, publisher: EventPublisher
+) -> None:
+    busy = await _run(sessionmaker, status="running", age=timedelta(minutes=5))
+    await redis.set(lease_key(str(busy)), b"1", ex=30)
+    async with sessionmaker() as session, session.begin():
+        run = await session.get(Run, busy)
+        assert run is not None
+        waiting = NewRun(
+            id=uuid.uuid4(),
+            tenant_id=run.tenant_id,
+            user_id=run.user_id,
+            conversation_id=run.conversation_id,
+            agent="triage",
+            message="later",
+        )
+        await RunRepository(session).add_waiting(waiting)
+        await session.execute(
+            update(Run)
+            .where(Run.id == waiting.id)
+            .values(created_at=datetime.now(UTC) - timedelta(minutes=5))
+        )
+
+    await sweep_runs(sessionmaker, redis, publisher, SETTINGS)
+    async with sessionmaker() as session, session.begin():
+        claimed = await RunRepository(session).claim(waiting.id, now=datetime.now(UTC), history=5)
+
+    assert claimed is None
+    assert await _status(sessionmaker, waiting.id) == ("queued", None)

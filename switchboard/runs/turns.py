@@ -1,0 +1,149 @@
+"""Runs take turns in a conversation: one starts at a time, the others wait in order.
+
+A chat into a conversation with an unfinished run is decided under the conversation's lock by
+its ``multitask_strategy``, so two API processes can never both start a run in it. A run that
+waits keeps its message aside (``pending_message``): the message joins the conversation when
+the run's turn comes, after the replies of the runs before it, so every run reads the
+conversation as it was when it started and positions follow the order things were said.
+
+The turn passes in the transaction that writes a run's final state (whoever writes it: the
+worker, or the sweep for a run whose worker was lost), under the same lock; the next run's job
+is sent after the commit.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from switchboard.conversations.repository import next_position_query
+from switchboard.kit.jobs import Job, JobSender
+from switchboard.models import Message, Run
+from switchboard.runs.jobs import EXECUTE
+
+log = structlog.get_logger("switchboard.runs")
+
+
+class MultitaskStrategy(enum.StrEnum):
+    """What a chat does to a conversation that already has an unfinished run."""
+
+    reject = "reject"
+    enqueue = "enqueue"
+    interrupt = "interrupt"
+    rollback = "rollback"
+
+
+UNFINISHED = ("queued", "running")
+
+_run: Table = Run.__table__  # type: ignore[assignment]
+_message: Table = Message.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class UnfinishedRun:
+    id: uuid.UUID
+    waiting: bool
+    """Waiting for its turn: its message is not in the conversation yet."""
+
+
+@dataclass(frozen=True)
+class TurnEnd:
+    rolled_back: bool
+    """The run was rolled back by a later chat: it and its messages are gone."""
+    next_run: uuid.UUID | None
+    """The run whose turn it is now: queued, its job to be sent after the commit."""
+
+
+class ConversationTurns:
+    """Reads and writes under the conversation's lock, taken by the caller."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def unfinished(self, conversation_id: uuid.UUID) -> list[UnfinishedRun]:
+        """The conversation's queued and running runs (waiting ones included), oldest first."""
+        query = (
+            select(_run.c.id, _run.c.pending_message.is_not(None).label("waiting"))
+            .where(_run.c.conversation_id == conversation_id, _run.c.status.in_(UNFINISHED))
+            .order_by(_run.c.created_at, _run.c.id)
+        )
+        return [UnfinishedRun(row.id, row.waiting) for row in await self.session.execute(query)]
+
+    async def stop(self, run_ids: Sequence[uuid.UUID], how: MultitaskStrategy) -> None:
+        """Marks these runs to be stopped by ``how`` (interrupt or rollback) when they end."""
+        await self.session.execute(
+            update(_run)
+            .where(_run.c.id.in_(run_ids), _run.c.status.in_(UNFINISHED), _run.c.stop.is_(None))
+            .values(stop=how.value)
+        )
+
+    async def end(self, run_id: uuid.UUID, conversation_id: uuid.UUID, now: datetime) -> TurnEnd:
+        """After the final write of ``run_id``: rolls it back if a later chat asked, and gives
+        the turn to the next waiting run."""
+        stop = await self.session.scalar(select(_run.c.stop).where(_run.c.id == run_id))
+        rolled_back = stop == MultitaskStrategy.rollback
+        if rolled_back:
+            await self.session.execute(delete(_message).where(_message.c.run_id == run_id))
+            await self.session.execute(delete(_run).where(_run.c.id == run_id))
+        return TurnEnd(rolled_back, await self._pass_turn(conversation_id, now))
+
+    async def _pass_turn(self, conversation_id: uuid.UUID, now: datetime) -> uuid.UUID | None:
+        taken = await self.session.scalar(
+            select(_run.c.id)
+            .where(
+                _run.c.conversation_id == conversation_id,
+                _run.c.status.in_(UNFINISHED),
+                _run.c.pending_message.is_(None),
+            )
+            .limit(1)
+        )
+        if taken is not None:
+            return None
+        waiting = (
+            await self.session.execute(
+                select(_run.c.id, _run.c.pending_message)
+                .where(
+                    _run.c.conversation_id == conversation_id,
+                    _run.c.status == "queued",
+                    _run.c.pending_message.is_not(None),
+                )
+                .order_by(_run.c.created_at, _run.c.id)
+                .limit(1)
+            )
+        ).first()
+        if waiting is None:
+            return None
+        position = await self.session.scalar(next_position_query(conversation_id))
+        await self.session.execute(
+            insert(_message).values(
+                id=uuid.uuid4(),
+                conversation_id=conversation_id,
+                position=position,
+                role="user",
+                content=waiting.pending_message,
+                incomplete=False,
+                run_id=waiting.id,
+            )
+        )
+        await self.session.execute(
+            update(_run).where(_run.c.id == waiting.id).values(pending_message=None, queued_at=now)
+        )
+        return uuid.UUID(str(waiting.id))
+
+
+async def start_next(jobs: JobSender | None, turn: TurnEnd) -> None:
+    """Sends the job of the run whose turn came, after the commit that gave it. Should the
+    broker refuse, the run stays queued and the sweep fails it after ``RUNS_QUEUE_TIMEOUT``."""
+    if jobs is None or turn.next_run is None:
+        return
+    try:
+        await jobs.send([Job(EXECUTE, (str(turn.next_run),))])
+    except Exception:
+        log.exception("runs.turn_not_started", run_id=str(turn.next_run))
