@@ -476,6 +476,7 @@ def test_dashboard_covers_every_area() -> None:
     assert titles == {
         "HTTP (API)",
         "Runs and streams",
+        "Model provider",
         "Celery queues and tasks",
         "Auth",
         "Billing",
