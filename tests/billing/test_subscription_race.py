@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import pytest
 from httpx import AsyncClient
@@ -15,28 +15,17 @@ from api.main import create_app
 from switchboard.auth.keyring import KeySnapshot
 from switchboard.billing.jobs import SYNC_SUBSCRIPTION
 from switchboard.kit.db import SessionMaker
-from switchboard.kit.jobs import Job
 from switchboard.models import Membership, Subscription, Tenant, User
 from switchboard.settings import Settings
 from tests.billing.conftest import new_tenant
 from tests.support.app import serving
 from tests.support.auth import bearer
+from tests.support.jobs import SentJobs
 from tests.support.waiting import eventually
 
 URL = "/api/v1/billing/subscription"
 
 pytestmark = pytest.mark.usefixtures("priced_plans")
-
-
-class SentJobs:
-    """The API's job sender, keeping what it was given: no worker runs here."""
-
-    def __init__(self) -> None:
-        self.jobs: list[Job] = []
-
-    async def send(self, jobs: Sequence[Job]) -> list[str]:
-        self.jobs.extend(jobs)
-        return [job.task_id for job in jobs]
 
 
 @pytest.fixture

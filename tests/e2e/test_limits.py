@@ -8,7 +8,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -29,6 +29,7 @@ from tests.support.plans import put_on_plan
 from tests.support.processes import free_port, serving
 from tests.support.worker import (
     WorkerProcess,
+    api_process,
     runs_worker_process,
     start_worker,
     stop_worker,
@@ -60,33 +61,8 @@ def two_apis(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[str, str]]:
     """Two ``python -m api`` processes: admissions race across processes, as in production."""
-    bases = []
     logs = tmp_path_factory.mktemp("apis")
-    ports = [free_port(), free_port()]
-    with (
-        serving(
-            "api",
-            {"API_PORT": str(ports[0])},
-            f"http://127.0.0.1:{ports[0]}/health/live",
-            logs / "a.log",
-        ),
-        serving(
-            "api",
-            {"API_PORT": str(ports[1])},
-            f"http://127.0.0.1:{ports[1]}/health/live",
-            logs / "b.log",
-        ),
-    ):
-        bases = [f"http://127.0.0.1:{port}" for port in ports]
-        yield bases[0], bases[1]
-
-
-@pytest.fixture
-async def apis(two_apis: tuple[str, str]) -> AsyncIterator[tuple[AsyncClient, AsyncClient]]:
-    async with (
-        AsyncClient(base_url=two_apis[0], timeout=30) as first,
-        AsyncClient(base_url=two_apis[1], timeout=30) as second,
-    ):
+    with api_process(logs / "a.log") as first, api_process(logs / "b.log") as second:
         yield first, second
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import httpx
 import pytest
@@ -173,20 +173,34 @@ async def test_a_handoff_to_the_billing_agent(
     assert received[-1].event == "run.completed"
 
 
+async def cancelled_when(
+    api: AsyncClient,
+    headers: dict[str, str],
+    moment: Callable[[list[Frame]], Awaitable[bool]],
+) -> tuple[str, list[Frame]]:
+    """A chat whose run is cancelled once ``moment`` says so of the frames seen; its id and
+    every frame of its stream."""
+    accepted = (await api.post("/api/v1/chat", json={"message": "go"}, headers=headers)).json()
+    run_id = str(accepted["run_id"])
+    seen: list[Frame] = []
+    async with api.stream("GET", f"/api/v1/runs/{run_id}/stream", headers=headers) as response:
+        async for frame in frames(response):
+            seen.append(frame)
+            if await moment(seen):
+                cancelled = await api.post(f"/api/v1/runs/{run_id}/cancel", headers=headers)
+                assert cancelled.status_code == 202
+    return run_id, seen
+
+
 async def test_a_cancel_closes_the_provider_stream(
     api: AsyncClient, alice: dict[str, str], server: OpenAIServer
 ) -> None:
     server.push(Reply("one two three four", stall_after=2, stall_seconds=120))
-    accepted = (await api.post("/api/v1/chat", json={"message": "go"}, headers=alice)).json()
-    run_id = accepted["run_id"]
 
-    seen: list[Frame] = []
-    async with api.stream("GET", f"/api/v1/runs/{run_id}/stream", headers=alice) as response:
-        async for frame in frames(response):
-            seen.append(frame)
-            if frame.event == "message.delta" and len(events(seen, "message.delta")) == 2:
-                cancelled = await api.post(f"/api/v1/runs/{run_id}/cancel", headers=alice)
-                assert cancelled.status_code == 202
+    async def after_two_deltas(seen: list[Frame]) -> bool:
+        return seen[-1].event == "message.delta" and len(events(seen, "message.delta")) == 2
+
+    run_id, seen = await cancelled_when(api, alice, after_two_deltas)
 
     assert seen[-1].event == "run.cancelled"
     disconnect = await asyncio.to_thread(server.wait_for_disconnect)
@@ -209,17 +223,14 @@ async def test_a_cancel_before_any_text_stores_and_bills_nothing(
     async def requested() -> bool | None:
         return True if server.requests else None
 
-    accepted = (await api.post("/api/v1/chat", json={"message": "go"}, headers=alice)).json()
-    run_id = accepted["run_id"]
+    async def once_the_provider_stalls(seen: list[Frame]) -> bool:
+        if seen[-1].event != "run.started":
+            return False
+        await eventually(requested)
+        return True
 
-    seen: list[Frame] = []
-    async with api.stream("GET", f"/api/v1/runs/{run_id}/stream", headers=alice) as response:
-        async for frame in frames(response):
-            seen.append(frame)
-            if frame.event == "run.started":
-                await eventually(requested)  # the provider was called, and stalls
-                cancelled = await api.post(f"/api/v1/runs/{run_id}/cancel", headers=alice)
-                assert cancelled.status_code == 202
+    run_id, seen = await cancelled_when(api, alice, once_the_provider_stalls)
+    accepted = (await api.get(f"/api/v1/runs/{run_id}", headers=alice)).json()
 
     assert [frame.event for frame in seen] == ["run.queued", "run.started", "run.cancelled"]
     await asyncio.to_thread(server.wait_for_disconnect)

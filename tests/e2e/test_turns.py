@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from sqlalchemy import select
 from switchboard.auth.keyring import KeySnapshot
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Run, UsageRecord
+from switchboard.runs.turns import MultitaskStrategy
 from tests.e2e.conftest import sign_up
 from tests.support.sse import Frame, collect, frames
 from tests.support.worker import WorkerProcess, api_process, runs_worker_process
@@ -44,15 +45,6 @@ def two_apis(
 ) -> Iterator[tuple[str, str]]:
     logs = tmp_path_factory.mktemp("apis")
     with api_process(logs / "a.log") as first, api_process(logs / "b.log") as second:
-        yield first, second
-
-
-@pytest.fixture
-async def apis(two_apis: tuple[str, str]) -> AsyncIterator[tuple[AsyncClient, AsyncClient]]:
-    async with (
-        AsyncClient(base_url=two_apis[0], timeout=30) as first,
-        AsyncClient(base_url=two_apis[1], timeout=30) as second,
-    ):
         yield first, second
 
 
@@ -88,6 +80,34 @@ async def started_conversation(api: AsyncClient, headers: dict[str, str]) -> str
     first = await chat(api, headers, "hello there")
     await stream_of(api, headers, first["run_id"])
     return str(first["conversation_id"])
+
+
+async def stopped_mid_stream(
+    apis: tuple[AsyncClient, AsyncClient],
+    user: dict[str, str],
+    message: str,
+    strategy: MultitaskStrategy,
+) -> tuple[str, list[Frame], dict[str, Any], list[Frame]]:
+    """A long run in a conversation and, once its first delta arrives, ``message`` sent with
+    ``strategy`` through the other API process: the conversation, the long run's frames, the
+    long run, and the new run's frames."""
+    conversation = await started_conversation(apis[0], user)
+    long_run = await chat(apis[0], user, LONG, conversation_id=conversation)
+    seen: list[Frame] = []
+    new: dict[str, Any] = {}
+    url = f"/api/v1/runs/{long_run['run_id']}/stream"
+    async with apis[0].stream("GET", url, headers=user) as response:
+        async for frame in frames(response):
+            seen.append(frame)
+            if frame.event == "message.delta" and not new:
+                new = await chat(
+                    apis[1],
+                    user,
+                    message,
+                    conversation_id=conversation,
+                    multitask_strategy=strategy.value,
+                )
+    return conversation, seen, long_run, await stream_of(apis[1], user, new["run_id"])
 
 
 async def test_two_chats_at_once_from_two_processes_run_in_turn(
@@ -137,24 +157,9 @@ async def test_two_chats_at_once_from_two_processes_run_in_turn(
 async def test_interrupt_stops_the_run_keeping_what_it_said(
     apis: tuple[AsyncClient, AsyncClient], user: dict[str, str]
 ) -> None:
-    conversation = await started_conversation(apis[0], user)
-    long_run = await chat(apis[0], user, LONG, conversation_id=conversation)
-
-    seen: list[Frame] = []
-    interrupting: dict[str, Any] = {}
-    url = f"/api/v1/runs/{long_run['run_id']}/stream"
-    async with apis[0].stream("GET", url, headers=user) as response:
-        async for frame in frames(response):
-            seen.append(frame)
-            if frame.event == "message.delta" and not interrupting:
-                interrupting = await chat(
-                    apis[1],
-                    user,
-                    "stop that",
-                    conversation_id=conversation,
-                    multitask_strategy="interrupt",
-                )
-    after = await stream_of(apis[1], user, interrupting["run_id"])
+    conversation, seen, _, after = await stopped_mid_stream(
+        apis, user, "stop that", MultitaskStrategy.interrupt
+    )
 
     assert [frame.event for frame in seen[-2:]] == ["message.completed", "run.cancelled"]
     partial = "".join(frame.data["delta"] for frame in seen if frame.event == "message.delta")
@@ -177,24 +182,10 @@ async def test_interrupt_stops_the_run_keeping_what_it_said(
 async def test_rollback_removes_the_run_and_its_message(
     apis: tuple[AsyncClient, AsyncClient], user: dict[str, str], committed: SessionMaker
 ) -> None:
-    conversation = await started_conversation(apis[0], user)
-    long_run = await chat(apis[0], user, LONG, conversation_id=conversation)
-
-    seen: list[Frame] = []
-    replacing: dict[str, Any] = {}
-    url = f"/api/v1/runs/{long_run['run_id']}/stream"
-    async with apis[0].stream("GET", url, headers=user) as response:
-        async for frame in frames(response):
-            seen.append(frame)
-            if frame.event == "message.delta" and not replacing:
-                replacing = await chat(
-                    apis[1],
-                    user,
-                    "instead this",
-                    conversation_id=conversation,
-                    multitask_strategy="rollback",
-                )
-    after = await stream_of(apis[1], user, replacing["run_id"])
+    conversation, seen, long_run, after = await stopped_mid_stream(
+        apis, user, "instead this", MultitaskStrategy.rollback
+    )
+    replacing = after[0].data
 
     assert seen[-1].event == "run.cancelled"
     assert "message.completed" not in [frame.event for frame in seen]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from redis.asyncio import Redis
 from sqlalchemy import select, update
 
 from switchboard.kit.db import SessionMaker
-from switchboard.kit.jobs import Job
 from switchboard.models import Conversation, Message, Run, Tenant, User
 from switchboard.runs.emitter import RunEmitter
 from switchboard.runs.events import (
@@ -29,6 +27,7 @@ from switchboard.runs.jobs import EXECUTE
 from switchboard.runs.repository import NewRun, RunRepository
 from switchboard.runs.settings import RunsSettings
 from switchboard.runs.sweep import QUEUE_TIMEOUT, fail_lost_run, fail_run, sweep_runs
+from tests.support.jobs import SentJobs
 from tests.support.redis import PrivateRedis
 
 SETTINGS = RunsSettings(lease_seconds=5, queue_timeout_seconds=60)
@@ -173,36 +172,34 @@ async def test_events_wait_while_redis_is_away_and_go_out_in_order(tmp_path: Pat
         server.stop()
 
 
-class SentJobs:
-    """The broker side of the turn: which jobs the sweep sent."""
-
-    def __init__(self) -> None:
-        self.jobs: list[Job] = []
-
-    async def send(self, jobs: Sequence[Job]) -> list[str]:
-        self.jobs.extend(jobs)
-        return [job.task_id for job in jobs]
-
-
-async def test_a_lost_run_passes_its_turn_to_the_run_waiting_behind_it(
-    sessionmaker: SessionMaker, redis: Redis, publisher: EventPublisher
-) -> None:
-    lost = await _run(sessionmaker, status="running", age=timedelta(minutes=5))
+async def _waiting_behind(
+    sessionmaker: SessionMaker, run_id: uuid.UUID, message: str, *, said: str | None = None
+) -> NewRun:
+    """A run waiting for its turn after ``run_id``, whose own message (``said``) is stored."""
     async with sessionmaker() as session, session.begin():
-        run = await session.get(Run, lost)
+        run = await session.get(Run, run_id)
         assert run is not None
-        session.add(
-            Message(conversation_id=run.conversation_id, position=0, role="user", content="first")
-        )
+        if said is not None:
+            session.add(
+                Message(conversation_id=run.conversation_id, position=0, role="user", content=said)
+            )
         waiting = NewRun(
             id=uuid.uuid4(),
             tenant_id=run.tenant_id,
             user_id=run.user_id,
             conversation_id=run.conversation_id,
             agent="triage",
-            message="second",
+            message=message,
         )
         await RunRepository(session).add_waiting(waiting)
+    return waiting
+
+
+async def test_a_lost_run_passes_its_turn_to_the_run_waiting_behind_it(
+    sessionmaker: SessionMaker, redis: Redis, publisher: EventPublisher
+) -> None:
+    lost = await _run(sessionmaker, status="running", age=timedelta(minutes=5))
+    waiting = await _waiting_behind(sessionmaker, lost, "second", said="first")
     sent = SentJobs()
 
     assert await fail_lost_run(sessionmaker, publisher, lost, sent)
@@ -226,18 +223,8 @@ async def test_a_run_waiting_for_its_turn_is_neither_claimed_nor_timed_out(
 ) -> None:
     busy = await _run(sessionmaker, status="running", age=timedelta(minutes=5))
     await redis.set(lease_key(str(busy)), b"1", ex=30)
+    waiting = await _waiting_behind(sessionmaker, busy, "later")
     async with sessionmaker() as session, session.begin():
-        run = await session.get(Run, busy)
-        assert run is not None
-        waiting = NewRun(
-            id=uuid.uuid4(),
-            tenant_id=run.tenant_id,
-            user_id=run.user_id,
-            conversation_id=run.conversation_id,
-            agent="triage",
-            message="later",
-        )
-        await RunRepository(session).add_waiting(waiting)
         await session.execute(
             update(Run)
             .where(Run.id == waiting.id)

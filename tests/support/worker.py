@@ -143,6 +143,17 @@ async def api(api_server: str) -> AsyncIterator[AsyncClient]:
         yield client
 
 
+@pytest.fixture
+async def apis(two_apis: tuple[str, str]) -> AsyncIterator[tuple[AsyncClient, AsyncClient]]:
+    """Clients of two API processes (``two_apis``, a fixture of the test's module), for
+    what must hold across processes."""
+    async with (
+        AsyncClient(base_url=two_apis[0], timeout=30) as first,
+        AsyncClient(base_url=two_apis[1], timeout=30) as second,
+    ):
+        yield first, second
+
+
 def stop_worker(worker: WorkerProcess) -> None:
     if worker.process.poll() is None:
         worker.process.send_signal(signal.SIGTERM)
