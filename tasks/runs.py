@@ -19,7 +19,7 @@ def executor() -> RunExecutor:
         publisher=runtime.publisher,
         registry=agents.registry,
         run_config=agents.run_config,
-        backend=DatabaseToolBackend(resources.sessionmaker),
+        backend=DatabaseToolBackend(resources.sessionmaker, runtime.job_sender),
         settings=settings.runs,
         notices=runtime.cancel_notices,
         slots=runtime.run_slots,
@@ -46,6 +46,21 @@ def execute(run_id: str) -> str:
     return runtime.run(executor().execute(run_id))
 
 
+@celery_app.task(
+    name=jobs.RESUME,
+    autoretry_for=DATABASE_UNAVAILABLE,
+    retry_backoff=1,
+    retry_backoff_max=30,
+    max_retries=10,
+    soft_time_limit=settings.runs.task_soft_time_limit,
+    time_limit=settings.runs.task_time_limit,
+)
+def resume(run_id: str) -> str:
+    """Continues ``run_id`` from the state it stored when it stopped for tool approvals (or
+    ends it, if it was cancelled while it waited)."""
+    return runtime.run(executor().resume(run_id))
+
+
 @celery_app.task(name=jobs.SWEEP)
 def sweep() -> dict[str, int]:
     """Fails runs whose worker was lost and runs whose job never reached a worker."""
@@ -65,4 +80,5 @@ def sweep() -> dict[str, int]:
         "lost": report.lost,
         "expired": report.expired,
         "reclaimed": report.reclaimed,
+        "approvals_expired": report.approvals_expired,
     }

@@ -30,12 +30,13 @@ from switchboard.billing.schemas import (
     SubscriptionStart,
     UsageLimitsRead,
 )
+from switchboard.billing.service import BILLING_MANAGER_ROLES
 from switchboard.kit.text import SafeStr
 
 router = APIRouter(prefix="/api/v1/billing", tags=["billing"], responses=problem_responses(503))
 
 # Roles are read from Postgres at each request, not trusted from the token.
-BillingManager = Annotated[Principal, Depends(RequireMember("owner", "admin", "billing"))]
+BillingManager = Annotated[Principal, Depends(RequireMember(*BILLING_MANAGER_ROLES))]
 BillingMember = Annotated[Principal, Depends(RequireMember())]
 
 

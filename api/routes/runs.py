@@ -31,20 +31,29 @@ from switchboard.auth.tokens import IssuedToken, TokenType
 from switchboard.billing.errors import QuotaExceededError
 from switchboard.conversations.errors import ConversationFullError, ConversationNotFoundError
 from switchboard.runs.errors import (
+    ApprovalDecidedError,
     ConcurrencyLimitedError,
     ConversationBusyError,
     InvalidLastEventIdError,
     MessageTooLargeError,
     RunFinishedError,
     RunNotFoundError,
+    RunNotWaitingError,
     RunsRateLimitedError,
     TicketStreamsExceededError,
     TooManyStreamsError,
+    UnknownApprovalError,
 )
 from switchboard.runs.events import RunEvent
 from switchboard.runs.hub import EventHub
 from switchboard.runs.resume import parse_last_event_id
-from switchboard.runs.schemas import ChatAccepted, ChatRequest, RunRead, StreamTicketRead
+from switchboard.runs.schemas import (
+    ApprovalDecisions,
+    ChatAccepted,
+    ChatRequest,
+    RunRead,
+    StreamTicketRead,
+)
 from switchboard.runs.service import terminal_event
 from switchboard.runs.stream import follow_batches
 from switchboard.runs.stream_slots import StreamSlot, StreamSlots
@@ -258,9 +267,30 @@ def _follow(
     responses=problem_responses(RunNotFoundError, RunFinishedError),
 )
 async def cancel_run(
-    run_id: uuid.UUID, principal: CurrentPrincipal, runs: Runs, resources: AppResources
+    run_id: uuid.UUID, principal: CurrentPrincipal, runs: Runs, resources: AppResources, uow: UoW
 ) -> Response:
-    """Stop a queued or running run; its stream ends with `run.cancelled`. 409 if it has
-    already finished."""
-    await runs.cancel(principal, run_id, resources.redis)
+    """Stop a queued, running or waiting (`requires_action`) run; its stream ends with
+    `run.cancelled`. 409 if it has already finished."""
+    await runs.cancel(principal, run_id, resources.redis, uow.jobs)
+    return Response(status_code=202)
+
+
+@router.post(
+    "/runs/{run_id}/approvals",
+    status_code=202,
+    response_class=Response,
+    responses=problem_responses(
+        RunNotFoundError, RunNotWaitingError, ApprovalDecidedError, 413, 422, UnknownApprovalError
+    ),
+)
+async def decide_approvals(
+    run_id: uuid.UUID, body: ApprovalDecisions, principal: CurrentPrincipal, runs: Runs, uow: UoW
+) -> Response:
+    """Approve or reject the tool calls a `requires_action` run waits on (the ids of its
+    `run.requires_action` event); a rejected call's `reason` is told to the agent. Once every
+    pending call is decided the run resumes on any worker and its stream goes on. The run's
+    own user only (404 otherwise); an id that is not one of the run's approvals: 422
+    `run.unknown_approval`; one already decided: 409 `run.approval_decided`; a run not
+    waiting: 409 `run.not_waiting`. Nothing is recorded when any decision is refused."""
+    await runs.decide(principal, run_id, body, uow.jobs)
     return Response(status_code=202)

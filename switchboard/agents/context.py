@@ -32,6 +32,11 @@ class ToolBackend(Protocol):
 
     async def usage_summary(self, *, tenant_id: str) -> UsageSummary: ...
 
+    async def cancel_subscription(self, *, tenant_id: str, user_id: str) -> str:
+        """Cancels the tenant's subscription at period end if the user may change billing;
+        what happened, in words for the agent."""
+        ...
+
 
 @dataclass
 class AgentContext:

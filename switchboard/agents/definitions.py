@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 
 class ModelTier(enum.StrEnum):
@@ -15,6 +17,11 @@ class ModelTier(enum.StrEnum):
     """Careful work with tools (``OPENAI_STRONG_MODEL``)."""
 
 
+ApprovalRule = bool | Callable[[Mapping[str, Any]], bool]
+"""When a tool call waits for a person's approval: always (True), or when a predicate on the
+call's arguments says so."""
+
+
 @dataclass(frozen=True)
 class AgentDefinition:
     name: str
@@ -23,6 +30,8 @@ class AgentDefinition:
     tool_bundle: str
     handoffs: tuple[str, ...] = ()
     model_tier: ModelTier = ModelTier.light
+    needs_approval: Mapping[str, ApprovalRule] = field(default_factory=dict)
+    """Tools of this agent whose calls wait for a person's approval before they run."""
 
 
 TRIAGE = AgentDefinition(
@@ -43,10 +52,13 @@ BILLING = AgentDefinition(
     description="Invoices, plans, payments and the organisation's token usage.",
     instructions=(
         "You help with billing: invoices, subscription plans, payments and usage. Use the "
-        "usage_summary tool for questions about consumption this month. Never invent amounts."
+        "usage_summary tool for questions about consumption this month. Use "
+        "cancel_subscription when the user asks to cancel their subscription; the user "
+        "approves the call before it runs. Never invent amounts."
     ),
     tool_bundle="billing",
     model_tier=ModelTier.strong,
+    needs_approval={"cancel_subscription": True},
 )
 
 SUPPORT = AgentDefinition(

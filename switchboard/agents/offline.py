@@ -16,6 +16,9 @@ the user message has a word starting   and the agent has                  the tu
 ``usage``                              the ``usage_summary`` tool         ``usage_summary()``
 =====================================  ===========================================================
 
+Before those, the phrase ``cancel my subscription`` makes an agent with the
+``cancel_subscription`` tool call it, and one with a handoff to ``billing`` hand off.
+
 Matching ignores case and punctuation. Nothing is called twice for the same user message: the
 calls already made are read from the input items that follow it. Once nothing is left to call,
 the reply is the words of the message followed by the words of each tool's output, in call order.
@@ -73,7 +76,11 @@ TOOL_KEYWORDS: tuple[tuple[str, str], ...] = (
     ("search_conversations", "search"),
     ("usage_summary", "usage"),
 )
-_KEYWORD_TOOLS = frozenset(name for name, _ in TOOL_KEYWORDS)
+# (target agent or tool name, phrase): taken when the message holds the phrase, before the
+# single words above. Triage hands the request to billing, which calls the tool.
+PHRASE_HANDOFFS: tuple[tuple[str, str], ...] = (("billing", "cancel my subscription"),)
+PHRASE_TOOLS: tuple[tuple[str, str], ...] = (("cancel_subscription", "cancel my subscription"),)
+_KEYWORD_TOOLS = frozenset(name for name, _ in (*TOOL_KEYWORDS, *PHRASE_TOOLS))
 
 
 @dataclass(frozen=True)
@@ -193,8 +200,22 @@ def _plan(
     called = set(calls.values())
     words = set(re.findall(r"[a-z0-9]+", message.lower()))
 
+    phrase = " ".join(re.findall(r"[a-z0-9]+", message.lower()))
+
     def mentions(triggers: Iterable[str]) -> bool:
         return any(word.startswith(trigger) for word in words for trigger in triggers)
+
+    def says(text: str) -> bool:
+        return f" {text} " in f" {phrase} "
+
+    tool_names = {tool.name for tool in tools if isinstance(tool, FunctionTool)}
+    for name, text in PHRASE_TOOLS:
+        if name in tool_names and name not in called and says(text):
+            return _Call(name, "{}")
+    for target, text in PHRASE_HANDOFFS:
+        for option in handoffs:
+            if option.agent_name == target and option.tool_name not in called and says(text):
+                return _Call(option.tool_name, "{}")
 
     for target, triggers in HANDOFF_KEYWORDS:
         for option in handoffs:
@@ -205,7 +226,6 @@ def _plan(
             ):
                 return _Call(option.tool_name, "{}")
 
-    tool_names = {tool.name for tool in tools if isinstance(tool, FunctionTool)}
     for name, trigger in TOOL_KEYWORDS:
         if name in tool_names and name not in called and mentions((trigger,)):
             arguments = {"query": message} if name == "search_conversations" else {}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
-from agents import Agent, handoff
+from agents import Agent, FunctionTool, RunContextWrapper, Tool, handoff
 
 from switchboard.agents.context import AgentContext
-from switchboard.agents.definitions import AgentDefinition
+from switchboard.agents.definitions import AgentDefinition, ApprovalRule
 from switchboard.agents.errors import AgentConfigError, UnknownAgentError
 from switchboard.agents.schemas import AgentInfo, ProviderName
 from switchboard.agents.tools import ToolRegistry
@@ -75,11 +77,41 @@ class AgentRegistry:
             name=definition.name,
             handoff_description=definition.description,
             instructions=definition.instructions,
-            tools=self._tools.bundle(definition.tool_bundle),
+            tools=self._with_approvals(definition),
             handoffs=[handoff(self._agents[target]) for target in definition.handoffs],
             # A name, resolved by the run's model provider (the offline one answers to any).
             model=self._models[definition.name],
         )
+
+    def _with_approvals(self, definition: AgentDefinition) -> list[Tool]:
+        """The agent's tools, those it names in ``needs_approval`` as copies that make the
+        Agents SDK stop the run for a person's decision before they run."""
+        tools = self._tools.bundle(definition.tool_bundle)
+        unknown = set(definition.needs_approval) - {tool.name for tool in tools}
+        if unknown:
+            raise AgentConfigError(
+                f"Agent {definition.name!r} needs approval for tools it does not have:"
+                f" {', '.join(sorted(unknown))}."
+            )
+        return [
+            dataclasses.replace(
+                tool, needs_approval=_approval(definition.needs_approval[tool.name])
+            )
+            if isinstance(tool, FunctionTool) and tool.name in definition.needs_approval
+            else tool
+            for tool in tools
+        ]
+
+
+def _approval(rule: ApprovalRule) -> Any:
+    """The SDK's ``needs_approval``: a bool, or its async (context, arguments, call id) form."""
+    if isinstance(rule, bool):
+        return rule
+
+    async def needs(_: RunContextWrapper[Any], arguments: Mapping[str, Any], __: str) -> bool:
+        return bool(rule(arguments))
+
+    return needs
 
 
 def _build_order(definitions: dict[str, AgentDefinition]) -> list[str]:

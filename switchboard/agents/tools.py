@@ -83,6 +83,13 @@ async def usage_summary(ctx: RunContextWrapper[AgentContext]) -> str:
     return json.dumps(payload)
 
 
+async def cancel_subscription(ctx: RunContextWrapper[AgentContext]) -> str:
+    context = ctx.context
+    return await context.backend.cancel_subscription(
+        tenant_id=context.tenant_id, user_id=context.user_id
+    )
+
+
 TOOL_SPECS: tuple[ToolSpec, ...] = (
     ToolSpec(
         name="current_time",
@@ -102,5 +109,12 @@ TOOL_SPECS: tuple[ToolSpec, ...] = (
         description="Token usage and run count of the user's organisation this month, as JSON.",
         bundles=("billing",),
         function=usage_summary,
+    ),
+    ToolSpec(
+        name="cancel_subscription",
+        description="Cancel the organisation's subscription at the end of the current period."
+        " Only owners, admins and billing managers may; the user approves the call first.",
+        bundles=("billing",),
+        function=cancel_subscription,
     ),
 )

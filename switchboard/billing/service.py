@@ -42,6 +42,9 @@ log = structlog.get_logger("switchboard.billing")
 # The plan of every tenant without a live subscription.
 FREE_PLAN = "free"
 
+# The roles that may start, change and cancel the tenant's subscription.
+BILLING_MANAGER_ROLES = ("owner", "admin", "billing")
+
 # Runs the tenant may still start this minute (None: unlimited), as the runs domain's
 # admission counts them; given to the service by the API, since billing imports no runs.
 RunsThisMinute = Callable[[uuid.UUID, PlanLimits], Awaitable[int | None]]

@@ -10,7 +10,7 @@ from switchboard.models.billing import (
     UsageRecord,
     UsageThreshold,
 )
-from switchboard.models.conversations import Conversation, Message, Run
+from switchboard.models.conversations import Conversation, Message, Run, RunApproval
 from switchboard.models.identity import (
     Invitation,
     Membership,
@@ -38,6 +38,7 @@ __all__ = [
     "Plan",
     "RefreshToken",
     "Run",
+    "RunApproval",
     "ServiceAccount",
     "ServiceAccountCredential",
     "SigningKey",

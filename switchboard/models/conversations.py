@@ -20,7 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from switchboard.models.base import Base, CreatedAt, UUIDPrimaryKey
 
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+RUN_STATUSES = ("queued", "running", "requires_action", "succeeded", "failed", "cancelled")
 
 
 class Conversation(UUIDPrimaryKey, CreatedAt, Base):
@@ -67,6 +67,10 @@ class Run(UUIDPrimaryKey, CreatedAt, Base):
     queued_at: Mapped[datetime | None]
     # Set by a later chat that stops this run: interrupt (keep what it said) or rollback.
     stop: Mapped[str | None] = mapped_column(String(16))
+    # A run waiting for tool approvals (requires_action): the Agents SDK's serialized run
+    # state with what the run said and numbered before the pause, and when it paused.
+    paused: Mapped[str | None] = mapped_column(Text)
+    paused_at: Mapped[datetime | None]
 
     # Never loaded (lazy="raise"): declared so that one flush inserts a new conversation, its
     # run and the run's message in foreign-key order.
@@ -74,7 +78,8 @@ class Run(UUIDPrimaryKey, CreatedAt, Base):
 
     __table_args__ = (
         CheckConstraint(
-            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
+            "status IN ('queued', 'running', 'requires_action', 'succeeded', 'failed',"
+            " 'cancelled')",
             name="status_known",
         ),
         CheckConstraint("stop IS NULL OR stop IN ('interrupt', 'rollback')", name="stop_known"),
@@ -83,9 +88,31 @@ class Run(UUIDPrimaryKey, CreatedAt, Base):
             "ix_run_conversation_unfinished",
             "conversation_id",
             "created_at",
-            postgresql_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text("status IN ('queued', 'running', 'requires_action')"),
+        ),
+        Index(
+            "ix_run_waiting_paused_at",
+            "paused_at",
+            postgresql_where=text("status = 'requires_action'"),
         ),
     )
+
+
+class RunApproval(UUIDPrimaryKey, CreatedAt, Base):
+    """A tool call a waiting run needs a person's decision on; decided once."""
+
+    __tablename__ = "run_approval"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"))
+    call_id: Mapped[str] = mapped_column(String(200))
+    tool: Mapped[str] = mapped_column(String(200))
+    arguments: Mapped[str] = mapped_column(Text)
+    agent: Mapped[str] = mapped_column(String(64))
+    approved: Mapped[bool | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("run_id", "call_id"),)
 
 
 class Message(UUIDPrimaryKey, CreatedAt, Base):

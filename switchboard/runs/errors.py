@@ -65,3 +65,19 @@ class ConversationBusyError(ConflictError):
     """A chat with ``multitask_strategy`` reject into a conversation with an unfinished run."""
 
     code = "runs.conversation_busy"
+
+
+class RunNotWaitingError(ConflictError):
+    """Approvals for a run that is not waiting for any (``requires_action``)."""
+
+    code = "run.not_waiting"
+
+
+class UnknownApprovalError(AppError):
+    status = 422
+    code = "run.unknown_approval"
+    title = "Unprocessable content"
+
+
+class ApprovalDecidedError(ConflictError):
+    code = "run.approval_decided"

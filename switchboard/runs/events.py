@@ -26,6 +26,7 @@ class EventType(enum.StrEnum):
     tool_called = "tool.called"
     tool_output = "tool.output"
     message_completed = "message.completed"
+    requires_action = "run.requires_action"
     completed = "run.completed"
     failed = "run.failed"
     cancelled = "run.cancelled"

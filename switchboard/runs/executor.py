@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import structlog
-from agents import ItemHelpers, RunConfig, Runner, TResponseInputItem
+from agents import ItemHelpers, RunConfig, RunContextWrapper, Runner, RunState, TResponseInputItem
 from agents.stream_events import StreamEvent
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,6 +34,7 @@ from switchboard.runs.emitter import REDIS_DOWN, RunEmitter
 from switchboard.runs.events import EventPublisher, EventType, cancel_key, lease_key
 from switchboard.runs.failures import TIMEOUT, failure_of
 from switchboard.runs.metrics import (
+    APPROVALS_REQUESTED,
     QUEUE_WAIT,
     RUNS_ACTIVE,
     RUNS_FAILED,
@@ -41,7 +42,7 @@ from switchboard.runs.metrics import (
     RUNS_STARTED,
     TIME_TO_FIRST_TOKEN,
 )
-from switchboard.runs.repository import ClaimedRun, Reply, RunRepository
+from switchboard.runs.repository import ClaimedRun, Decision, PendingApproval, Reply, RunRepository
 from switchboard.runs.schemas import Usage
 from switchboard.runs.settings import RunsSettings
 from switchboard.runs.turns import ConversationTurns, TurnEnd, start_next
@@ -54,6 +55,9 @@ DATABASE_RETRY_DELAYS = (0.5, 1.0, 2.0)
 # How long run.started may wait to share a publish with the agent's first event: far below a
 # hosted model's time to first token, so a client sees no difference.
 STARTED_WITHIN_SECONDS = 0.02
+
+# What the agent reads for a tool call a person rejected without giving a reason.
+REJECTED = "The user did not approve this tool call."
 
 T = TypeVar("T")
 
@@ -78,6 +82,49 @@ class _Progress:
     tool_names: dict[str, str] = field(default_factory=dict)
     first_token_at: float | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # set by a cancel notice
+    paused: RunState[Any, Any] | None = None
+    """The SDK's state when the agent stopped for tool approvals."""
+
+
+@dataclass(frozen=True)
+class Paused:
+    """A waiting run as stored in ``run.paused``: the SDK's serialized state with what the run
+    had said, used and numbered before the pause, and the decisions taken on it."""
+
+    state: str
+    agent: str
+    last: int
+    replies: list[Reply]
+    usage: Usage
+    tool_names: dict[str, str]
+    decisions: dict[str, Decision] = field(default_factory=dict)
+
+    def dump(self) -> str:
+        return json.dumps(
+            {
+                "state": self.state,
+                "agent": self.agent,
+                "last": self.last,
+                "replies": [
+                    [str(reply.message_id), reply.content, reply.agent] for reply in self.replies
+                ],
+                "usage": self.usage.model_dump(),
+                "tool_names": self.tool_names,
+            }
+        )
+
+    @classmethod
+    def load(cls, raw: str, decisions: dict[str, Decision]) -> Paused:
+        data = json.loads(raw)
+        return cls(
+            state=data["state"],
+            agent=data["agent"],
+            last=int(data["last"]),
+            replies=[Reply(uuid.UUID(i), content, agent) for i, content, agent in data["replies"]],
+            usage=Usage.model_validate(data["usage"]),
+            tool_names=dict(data["tool_names"]),
+            decisions=decisions,
+        )
 
 
 @dataclass
@@ -115,20 +162,75 @@ class RunExecutor:
                 status = await self._execute(run, progress, cancelled=cancelled)
             finally:
                 RUNS_ACTIVE.dec()
+        return await self._after(run_id, status)
+
+    async def resume(self, run_id: str) -> str:
+        """Continues a run that waited for tool approvals, from its stored state, once every
+        approval is decided; ends it cancelled if a cancel or a later chat stopped it. Any
+        worker may: nothing of the run stayed on the worker that paused it."""
+        wake = asyncio.Event()
+        with self.notices.watch(run_id, wake):
+            cancelled = await self._hold(run_id)
+            claimed = await self._claim_paused(run_id, force=cancelled)
+            if claimed is None:
+                return "skipped"
+            run, raw, decisions = claimed
+            paused = Paused.load(raw, decisions)
+            events = RunEmitter(self.publisher, run_id, last=paused.last)
+            progress = _Progress(
+                agent=paused.agent,
+                events=events,
+                replies=list(paused.replies),
+                reported=paused.usage,
+                tool_names=dict(paused.tool_names),
+                wake=wake,
+            )
+            RUNS_ACTIVE.inc()
+            try:
+                status = await self._execute(run, progress, cancelled=cancelled, resume=paused)
+            finally:
+                RUNS_ACTIVE.dec()
+        return await self._after(run_id, status)
+
+    async def _after(self, run_id: str, status: str) -> str:
+        if status == "requires_action":
+            # A cancel that came while the pause was being written found the run running
+            # and sent no job to end it: end it now.
+            if await self._cancel_requested(run_id):
+                return await self.resume(run_id)
+            return status
         RUNS_FINISHED.labels(status).inc()
         return status
 
-    async def _execute(self, run: ClaimedRun, progress: _Progress, *, cancelled: bool) -> str:
+    async def _claim_paused(
+        self, run_id: str, *, force: bool
+    ) -> tuple[ClaimedRun, str, dict[str, Decision]] | None:
+        async with self.sessionmaker() as session:
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            return await RunRepository(session).claim_paused(uuid.UUID(run_id), force=force)
+
+    async def _execute(
+        self,
+        run: ClaimedRun,
+        progress: _Progress,
+        *,
+        cancelled: bool,
+        resume: Paused | None = None,
+    ) -> str:
         if cancelled or run.stop is not None:  # stopped by a cancel or a later chat meanwhile
             await self._finish_cancelled(run, progress)
             return "cancelled"
-        # Goes out with the agent's first event (one publish, not two) or on its own if the
-        # model takes longer; every later event queues behind it.
-        progress.events.emit_with_next(
-            EventType.started, within=STARTED_WITHIN_SECONDS, agent=run.entry_agent
-        )
+        if resume is None:
+            # Goes out with the agent's first event (one publish, not two) or on its own if the
+            # model takes longer; every later event queues behind it.
+            progress.events.emit_with_next(
+                EventType.started, within=STARTED_WITHIN_SECONDS, agent=run.entry_agent
+            )
         try:
-            await self._stream(run, progress)
+            await self._stream(run, progress, resume)
+            if progress.paused is not None:
+                await self._finish_paused(run, progress, progress.paused)
+                return "requires_action"
         except RunCancelled:
             await self._finish_cancelled(run, progress)
             return "cancelled"
@@ -158,23 +260,23 @@ class RunExecutor:
                 uuid.UUID(run_id), now=datetime.now(UTC), history=self.settings.history_messages
             )
 
-    async def _stream(self, run: ClaimedRun, progress: _Progress) -> None:
+    async def _stream(self, run: ClaimedRun, progress: _Progress, resume: Paused | None) -> None:
         context = AgentContext(
             tenant_id=str(run.tenant_id),
             user_id=str(run.user_id),
             conversation_id=str(run.conversation_id),
             backend=self.backend,
         )
-        history: list[TResponseInputItem] = [
-            {"role": "user" if role == "user" else "assistant", "content": content}
-            for role, content in run.history
-        ]
-        result = Runner.run_streamed(
-            self.registry.agent(run.entry_agent),
-            history,
-            context=context,
-            run_config=self.run_config(),
-        )
+        agent = self.registry.agent(run.entry_agent)
+        start: list[TResponseInputItem] | RunState[Any, Any]
+        if resume is None:
+            start = [
+                {"role": "user" if role == "user" else "assistant", "content": content}
+                for role, content in run.history
+            ]
+        else:
+            start = await _decided_state(agent, resume, context)
+        result = Runner.run_streamed(agent, start, context=context, run_config=self.run_config())
         stop, wake = asyncio.Event(), progress.wake
         deadline = time.monotonic() + self.settings.max_seconds
         guard = asyncio.create_task(self._guard(str(run.id), result.cancel, stop, wake, deadline))
@@ -196,6 +298,8 @@ class RunExecutor:
         if stopped is not None:
             raise stopped
         progress.agent = result.last_agent.name
+        if result.interruptions:
+            progress.paused = result.to_state()
 
     async def _guard(
         self,
@@ -333,6 +437,61 @@ class RunExecutor:
         # After the run is done with: it logs its own failures and never fails the run.
         await record_thresholds(self.sessionmaker, run.tenant_id, datetime.now(UTC))
 
+    async def _finish_paused(
+        self, run: ClaimedRun, progress: _Progress, state: RunState[Any, Any]
+    ) -> None:
+        """The agent called tools that need a person's approval: the SDK's state goes to
+        Postgres with the calls it waits on, then ``run.requires_action`` goes out, and the
+        worker lets go of the run (its lease, its slot, its thread). The conversation's turn
+        stays with it."""
+        pending = [
+            PendingApproval(
+                id=uuid.uuid4(),
+                call_id=str(item.call_id),
+                tool=str(item.tool_name or "tool"),
+                arguments=str(item.arguments or ""),
+                agent=item.agent.name,
+            )
+            for item in state.get_interruptions()
+        ]
+        await progress.events.flush(within=self.settings.publish_retry_seconds)
+        paused = Paused(
+            state=state.to_string(context_serializer=_context_ids),
+            agent=progress.agent,
+            # The number run.requires_action will have: the resumed run's events follow it.
+            last=progress.events.last + progress.events.pending + 1,
+            replies=progress.replies,
+            usage=progress.reported,
+            tool_names=progress.tool_names,
+        )
+
+        async def write(session: AsyncSession) -> bool:
+            return await RunRepository(session).pause(
+                run.id, paused=paused.dump(), approvals=pending, now=datetime.now(UTC)
+            )
+
+        held = await self._with_database(run, write)
+        await self._release(run)
+        if not held:  # deleted with its conversation meanwhile
+            return
+        APPROVALS_REQUESTED.inc(len(pending))
+        await progress.events.emit(
+            EventType.requires_action,
+            approvals=[
+                {
+                    "id": str(approval.id),
+                    "tool": approval.tool,
+                    "arguments": _arguments(approval.arguments),
+                    "agent": approval.agent,
+                }
+                for approval in pending
+            ],
+        )
+        await progress.events.flush(within=self.settings.publish_retry_seconds)
+        with contextlib.suppress(*REDIS_DOWN):
+            await self.redis.delete(lease_key(str(run.id)))
+        log.info("runs.requires_action", run_id=str(run.id), approvals=len(pending))
+
     async def _finish_failed(
         self, run: ClaimedRun, progress: _Progress, code: str, message: str
     ) -> None:
@@ -412,6 +571,34 @@ class RunExecutor:
         with contextlib.suppress(*REDIS_DOWN):
             await self.redis.delete(lease_key(str(run.id)))
         await start_next(self.jobs, turn)
+
+
+def _context_ids(context: Any) -> dict[str, str]:
+    """What of the run context is stored with a paused run: who asks, never the backend,
+    which the resuming worker supplies."""
+    return {
+        "tenant_id": context.tenant_id,
+        "user_id": context.user_id,
+        "conversation_id": context.conversation_id,
+    }
+
+
+async def _decided_state(agent: Any, paused: Paused, context: AgentContext) -> RunState[Any, Any]:
+    """The stored state with each call approved or rejected as decided; a rejected call
+    returns the refusal (the reason, if given) to the agent."""
+    state = await RunState.from_string(
+        agent, paused.state, context_override=RunContextWrapper(context)
+    )
+    for item in state.get_interruptions():
+        decision = paused.decisions.get(str(item.call_id))
+        if decision is None:
+            continue  # undecided: the SDK asks again, and the run pauses again
+        if decision.approved:
+            state.approve(item)
+        else:
+            refusal = f"{REJECTED} Reason: {decision.reason}" if decision.reason else REJECTED
+            state.reject(item, rejection_message=refusal)
+    return state
 
 
 async def _end_turn(session: AsyncSession, run: ClaimedRun) -> TurnEnd:

@@ -7,3 +7,4 @@ from __future__ import annotations
 
 EXECUTE = "runs.execute"
 SWEEP = "runs.sweep"
+RESUME = "runs.resume"

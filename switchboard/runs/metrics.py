@@ -19,6 +19,19 @@ BUSY_CHATS = Counter(
     "Chats into a conversation that had a queued or running run, by multitask_strategy.",
     ["strategy"],
 )
+APPROVALS_REQUESTED = Counter(
+    "runs_approvals_requested_total", "Tool calls a run stopped on for a person's approval."
+)
+RUNS_WAITING = Gauge(
+    "runs_waiting_for_approval",
+    "Runs waiting for tool approvals (requires_action), as the latest sweep counted them.",
+    multiprocess_mode="mostrecent",
+)
+APPROVAL_LATENCY = Histogram(
+    "runs_approval_latency_seconds",
+    "From a run's pause for approvals to the decision on its last pending call.",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 86400),
+)
 QUEUE_WAIT = Histogram(
     "runs_queue_wait_seconds",
     "From the run's creation to a worker claiming it.",

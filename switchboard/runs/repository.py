@@ -42,16 +42,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.billing.repository import usage_of_finished_runs, usage_parameters
 from switchboard.conversations.repository import next_position_query
-from switchboard.models import Conversation, Message, Run
+from switchboard.models import Conversation, Message, Run, RunApproval
 from switchboard.runs.schemas import Usage
 
 
-def _table(model: type[Conversation | Run | Message]) -> Table:
+def _table(model: type[Conversation | Run | Message | RunApproval]) -> Table:
     # Statements on the tables rather than the mapped classes skip the ORM's bulk layer.
     return model.metadata.tables[model.__tablename__]
 
 
 _conversation, _run, _message = _table(Conversation), _table(Run), _table(Message)
+_approval = _table(RunApproval)
 
 
 @dataclass(frozen=True)
@@ -300,6 +301,55 @@ _FAIL_IN_STATUS = (
 )
 
 
+@dataclass(frozen=True)
+class PendingApproval:
+    id: uuid.UUID
+    call_id: str
+    tool: str
+    arguments: str
+    agent: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    approved: bool
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ApprovalRow:
+    id: uuid.UUID
+    decided: bool
+
+
+_undecided = (
+    select(_approval.c.id)
+    .where(_approval.c.run_id == _run.c.id, _approval.c.approved.is_(None))
+    .exists()
+)
+# Takes a waiting run back to running: once every approval it waits on is decided, or to end
+# it (a cancel, p_force, or a later chat's stop) whatever is still undecided.
+_CLAIM_PAUSED = (
+    update(_run)
+    .where(
+        _run.c.id == bindparam("p_run_id"),
+        _run.c.status == "requires_action",
+        or_(bindparam("p_force", type_=Boolean), _run.c.stop.is_not(None), ~_undecided),
+    )
+    .values(status="running", attempt=_run.c.attempt + 1)
+    .returning(
+        _run.c.id,
+        _run.c.tenant_id,
+        _run.c.user_id,
+        _run.c.conversation_id,
+        _run.c.entry_agent,
+        _run.c.created_at,
+        _run.c.stop,
+        _run.c.paused,
+    )
+)
+
+
 class RunRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -502,6 +552,114 @@ class RunRepository:
             },
         )
         return failed is not None
+
+    async def pause(
+        self, run_id: uuid.UUID, *, paused: str, approvals: list[PendingApproval], now: datetime
+    ) -> bool:
+        """Moves a running run to requires_action with its serialized state and the tool calls
+        it waits on; False (nothing written) if it is no longer running or gone."""
+        held = await self.session.scalar(
+            update(_run)
+            .where(_run.c.id == run_id, _run.c.status == "running")
+            .values(status="requires_action", paused=paused, paused_at=now)
+            .returning(_run.c.id)
+        )
+        if held is None:
+            return False
+        await self.session.execute(
+            insert(_approval),
+            [
+                {
+                    "id": approval.id,
+                    "run_id": run_id,
+                    "call_id": approval.call_id,
+                    "tool": approval.tool,
+                    "arguments": approval.arguments,
+                    "agent": approval.agent,
+                }
+                for approval in approvals
+            ],
+        )
+        return True
+
+    async def claim_paused(
+        self, run_id: uuid.UUID, *, force: bool
+    ) -> tuple[ClaimedRun, str, dict[str, Decision]] | None:
+        """Takes a waiting run back to running when every approval is decided (or ``force``,
+        or a later chat stopped it): the run, its serialized state and the decisions by call
+        id; None if it is not waiting, or still waits on a decision."""
+        row = (
+            await self.session.execute(_CLAIM_PAUSED, {"p_run_id": run_id, "p_force": force})
+        ).first()
+        if row is None or row.paused is None:
+            return None
+        decisions = await self.session.execute(
+            select(_approval.c.call_id, _approval.c.approved, _approval.c.reason).where(
+                _approval.c.run_id == run_id, _approval.c.approved.is_not(None)
+            )
+        )
+        claimed = ClaimedRun(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            user_id=row.user_id,
+            conversation_id=row.conversation_id,
+            entry_agent=row.entry_agent,
+            created_at=row.created_at,
+            history=[],
+            stop=row.stop,
+        )
+        return (
+            claimed,
+            row.paused,
+            {d.call_id: Decision(bool(d.approved), d.reason) for d in decisions},
+        )
+
+    async def lock_owned(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, run_id: uuid.UUID
+    ) -> tuple[str, datetime | None] | None:
+        """Locks the caller's own run until the transaction ends: its status and when it
+        paused; None if it is not the caller's. Decisions on one run take turns under it."""
+        row = (
+            await self.session.execute(
+                select(_run.c.status, _run.c.paused_at)
+                .where(
+                    _run.c.id == run_id, _run.c.tenant_id == tenant_id, _run.c.user_id == user_id
+                )
+                .with_for_update()
+            )
+        ).first()
+        return None if row is None else (row.status, row.paused_at)
+
+    async def approvals(self, run_id: uuid.UUID) -> dict[uuid.UUID, ApprovalRow]:
+        rows = await self.session.execute(
+            select(_approval.c.id, _approval.c.approved.is_not(None).label("decided")).where(
+                _approval.c.run_id == run_id
+            )
+        )
+        return {row.id: ApprovalRow(row.id, row.decided) for row in rows}
+
+    async def decide(
+        self, approval_id: uuid.UUID, *, approved: bool, reason: str | None, now: datetime
+    ) -> None:
+        await self.session.execute(
+            update(_approval)
+            .where(_approval.c.id == approval_id, _approval.c.approved.is_(None))
+            .values(approved=approved, reason=reason, decided_at=now)
+        )
+
+    async def waiting_paused_before(self, moment: datetime, *, limit: int) -> list[uuid.UUID]:
+        """Runs waiting for approvals since before ``moment``, oldest first."""
+        query = (
+            select(_run.c.id)
+            .where(_run.c.status == "requires_action", _run.c.paused_at < moment)
+            .order_by(_run.c.paused_at)
+            .limit(limit)
+        )
+        return list(await self.session.scalars(query))
+
+    async def count_waiting(self) -> int:
+        query = select(func.count()).select_from(_run).where(_run.c.status == "requires_action")
+        return int(await self.session.scalar(query) or 0)
 
     async def finish_failed(
         self, run_id: uuid.UUID, *, code: str, message: str, now: datetime

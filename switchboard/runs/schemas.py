@@ -32,6 +32,18 @@ class ChatRequest(InputModel):
         return value
 
 
+class ApprovalDecision(InputModel):
+    id: uuid.UUID = Field(description="The approval's id, from run.requires_action.")
+    approve: bool
+    reason: str | None = Field(
+        None, max_length=2000, description="Told to the agent when the call is rejected."
+    )
+
+
+class ApprovalDecisions(InputModel):
+    decisions: list[ApprovalDecision] = Field(min_length=1, max_length=100)
+
+
 class ChatAccepted(BaseModel):
     run_id: uuid.UUID
     conversation_id: uuid.UUID

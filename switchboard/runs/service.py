@@ -22,16 +22,19 @@ from switchboard.models import Run
 from switchboard.runs.admission import Admission, Admitted
 from switchboard.runs.cancel import raise_cancel_flags
 from switchboard.runs.errors import (
+    ApprovalDecidedError,
     ConversationBusyError,
     MessageTooLargeError,
     RunFinishedError,
     RunNotFoundError,
+    RunNotWaitingError,
+    UnknownApprovalError,
 )
 from switchboard.runs.events import EventPublisher, EventType, RunEvent
-from switchboard.runs.jobs import EXECUTE
-from switchboard.runs.metrics import BUSY_CHATS
+from switchboard.runs.jobs import EXECUTE, RESUME
+from switchboard.runs.metrics import APPROVAL_LATENCY, BUSY_CHATS
 from switchboard.runs.repository import NewRun, RunRepository
-from switchboard.runs.schemas import ChatRequest, RunError, RunRead, Usage
+from switchboard.runs.schemas import ApprovalDecisions, ChatRequest, RunError, RunRead, Usage
 from switchboard.runs.settings import RunsSettings
 from switchboard.runs.stream_slots import StreamSlot, StreamSlots
 from switchboard.runs.turns import ConversationTurns, MultitaskStrategy, UnfinishedRun
@@ -126,6 +129,9 @@ class RunService:
         if strategy is not MultitaskStrategy.enqueue:
             stopped = [other.id for other in unfinished]
             await ConversationTurns(self.runs.session).stop(stopped, strategy)
+            for other in unfinished:
+                if other.paused:  # no worker holds it: a job ends it, stopped
+                    jobs.enqueue(RESUME, str(other.id))
             redis = self.redis
 
             async def stop_them() -> None:
@@ -260,13 +266,56 @@ class RunService:
             return None
         return await slots.take(user_id, limit, plan.plan_code)
 
-    async def cancel(self, principal: Principal, run_id: uuid.UUID, redis: Redis) -> None:
-        """Raises the run's cancel flag; whichever worker runs it stops within a moment."""
+    async def cancel(
+        self, principal: Principal, run_id: uuid.UUID, redis: Redis, jobs: JobBuffer
+    ) -> None:
+        """Raises the run's cancel flag; whichever worker runs it stops within a moment. A run
+        waiting for approvals has no worker: a job ends it (any runs worker takes it)."""
         run = await self._run(principal, run_id)
         if run.status in FINISHED:
             raise RunFinishedError(f"The run has already {run.status}.")
         await raise_cancel_flags(redis, [run.id], self.settings.buffer_ttl_seconds)
+        if run.status == "requires_action":
+            jobs.enqueue(RESUME, str(run.id))
         log.info("runs.cancel_requested", run_id=str(run.id))
+
+    async def decide(
+        self, principal: Principal, run_id: uuid.UUID, body: ApprovalDecisions, jobs: JobBuffer
+    ) -> None:
+        """Records decisions on the run's pending tool calls, under the run's row lock, so
+        decisions racing from several API processes take turns: the one that decides the last
+        pending call, and only it, buffers the job that resumes the run. 404 for a run not
+        the caller's, 409 ``run.not_waiting`` for a run not waiting for approvals, 422
+        ``run.unknown_approval`` for an id that is not one of its approvals (or given twice),
+        409 ``run.approval_decided`` for one already decided; nothing is recorded then."""
+        held = await self.runs.lock_owned(principal.tenant_id, principal.subject, run_id)
+        if held is None:
+            raise RunNotFoundError("There is no such run.")
+        status, paused_at = held
+        approvals = await self.runs.approvals(run_id)
+        ids = [decision.id for decision in body.decisions]
+        decided = [str(i) for i in ids if i in approvals and approvals[i].decided]
+        if decided:
+            raise ApprovalDecidedError(f"Already decided: {', '.join(decided)}.")
+        if status != "requires_action":
+            raise RunNotWaitingError(f"The run is {status}, not waiting for approvals.")
+        unknown = [str(i) for i in ids if i not in approvals]
+        if unknown or len(set(ids)) != len(ids):
+            raise UnknownApprovalError(
+                "Each decision must name a different approval of this run; unknown:"
+                f" {', '.join(unknown) or 'none'}."
+            )
+        now = datetime.now(UTC)
+        for decision in body.decisions:
+            await self.runs.decide(
+                decision.id, approved=decision.approve, reason=decision.reason, now=now
+            )
+        pending = sum(1 for row in approvals.values() if not row.decided) - len(ids)
+        log.info("runs.approvals_decided", run_id=str(run_id), decided=len(ids), pending=pending)
+        if pending == 0:
+            jobs.enqueue(RESUME, str(run_id))
+            if paused_at is not None:
+                APPROVAL_LATENCY.observe(max(0.0, (now - paused_at).total_seconds()))
 
 
 async def terminal_event(

@@ -59,6 +59,13 @@ class RunsSettings(BaseModel):
     queue_timeout_seconds: int = Field(
         900, ge=60, description="A run still queued after this long is failed (job lost)."
     )
+    approval_timeout_seconds: int = Field(
+        3600,
+        ge=60,
+        description="A run waiting this long for tool approvals fails with approval_expired;"
+        " keep it at most RUNS_BUFFER_TTL_SECONDS so the events before the pause stay"
+        " replayable.",
+    )
     publish_retry_seconds: float = Field(
         30, ge=0, description="How long a finished run's worker retries events Redis refused."
     )

@@ -3,9 +3,10 @@
 A worker holds a lease on each run it executes (a Redis key it renews every third of
 ``RUNS_LEASE_SECONDS``). The sweep, run by beat, fails a running run whose lease has been
 missing on two sightings at least a lease apart (so a Redis restart, which drops every lease
-until the workers renew them, fails nothing), and a queued run older than
+until the workers renew them, fails nothing), a queued run older than
 ``RUNS_QUEUE_TIMEOUT_SECONDS`` (its job was lost, for example with a Redis that keeps nothing
-on disk). Each gets its ``run.failed`` event, so open streams end instead of waiting.
+on disk), and a run waiting for tool approvals longer than ``RUNS_APPROVAL_TIMEOUT_SECONDS``
+(``approval_expired``). Each gets its ``run.failed`` event, so open streams end instead of waiting.
 
 Then it reconciles the tenants' concurrency slots with Postgres: a slot whose run is no longer
 queued or running (its finish never gave it back: a worker killed after its commit, Redis
@@ -28,7 +29,13 @@ from switchboard.kit.jobs import JobSender
 from switchboard.runs.admission import RunSlots
 from switchboard.runs.emitter import RunEmitter
 from switchboard.runs.events import EventPublisher, EventType, lease_key, suspect_key
-from switchboard.runs.metrics import RUNS_ADMITTED, RUNS_FAILED, RUNS_FINISHED, SLOTS_RECLAIMED
+from switchboard.runs.metrics import (
+    RUNS_ADMITTED,
+    RUNS_FAILED,
+    RUNS_FINISHED,
+    RUNS_WAITING,
+    SLOTS_RECLAIMED,
+)
 from switchboard.runs.repository import RunRepository
 from switchboard.runs.settings import RunsSettings
 from switchboard.runs.turns import ConversationTurns, start_next
@@ -37,6 +44,10 @@ log = structlog.get_logger("switchboard.runs")
 
 WORKER_LOST = ("worker_lost", "The worker running this run was lost.")
 QUEUE_TIMEOUT = ("queue_timeout", "No worker started this run in time.")
+APPROVAL_EXPIRED = (
+    "approval_expired",
+    "The run waited too long for its tool calls to be approved and was stopped.",
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,7 @@ class SweepReport:
     lost: int
     expired: int
     reclaimed: int = 0
+    approvals_expired: int = 0
 
 
 async def fail_run(
@@ -112,6 +124,9 @@ async def sweep_runs(
         stale = await runs.queued_created_before(
             now - timedelta(seconds=settings.queue_timeout_seconds), limit=batch
         )
+        unanswered = await runs.waiting_paused_before(
+            now - timedelta(seconds=settings.approval_timeout_seconds), limit=batch
+        )
     suspected, lost = await _without_lease(redis, running, settings.lease_seconds)
     ended = 0
     for run_id in lost:
@@ -121,17 +136,36 @@ async def sweep_runs(
         expired += await fail_run(
             sessionmaker, publisher, run_id, status="queued", error=QUEUE_TIMEOUT, jobs=jobs
         )
+    approvals_expired = 0
+    for run_id in unanswered:
+        approvals_expired += await fail_run(
+            sessionmaker,
+            publisher,
+            run_id,
+            status="requires_action",
+            error=APPROVAL_EXPIRED,
+            jobs=jobs,
+        )
+    async with sessionmaker() as session:
+        RUNS_WAITING.set(await RunRepository(session).count_waiting())
     reclaimed = 0
     if slots is not None:
         reclaimed = await reconcile_slots(sessionmaker, slots, settings)
-    report = SweepReport(suspected=len(suspected), lost=ended, expired=expired, reclaimed=reclaimed)
-    if suspected or ended or expired or reclaimed:
+    report = SweepReport(
+        suspected=len(suspected),
+        lost=ended,
+        expired=expired,
+        reclaimed=reclaimed,
+        approvals_expired=approvals_expired,
+    )
+    if suspected or ended or expired or reclaimed or approvals_expired:
         log.info(
             "runs.swept",
             suspected=len(suspected),
             lost=ended,
             expired=expired,
             reclaimed=reclaimed,
+            approvals_expired=approvals_expired,
         )
     return report
 

@@ -40,7 +40,8 @@ class MultitaskStrategy(enum.StrEnum):
     rollback = "rollback"
 
 
-UNFINISHED = ("queued", "running")
+# A run waiting for tool approvals is unfinished: the conversation's turn stays with it.
+UNFINISHED = ("queued", "running", "requires_action")
 
 _run: Table = Run.__table__  # type: ignore[assignment]
 _message: Table = Message.__table__  # type: ignore[assignment]
@@ -51,6 +52,8 @@ class UnfinishedRun:
     id: uuid.UUID
     waiting: bool
     """Waiting for its turn: its message is not in the conversation yet."""
+    paused: bool = False
+    """Waiting for tool approvals: no worker holds it."""
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,16 @@ class ConversationTurns:
     async def unfinished(self, conversation_id: uuid.UUID) -> list[UnfinishedRun]:
         """The conversation's queued and running runs (waiting ones included), oldest first."""
         query = (
-            select(_run.c.id, _run.c.pending_message.is_not(None).label("waiting"))
+            select(
+                _run.c.id,
+                _run.c.pending_message.is_not(None).label("waiting"),
+                (_run.c.status == "requires_action").label("paused"),
+            )
             .where(_run.c.conversation_id == conversation_id, _run.c.status.in_(UNFINISHED))
             .order_by(_run.c.created_at, _run.c.id)
         )
-        return [UnfinishedRun(row.id, row.waiting) for row in await self.session.execute(query)]
+        rows = await self.session.execute(query)
+        return [UnfinishedRun(row.id, row.waiting, row.paused) for row in rows]
 
     async def stop(self, run_ids: Sequence[uuid.UUID], how: MultitaskStrategy) -> None:
         """Marks these runs to be stopped by ``how`` (interrupt or rollback) when they end."""

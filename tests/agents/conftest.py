@@ -50,6 +50,9 @@ class InMemoryBackend:
         self.usage_requests.append(tenant_id)
         return USAGE
 
+    async def cancel_subscription(self, *, tenant_id: str, user_id: str) -> str:
+        return "Cancelled: the subscription ends at the end of the period."
+
 
 @dataclass
 class Outcome:

@@ -40,7 +40,11 @@ def test_triage_hands_off_to_billing_and_support(registry: AgentRegistry) -> Non
 
 def test_each_agent_gets_only_its_bundle(registry: AgentRegistry) -> None:
     assert tool_names(registry, "triage") == ["current_time"]
-    assert tool_names(registry, "billing") == ["current_time", "usage_summary"]
+    assert tool_names(registry, "billing") == [
+        "current_time",
+        "usage_summary",
+        "cancel_subscription",
+    ]
     assert tool_names(registry, "support") == ["current_time", "search_conversations"]
 
 
@@ -59,7 +63,7 @@ def test_describe_lists_every_agent_for_the_api(registry: AgentRegistry) -> None
         AgentInfo(
             name="billing",
             description=DEFINITIONS[1].description,
-            tools=["current_time", "usage_summary"],
+            tools=["current_time", "usage_summary", "cancel_subscription"],
             handoffs=[],
             model="gpt-4.1",
             provider="offline",

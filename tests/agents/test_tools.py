@@ -33,7 +33,7 @@ def test_bundles_follow_the_metadata() -> None:
     assert tools.bundles == {"triage", "support", "billing"}
     assert tools.names("triage") == ["current_time"]
     assert tools.names("support") == ["current_time", "search_conversations"]
-    assert tools.names("billing") == ["current_time", "usage_summary"]
+    assert tools.names("billing") == ["current_time", "usage_summary", "cancel_subscription"]
     assert [tool.name for tool in tools.bundle("billing")] == tools.names("billing")
 
 
