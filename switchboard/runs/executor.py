@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import structlog
-from agents import ItemHelpers, RunConfig, RunContextWrapper, Runner, RunState, TResponseInputItem
+from agents import ItemHelpers, RunConfig, Runner, RunState, TResponseInputItem
 from agents.stream_events import StreamEvent
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,6 +42,7 @@ from switchboard.runs.metrics import (
     RUNS_STARTED,
     TIME_TO_FIRST_TOKEN,
 )
+from switchboard.runs.paused import Paused, context_ids, decided_state
 from switchboard.runs.repository import ClaimedRun, Decision, PendingApproval, Reply, RunRepository
 from switchboard.runs.schemas import Usage
 from switchboard.runs.settings import RunsSettings
@@ -55,9 +56,6 @@ DATABASE_RETRY_DELAYS = (0.5, 1.0, 2.0)
 # How long run.started may wait to share a publish with the agent's first event: far below a
 # hosted model's time to first token, so a client sees no difference.
 STARTED_WITHIN_SECONDS = 0.02
-
-# What the agent reads for a tool call a person rejected without giving a reason.
-REJECTED = "The user did not approve this tool call."
 
 T = TypeVar("T")
 
@@ -84,47 +82,6 @@ class _Progress:
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # set by a cancel notice
     paused: RunState[Any, Any] | None = None
     """The SDK's state when the agent stopped for tool approvals."""
-
-
-@dataclass(frozen=True)
-class Paused:
-    """A waiting run as stored in ``run.paused``: the SDK's serialized state with what the run
-    had said, used and numbered before the pause, and the decisions taken on it."""
-
-    state: str
-    agent: str
-    last: int
-    replies: list[Reply]
-    usage: Usage
-    tool_names: dict[str, str]
-    decisions: dict[str, Decision] = field(default_factory=dict)
-
-    def dump(self) -> str:
-        return json.dumps(
-            {
-                "state": self.state,
-                "agent": self.agent,
-                "last": self.last,
-                "replies": [
-                    [str(reply.message_id), reply.content, reply.agent] for reply in self.replies
-                ],
-                "usage": self.usage.model_dump(),
-                "tool_names": self.tool_names,
-            }
-        )
-
-    @classmethod
-    def load(cls, raw: str, decisions: dict[str, Decision]) -> Paused:
-        data = json.loads(raw)
-        return cls(
-            state=data["state"],
-            agent=data["agent"],
-            last=int(data["last"]),
-            replies=[Reply(uuid.UUID(i), content, agent) for i, content, agent in data["replies"]],
-            usage=Usage.model_validate(data["usage"]),
-            tool_names=dict(data["tool_names"]),
-            decisions=decisions,
-        )
 
 
 @dataclass
@@ -275,7 +232,7 @@ class RunExecutor:
                 for role, content in run.history
             ]
         else:
-            start = await _decided_state(agent, resume, context)
+            start = await decided_state(agent, resume, context)
         result = Runner.run_streamed(agent, start, context=context, run_config=self.run_config())
         stop, wake = asyncio.Event(), progress.wake
         deadline = time.monotonic() + self.settings.max_seconds
@@ -456,7 +413,7 @@ class RunExecutor:
         ]
         await progress.events.flush(within=self.settings.publish_retry_seconds)
         paused = Paused(
-            state=state.to_string(context_serializer=_context_ids),
+            state=state.to_string(context_serializer=context_ids),
             agent=progress.agent,
             # The number run.requires_action will have: the resumed run's events follow it.
             last=progress.events.last + progress.events.pending + 1,
@@ -571,34 +528,6 @@ class RunExecutor:
         with contextlib.suppress(*REDIS_DOWN):
             await self.redis.delete(lease_key(str(run.id)))
         await start_next(self.jobs, turn)
-
-
-def _context_ids(context: Any) -> dict[str, str]:
-    """What of the run context is stored with a paused run: who asks, never the backend,
-    which the resuming worker supplies."""
-    return {
-        "tenant_id": context.tenant_id,
-        "user_id": context.user_id,
-        "conversation_id": context.conversation_id,
-    }
-
-
-async def _decided_state(agent: Any, paused: Paused, context: AgentContext) -> RunState[Any, Any]:
-    """The stored state with each call approved or rejected as decided; a rejected call
-    returns the refusal (the reason, if given) to the agent."""
-    state = await RunState.from_string(
-        agent, paused.state, context_override=RunContextWrapper(context)
-    )
-    for item in state.get_interruptions():
-        decision = paused.decisions.get(str(item.call_id))
-        if decision is None:
-            continue  # undecided: the SDK asks again, and the run pauses again
-        if decision.approved:
-            state.approve(item)
-        else:
-            refusal = f"{REJECTED} Reason: {decision.reason}" if decision.reason else REJECTED
-            state.reject(item, rejection_message=refusal)
-    return state
 
 
 async def _end_turn(session: AsyncSession, run: ClaimedRun) -> TurnEnd:
