@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from switchboard.kit.db import DATABASE_UNAVAILABLE
 from switchboard.runs import jobs
 from switchboard.runs.backend import DatabaseToolBackend
@@ -32,29 +34,23 @@ def executor() -> RunExecutor:
 # The executor stops a run at RUNS_MAX_SECONDS and fails it with its code, timeout. Celery's
 # limits come after that and its final write; they bind only a prefork pool (the thread pool
 # ignores them), and a run they stop is failed by the sweep once its lease lapses.
-@celery_app.task(
-    name=jobs.EXECUTE,
-    autoretry_for=DATABASE_UNAVAILABLE,
-    retry_backoff=1,
-    retry_backoff_max=30,
-    max_retries=10,
-    soft_time_limit=settings.runs.task_soft_time_limit,
-    time_limit=settings.runs.task_time_limit,
-)
+RUN_TASK: dict[str, Any] = {
+    "autoretry_for": DATABASE_UNAVAILABLE,
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "max_retries": 10,
+    "soft_time_limit": settings.runs.task_soft_time_limit,
+    "time_limit": settings.runs.task_time_limit,
+}
+
+
+@celery_app.task(name=jobs.EXECUTE, **RUN_TASK)
 def execute(run_id: str) -> str:
     """Runs the agent for ``run_id`` and publishes its events; the run's row holds the result."""
     return runtime.run(executor().execute(run_id))
 
 
-@celery_app.task(
-    name=jobs.RESUME,
-    autoretry_for=DATABASE_UNAVAILABLE,
-    retry_backoff=1,
-    retry_backoff_max=30,
-    max_retries=10,
-    soft_time_limit=settings.runs.task_soft_time_limit,
-    time_limit=settings.runs.task_time_limit,
-)
+@celery_app.task(name=jobs.RESUME, **RUN_TASK)
 def resume(run_id: str) -> str:
     """Continues ``run_id`` from the state it stored when it stopped for tool approvals (or
     ends it, if it was cancelled while it waited)."""

@@ -28,6 +28,7 @@ CONTRACT = {
     "retention.run",
     "retention.tenant.purge",
     "runs.execute",
+    "runs.resume",
     "runs.sweep",
     "system.check",
     "system.heartbeat",
