@@ -533,6 +533,7 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=600, help="seconds, per phase")
     args = parser.parse_args()
 
+    refuse_a_shared_index()
     metrics_port = free_port()
     database, work, env = workspace(
         "approval",
@@ -542,7 +543,6 @@ def main() -> None:
     )
     services: list[Service] = []
     failures = 0
-    refuse_a_shared_index()
     redis.Redis.from_url(REDIS_URL).flushdb()
     create_database(database)
     kept = False
