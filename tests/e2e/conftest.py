@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from httpx import AsyncClient
@@ -60,3 +61,18 @@ async def alice(api: AsyncClient) -> dict[str, str]:
 @pytest.fixture
 async def bob(api: AsyncClient) -> dict[str, str]:
     return await sign_up(api)
+
+
+@pytest.fixture
+async def user(apis: tuple[AsyncClient, AsyncClient]) -> dict[str, str]:
+    """A new tenant's owner, signed up through the first of a module's two API processes."""
+    return await sign_up(apis[0])
+
+
+async def chat(
+    api: AsyncClient, headers: dict[str, str], message: str, **fields: Any
+) -> dict[str, Any]:
+    """``POST /api/v1/chat``, which must be accepted; its answer."""
+    accepted = await api.post("/api/v1/chat", json={"message": message, **fields}, headers=headers)
+    assert accepted.status_code == 202, accepted.text
+    return dict(accepted.json())

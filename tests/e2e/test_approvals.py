@@ -20,7 +20,7 @@ from switchboard.models import Membership, Run, RunApproval, Subscription
 from switchboard.runs.events import EventPublisher, lease_key
 from switchboard.runs.sweep import sweep_runs
 from switchboard.settings import Settings
-from tests.e2e.conftest import sign_up
+from tests.e2e.conftest import chat, sign_up
 from tests.support.sse import Frame, collect, frames
 from tests.support.worker import WorkerProcess, api_process, runs_worker_process
 
@@ -45,19 +45,6 @@ def two_apis(
     logs = tmp_path_factory.mktemp("approval-apis")
     with api_process(logs / "a.log") as first, api_process(logs / "b.log") as second:
         yield first, second
-
-
-@pytest.fixture
-async def user(apis: tuple[AsyncClient, AsyncClient]) -> dict[str, str]:
-    return await sign_up(apis[0])
-
-
-async def chat(
-    api: AsyncClient, headers: dict[str, str], message: str, **fields: Any
-) -> dict[str, Any]:
-    accepted = await api.post("/api/v1/chat", json={"message": message, **fields}, headers=headers)
-    assert accepted.status_code == 202, accepted.text
-    return dict(accepted.json())
 
 
 async def until_waiting(api: AsyncClient, headers: dict[str, str], run_id: str) -> list[Frame]:

@@ -16,7 +16,7 @@ from switchboard.auth.keyring import KeySnapshot
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Run, UsageRecord
 from switchboard.runs.turns import MultitaskStrategy
-from tests.e2e.conftest import sign_up
+from tests.e2e.conftest import chat
 from tests.support.sse import Frame, collect, frames
 from tests.support.worker import WorkerProcess, api_process, runs_worker_process
 
@@ -48,23 +48,10 @@ def two_apis(
         yield first, second
 
 
-@pytest.fixture
-async def user(apis: tuple[AsyncClient, AsyncClient]) -> dict[str, str]:
-    return await sign_up(apis[0])
-
-
 async def stream_of(api: AsyncClient, headers: dict[str, str], run_id: str) -> list[Frame]:
     async with api.stream("GET", f"/api/v1/runs/{run_id}/stream", headers=headers) as response:
         assert response.status_code == 200
         return await collect(response)
-
-
-async def chat(
-    api: AsyncClient, headers: dict[str, str], message: str, **fields: Any
-) -> dict[str, Any]:
-    accepted = await api.post("/api/v1/chat", json={"message": message, **fields}, headers=headers)
-    assert accepted.status_code == 202, accepted.text
-    return dict(accepted.json())
 
 
 async def messages(api: AsyncClient, headers: dict[str, str], conversation: str) -> list[Any]:
