@@ -45,6 +45,9 @@ from switchboard.runs.repository import RunRepository
 from switchboard.runs.service import RunService
 from switchboard.runs.stream_slots import StreamSlots
 from switchboard.settings import Settings
+from switchboard.webhooks.repository import WebhookRepository
+from switchboard.webhooks.service import WebhookService
+from switchboard.webhooks.signing import SecretBox
 
 # --- process-wide objects, built in the lifespan ----------------------------------------
 
@@ -198,10 +201,16 @@ async def get_billing(
     )
 
 
+async def get_webhooks(uow: UoW, request: Request, settings: AppSettings) -> WebhookService:
+    box: SecretBox = request.app.state.webhook_secret_box
+    return WebhookService(WebhookRepository(uow.session), uow.jobs, settings.webhooks, box)
+
+
 Identity = Annotated[IdentityService, Depends(get_identity)]
 Runs = Annotated[RunService, Depends(get_runs)]
 Conversations = Annotated[ConversationService, Depends(get_conversations)]
 Billing = Annotated[BillingService, Depends(get_billing)]
+Webhooks = Annotated[WebhookService, Depends(get_webhooks)]
 
 
 async def get_public_limits(resources: AppResources) -> PublicLimits:

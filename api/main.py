@@ -21,7 +21,17 @@ from api.middleware import (
     SecurityHeadersMiddleware,
 )
 from api.openapi import describe_problems
-from api.routes import agents, auth, billing, conversations, health, identity, retention, runs
+from api.routes import (
+    agents,
+    auth,
+    billing,
+    conversations,
+    health,
+    identity,
+    retention,
+    runs,
+    webhooks,
+)
 from switchboard.agents.factory import create_agent_runtime
 from switchboard.auth.authority import TokenAuthority
 from switchboard.auth.keyring import KeyRing
@@ -38,6 +48,7 @@ from switchboard.runs.events import EventPublisher
 from switchboard.runs.hub import EventHub
 from switchboard.runs.stream_slots import StreamSlots
 from switchboard.settings import Settings, settings_or_exit
+from switchboard.webhooks.signing import SecretBox
 
 
 class SwitchboardApp(FastAPI):
@@ -91,6 +102,7 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
             )
             app.state.agents = create_agent_runtime(settings.openai, settings.offline).registry
             app.state.event_hub = EventHub(resources.redis)
+            app.state.webhook_secret_box = SecretBox.for_settings(settings.webhooks)
             app.state.event_publisher = EventPublisher.for_settings(resources.redis, settings.runs)
             app.state.admission = Admission(resources.redis, settings.runs)
             app.state.stream_slots = StreamSlots(resources.redis, settings.runs)
@@ -137,6 +149,7 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
     app.include_router(agents.router)
     app.include_router(billing.router)
     app.include_router(retention.router)
+    app.include_router(webhooks.router)
     app.add_api_route(
         "/metrics",
         metrics_endpoint(settings.api.metrics_token, open_without_token=settings.metrics_open),

@@ -41,6 +41,7 @@ from switchboard.runs.settings import (
     HARD_MARGIN_SECONDS,
     RunsSettings,
 )
+from switchboard.webhooks.settings import WebhookSettings
 
 PRODUCTION_MIN_BCRYPT_COST = 12
 
@@ -233,6 +234,7 @@ class Settings(BaseSettings):
     billing: BillingSettings = BillingSettings()
     retention: RetentionSettings = RetentionSettings()
     smtp: SmtpSettings = SmtpSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
     @property
     def docs_served(self) -> bool:
@@ -250,6 +252,15 @@ class Settings(BaseSettings):
     def _demo_idp_only_in_development(self) -> Settings:
         if self.auth.idp_mode is IdpMode.demo and self.environment is not Environment.development:
             raise ValueError("AUTH_IDP_MODE=demo is allowed only with ENVIRONMENT=development")
+        return self
+
+    @model_validator(mode="after")
+    def _private_webhook_targets_only_locally(self) -> Settings:
+        if self.webhooks.allow_private_targets and not self.environment.local:
+            raise ValueError(
+                "WEBHOOKS_ALLOW_PRIVATE_TARGETS=true is allowed only on a developer's machine"
+                " (ENVIRONMENT=development or test)"
+            )
         return self
 
     @model_validator(mode="after")

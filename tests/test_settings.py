@@ -23,6 +23,7 @@ PRODUCTION_SECRETS = {
     "AUTH_REFRESH_TOKEN_PEPPER": "another-real-secret",
     "IDENTITY_PASSWORD_PEPPERS": '{"1": "old-real-pepper", "2": "new-real-pepper"}',
     "IDENTITY_IP_HASH_SALT": "a-real-salt",
+    "WEBHOOKS_SECRET_ENCRYPTION_KEY": "HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4",
 }
 
 

@@ -12,6 +12,7 @@ from switchboard.ops import jobs as ops_jobs
 from switchboard.retention import jobs as retention_jobs
 from switchboard.runs import jobs as runs_jobs
 from switchboard.settings import Settings
+from switchboard.webhooks import jobs as webhooks_jobs
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -42,6 +43,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": billing_jobs.RESEND_SUBSCRIPTIONS,
             "schedule": settings.billing.subscription_resend_seconds,
             "options": {"expires": settings.billing.subscription_resend_seconds},
+        },
+        "webhooks-dispatch": {
+            "task": webhooks_jobs.DISPATCH,
+            "schedule": settings.webhooks.dispatch_seconds,
+            "options": {"expires": settings.webhooks.dispatch_seconds},
         },
         "auth-keys-rotate": {
             "task": auth_jobs.ROTATE_KEYS,

@@ -14,7 +14,7 @@ from workers.beat import beat_schedule
 from workers.runtime import WorkerRuntime
 from workers.sender import CeleryJobSender
 
-QUEUES = ("default", "runs", "maintenance")
+QUEUES = ("default", "runs", "maintenance", "webhooks")
 _EXCHANGE = Exchange("switchboard", type="direct")
 
 # Routing by task-name prefix keeps every producer (API, tasks, CLI) agreeing on queues.
@@ -27,6 +27,7 @@ TASK_ROUTES = {
     "mail.*": {"queue": "maintenance"},
     "retention.*": {"queue": "maintenance"},
     "system.*": {"queue": "maintenance"},
+    "webhooks.*": {"queue": "webhooks"},
 }
 
 TASK_MODULES = [
@@ -36,6 +37,7 @@ TASK_MODULES = [
     "tasks.billing",
     "tasks.retention",
     "tasks.mail",
+    "tasks.webhooks",
 ]
 
 

@@ -22,6 +22,7 @@ from contextlib import AsyncExitStack
 from typing import Any, Generic, TypeVar
 
 import uvloop
+from switchboard.webhooks.transport import WebhookTransport
 
 from switchboard.agents.factory import AgentRuntime, create_agent_runtime
 from switchboard.auth.keystore import KeyStore, create_key_store
@@ -35,6 +36,9 @@ from switchboard.runs.admission import RunSlots
 from switchboard.runs.cancel import CancelNotices
 from switchboard.runs.events import EventPublisher
 from switchboard.settings import Settings
+from switchboard.webhooks.delivery import sending_lease
+from switchboard.webhooks.inflight import EndpointSlots
+from switchboard.webhooks.signing import SecretBox
 
 T = TypeVar("T")
 
@@ -94,6 +98,19 @@ class WorkerRuntime:
     def mail_sealer(self) -> MailSealer:
         return self._current().mail_sealer.get()
 
+    @property
+    def webhook_transport(self) -> WebhookTransport:
+        """Keeps connections to receivers open between deliveries."""
+        return self._current().webhook_transport
+
+    @property
+    def webhook_secret_box(self) -> SecretBox:
+        return self._current().webhook_secret_box.get()
+
+    @property
+    def webhook_slots(self) -> EndpointSlots:
+        return self._current().webhook_slots
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on this process's loop and wait for its result."""
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -147,8 +164,18 @@ class _Process:
         self.publisher = EventPublisher.for_settings(resources.redis, settings.runs)
         self.cancel_notices = CancelNotices(resources.redis)
         self.run_slots = RunSlots(resources.redis)
+        webhooks = settings.webhooks
+        self.webhook_transport = WebhookTransport(
+            webhooks, allow_private=webhooks.allow_private_targets
+        )
+        self.webhook_slots = EndpointSlots(
+            resources.redis,
+            limit=webhooks.endpoint_concurrency,
+            lease_seconds=sending_lease(webhooks).total_seconds(),
+        )
         # Closed before the clients it listens on (the stack unwinds last in, first out).
         stack.push_async_callback(self.cancel_notices.stop)
+        stack.push_async_callback(self.webhook_transport.aclose)
         # Built at first use, as tasks need them: a worker that never runs a billing task
         # starts without Stripe settings, one that never runs an agent builds no agents.
         self.agents = _Once(lambda: create_agent_runtime(settings.openai, settings.offline))
@@ -156,6 +183,7 @@ class _Process:
         self.key_store = _Once(lambda: create_key_store(settings.auth))
         self.mailer = _Once(lambda: SmtpSender(settings.smtp))
         self.mail_sealer = _Once(lambda: MailSealer.for_settings(settings))
+        self.webhook_secret_box = _Once(lambda: SecretBox.for_settings(webhooks))
 
     @classmethod
     def start(cls, settings: Settings) -> _Process:

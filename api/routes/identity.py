@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
 
 from api.deps import CurrentPrincipal, Identity, Limits, RedisClient, Replays, RequireMember
 from api.errors import problem_responses
+from api.pages import link_page
 from switchboard.auth.errors import ForbiddenError, InvalidTokenError, NoSigningKeyError
 from switchboard.auth.principal import Principal
 from switchboard.identity.errors import (
@@ -55,11 +56,8 @@ from switchboard.identity.schemas import (
 )
 from switchboard.identity.service import Client, IdentityService
 from switchboard.identity.throttle import AccountLockedError, LoginRateLimitedError
-from switchboard.kit.pagination import Page
 from switchboard.kit.ratelimit import RateLimitedError, RateLimiter
 from switchboard.kit.text import SafeStr
-
-T = TypeVar("T")
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=problem_responses(503))
 tenant_router = APIRouter(
@@ -280,7 +278,7 @@ async def members(
     """The tenant's members, oldest first, `limit` (100, at most 500) at a time; when more
     follow, `Link: <...>; rel="next"` gives the next page's URL. Any member."""
     page = await identity.members(principal, limit=limit, cursor=cursor)
-    return _page(page, request, response)
+    return link_page(page, request, response)
 
 
 @tenant_router.patch(
@@ -337,7 +335,7 @@ async def invitations(
     """The tenant's pending invitations (neither accepted, revoked nor expired), oldest first,
     paged as the members are. Owner or admin."""
     page = await identity.invitations(principal, limit=limit, cursor=cursor)
-    return _page(page, request, response)
+    return link_page(page, request, response)
 
 
 @tenant_router.delete(
@@ -352,10 +350,3 @@ async def revoke_invitation(
     Owner or admin."""
     await identity.revoke_invitation(principal, invitation_id)
     return Response(status_code=204)
-
-
-def _page(page: Page[T], request: Request, response: Response) -> list[T]:
-    if page.next_cursor is not None:
-        following = request.url.include_query_params(cursor=page.next_cursor)
-        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
-    return page.items

@@ -18,6 +18,10 @@ from switchboard.billing.periods import period_of
 from switchboard.billing.repository import BillingRepository
 from switchboard.billing.service import FREE_PLAN
 from switchboard.kit.db import SessionMaker
+from switchboard.kit.jobs import JobSender
+from switchboard.webhooks.jobs import DeliveryRef, deliver_jobs
+from switchboard.webhooks.outbox import record_event
+from switchboard.webhooks.schemas import WebhookEventType
 
 log = structlog.get_logger("switchboard.billing")
 
@@ -35,33 +39,60 @@ class ThresholdReached:
 
 
 async def record_thresholds(
-    sessionmaker: SessionMaker, tenant_id: uuid.UUID, now: datetime
+    sessionmaker: SessionMaker,
+    tenant_id: uuid.UUID,
+    now: datetime,
+    jobs: JobSender | None = None,
 ) -> list[ThresholdReached]:
     """Records the thresholds the tenant's usage in the month of ``now`` has reached that were
-    not recorded yet, and announces each; returns them. A plan with unlimited tokens records
-    nothing. Never raises an ``Exception``: a failure is logged and records nothing (a later
-    run of the same tenant records what this one missed)."""
+    not recorded yet, each with its ``usage.threshold_reached`` webhook event, and announces
+    each; returns them. The events' deliveries go through ``jobs`` after the commit. A plan
+    with unlimited tokens records nothing. Never raises an ``Exception``: a failure is logged
+    and records nothing (a later run of the same tenant records what this one missed)."""
     period_start, _ = period_of(now)
+    deliveries: list[DeliveryRef] = []
     try:
         async with sessionmaker() as session, session.begin():
             crossed = await BillingRepository(session).record_crossed_thresholds(
                 tenant_id, period_start, percents=THRESHOLDS, default_plan=FREE_PLAN, now=now
             )
+            reached = [
+                ThresholdReached(tenant_id, period_start, c.percent, c.tokens, c.limit_tokens)
+                for c in crossed
+            ]
+            for threshold in reached:
+                deliveries += await record_event(
+                    session,
+                    tenant_id,
+                    WebhookEventType.usage_threshold_reached,
+                    threshold_data(threshold),
+                )
     except Exception:
         log.exception("billing.usage_threshold_failed", tenant_id=str(tenant_id))
         return []
-    reached = [
-        ThresholdReached(tenant_id, period_start, c.percent, c.tokens, c.limit_tokens)
-        for c in crossed
-    ]
     for threshold in reached:
         threshold_reached(threshold)
+    if deliveries and jobs is not None:
+        try:
+            await jobs.send(deliver_jobs(deliveries))
+        except Exception:
+            log.exception("billing.usage_threshold_webhooks_not_sent", tenant_id=str(tenant_id))
     return reached
+
+
+def threshold_data(threshold: ThresholdReached) -> dict[str, object]:
+    return {
+        "tenant_id": str(threshold.tenant_id),
+        "period": threshold.period_start.strftime("%Y-%m"),
+        "percent": threshold.percent,
+        "tokens": threshold.tokens,
+        "limit_tokens": threshold.limit_tokens,
+    }
 
 
 def threshold_reached(threshold: ThresholdReached) -> None:
     """Called once for each threshold recorded, after its commit: the one place that tells
-    the world. The outbound webhook ``usage.threshold_reached`` is published from here."""
+    the metrics and the log."""
     USAGE_THRESHOLDS.labels(percent=str(threshold.percent)).inc()
     log.info(
         "billing.usage_threshold_reached",

@@ -25,6 +25,12 @@ from switchboard.models.identity import (
 )
 from switchboard.models.ops import TaskFailure
 from switchboard.models.retention import TenantDataDeletion
+from switchboard.models.webhooks import (
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 __all__ = [
     "Base",
@@ -52,4 +58,8 @@ __all__ = [
     "User",
     "UserLoginEvent",
     "UserProfile",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
 ]

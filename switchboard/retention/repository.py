@@ -21,6 +21,8 @@ from switchboard.models import (
     Tenant,
     TenantDataDeletion,
     UserLoginEvent,
+    WebhookDelivery,
+    WebhookEvent,
 )
 from switchboard.retention.settings import RetentionSettings
 
@@ -63,6 +65,17 @@ def processed_stripe_events(now: datetime, settings: RetentionSettings) -> Selec
 def old_task_failures(now: datetime, settings: RetentionSettings) -> Select[Any]:
     cutoff = now - timedelta(days=settings.task_failure_days)
     return select(TaskFailure.id).where(TaskFailure.failed_at < cutoff)
+
+
+def old_webhook_events(now: datetime, settings: RetentionSettings) -> Select[Any]:
+    """Outbound webhook events past their window whose deliveries are all over; their
+    deliveries and delivery log go with them."""
+    cutoff = now - timedelta(days=settings.webhook_event_days)
+    unfinished: Select[Any] = select(literal_column("1")).where(
+        WebhookDelivery.event_id == WebhookEvent.id,
+        WebhookDelivery.status.in_(("pending", "queued", "sending")),
+    )
+    return select(WebhookEvent.id).where(WebhookEvent.created_at < cutoff, ~unfinished.exists())
 
 
 class RetentionRepository:

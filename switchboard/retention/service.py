@@ -28,6 +28,7 @@ from switchboard.models import (
     StripeEvent,
     TaskFailure,
     UserLoginEvent,
+    WebhookEvent,
 )
 from switchboard.retention.metrics import DELETED, LAST_RUN
 from switchboard.retention.repository import (
@@ -37,6 +38,7 @@ from switchboard.retention.repository import (
     idle_conversations,
     old_login_events,
     old_task_failures,
+    old_webhook_events,
     processed_stripe_events,
 )
 from switchboard.retention.settings import RetentionSettings
@@ -61,6 +63,7 @@ TARGETS = (
     Target("login_events", UserLoginEvent.id, old_login_events),
     Target("stripe_events", StripeEvent.id, processed_stripe_events),
     Target("task_failures", TaskFailure.id, old_task_failures),
+    Target("webhook_events", WebhookEvent.id, old_webhook_events),
 )
 
 

@@ -23,6 +23,12 @@ class RetentionSettings(BaseModel):
         1, ge=0, description="Expired password-reset tokens kept this long."
     )
     task_failure_days: int = Field(30, ge=1, description="Recorded task failures kept this long.")
+    webhook_event_days: int = Field(
+        30,
+        ge=1,
+        description="Outbound webhook events kept this long once delivered or given up, with"
+        " their delivery log.",
+    )
     batch_size: int = Field(1000, ge=1, le=50_000, description="Rows deleted per transaction.")
     max_batches: int = Field(
         200, ge=1, description="Batches per target per run; the next run goes on from there."

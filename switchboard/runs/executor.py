@@ -42,11 +42,13 @@ from switchboard.runs.metrics import (
     RUNS_STARTED,
     TIME_TO_FIRST_TOKEN,
 )
+from switchboard.runs.outbound import run_paused
 from switchboard.runs.paused import Paused, context_ids, decided_state
 from switchboard.runs.repository import ClaimedRun, Decision, PendingApproval, Reply, RunRepository
 from switchboard.runs.schemas import Usage
 from switchboard.runs.settings import RunsSettings
-from switchboard.runs.turns import ConversationTurns, TurnEnd, start_next
+from switchboard.runs.turns import ConversationTurns, TurnEnd, after_turn
+from switchboard.webhooks.jobs import DeliveryRef, deliver_jobs
 
 log = structlog.get_logger("switchboard.runs")
 
@@ -392,7 +394,7 @@ class RunExecutor:
         await self._end(run, progress, turn)
         log.info("runs.succeeded", run_id=str(run.id), **usage.model_dump())
         # After the run is done with: it logs its own failures and never fails the run.
-        await record_thresholds(self.sessionmaker, run.tenant_id, datetime.now(UTC))
+        await record_thresholds(self.sessionmaker, run.tenant_id, datetime.now(UTC), self.jobs)
 
     async def _finish_paused(
         self, run: ClaimedRun, progress: _Progress, state: RunState[Any, Any]
@@ -422,28 +424,33 @@ class RunExecutor:
             tool_names=progress.tool_names,
         )
 
-        async def write(session: AsyncSession) -> bool:
-            return await RunRepository(session).pause(
-                run.id, paused=paused.dump(), approvals=pending, now=datetime.now(UTC)
-            )
+        approvals = [
+            {
+                "id": str(approval.id),
+                "tool": approval.tool,
+                "arguments": _arguments(approval.arguments),
+                "agent": approval.agent,
+            }
+            for approval in pending
+        ]
 
-        held = await self._with_database(run, write)
+        async def write(session: AsyncSession) -> list[DeliveryRef] | None:
+            repository = RunRepository(session)
+            if not await repository.pause(
+                run.id, paused=paused.dump(), approvals=pending, now=datetime.now(UTC)
+            ):
+                return None
+            stored = await repository.get(run.id)
+            assert stored is not None
+            return await run_paused(session, stored, approvals)
+
+        deliveries = await self._with_database(run, write)
         await self._release(run)
-        if not held:  # deleted with its conversation meanwhile
+        if deliveries is None:  # deleted with its conversation meanwhile
             return
         APPROVALS_REQUESTED.inc(len(pending))
-        await progress.events.emit(
-            EventType.requires_action,
-            approvals=[
-                {
-                    "id": str(approval.id),
-                    "tool": approval.tool,
-                    "arguments": _arguments(approval.arguments),
-                    "agent": approval.agent,
-                }
-                for approval in pending
-            ],
-        )
+        await self._send_deliveries(deliveries)
+        await progress.events.emit(EventType.requires_action, approvals=approvals)
         await progress.events.flush(within=self.settings.publish_retry_seconds)
         with contextlib.suppress(*REDIS_DOWN):
             await self.redis.delete(lease_key(str(run.id)))
@@ -510,6 +517,15 @@ class RunExecutor:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
+    async def _send_deliveries(self, deliveries: list[DeliveryRef]) -> None:
+        """After their commit; should the broker refuse, the webhooks dispatcher sends them."""
+        if not deliveries or self.jobs is None:
+            return
+        try:
+            await self.jobs.send(deliver_jobs(deliveries))
+        except Exception:
+            log.exception("runs.webhooks_not_sent", deliveries=len(deliveries))
+
     async def _release(self, run: ClaimedRun, tokens: int = 0) -> None:
         """The run is over in Postgres (or gone): its slot goes back before its terminal event
         goes out, so a client that reads the event and chats again finds the slot free.
@@ -527,7 +543,7 @@ class RunExecutor:
         await progress.events.flush(within=self.settings.publish_retry_seconds)
         with contextlib.suppress(*REDIS_DOWN):
             await self.redis.delete(lease_key(str(run.id)))
-        await start_next(self.jobs, turn)
+        await after_turn(self.jobs, turn)
 
 
 async def _end_turn(session: AsyncSession, run: ClaimedRun) -> TurnEnd:

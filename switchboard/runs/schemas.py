@@ -1,12 +1,21 @@
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import datetime
 
 from pydantic import BaseModel, Field, field_validator
 
 from switchboard.kit.text import InputModel
-from switchboard.runs.turns import MultitaskStrategy
+
+
+class MultitaskStrategy(enum.StrEnum):
+    """What a chat does to a conversation that already has an unfinished run."""
+
+    reject = "reject"
+    enqueue = "enqueue"
+    interrupt = "interrupt"
+    rollback = "rollback"
 
 
 class ChatRequest(InputModel):

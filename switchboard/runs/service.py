@@ -33,11 +33,12 @@ from switchboard.runs.errors import (
 from switchboard.runs.events import EventPublisher, EventType, RunEvent
 from switchboard.runs.jobs import EXECUTE, RESUME
 from switchboard.runs.metrics import APPROVAL_LATENCY, BUSY_CHATS
+from switchboard.runs.reads import run_read, usage_of
 from switchboard.runs.repository import NewRun, RunRepository
-from switchboard.runs.schemas import ApprovalDecisions, ChatRequest, RunError, RunRead, Usage
+from switchboard.runs.schemas import ApprovalDecisions, ChatRequest, MultitaskStrategy, RunRead
 from switchboard.runs.settings import RunsSettings
 from switchboard.runs.stream_slots import StreamSlot, StreamSlots
-from switchboard.runs.turns import ConversationTurns, MultitaskStrategy, UnfinishedRun
+from switchboard.runs.turns import ConversationTurns, UnfinishedRun
 
 log = structlog.get_logger("switchboard.runs")
 
@@ -336,30 +337,3 @@ async def terminal_event(
     else:
         kind, data = EventType.cancelled, {}
     return RunEvent(run_id=str(run.id), seq=seq, type=kind, data=data)
-
-
-def run_read(run: Run) -> RunRead:
-    error = (
-        RunError(code=run.error_code, message=run.error_message or "")
-        if run.error_code is not None
-        else None
-    )
-    return RunRead(
-        id=run.id,
-        conversation_id=run.conversation_id,
-        status=run.status,
-        agent=run.final_agent or run.entry_agent,
-        usage=usage_of(run),
-        error=error,
-        created_at=run.created_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-    )
-
-
-def usage_of(run: Run) -> Usage:
-    return Usage(
-        input_tokens=run.input_tokens,
-        output_tokens=run.output_tokens,
-        cached_input_tokens=run.cached_input_tokens,
-    )

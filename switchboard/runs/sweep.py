@@ -38,7 +38,7 @@ from switchboard.runs.metrics import (
 )
 from switchboard.runs.repository import RunRepository
 from switchboard.runs.settings import RunsSettings
-from switchboard.runs.turns import ConversationTurns, start_next
+from switchboard.runs.turns import ConversationTurns, after_turn
 
 log = structlog.get_logger("switchboard.runs")
 
@@ -91,7 +91,7 @@ async def fail_run(
     events = RunEmitter(publisher, str(run_id))
     await events.emit(EventType.failed, error={"code": code, "message": message})
     await events.flush(within=2)
-    await start_next(jobs, turn)
+    await after_turn(jobs, turn)
     return True
 
 

@@ -13,7 +13,6 @@ is sent after the commit.
 
 from __future__ import annotations
 
-import enum
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,17 +26,11 @@ from switchboard.conversations.repository import next_position_query
 from switchboard.kit.jobs import Job, JobSender
 from switchboard.models import Message, Run
 from switchboard.runs.jobs import EXECUTE
+from switchboard.runs.outbound import run_ended
+from switchboard.runs.schemas import MultitaskStrategy
+from switchboard.webhooks.jobs import DeliveryRef, deliver_jobs
 
 log = structlog.get_logger("switchboard.runs")
-
-
-class MultitaskStrategy(enum.StrEnum):
-    """What a chat does to a conversation that already has an unfinished run."""
-
-    reject = "reject"
-    enqueue = "enqueue"
-    interrupt = "interrupt"
-    rollback = "rollback"
 
 
 # A run waiting for tool approvals is unfinished: the conversation's turn stays with it.
@@ -62,6 +55,8 @@ class TurnEnd:
     """The run was rolled back by a later chat: it and its messages are gone."""
     next_run: uuid.UUID | None
     """The run whose turn it is now: queued, its job to be sent after the commit."""
+    deliveries: Sequence[DeliveryRef] = ()
+    """The outbound webhook deliveries of the run's end, to be sent after the commit."""
 
 
 class ConversationTurns:
@@ -95,12 +90,16 @@ class ConversationTurns:
     async def end(self, run_id: uuid.UUID, conversation_id: uuid.UUID, now: datetime) -> TurnEnd:
         """After the final write of ``run_id``: rolls it back if a later chat asked, and gives
         the turn to the next waiting run."""
-        stop = await self.session.scalar(select(_run.c.stop).where(_run.c.id == run_id))
-        rolled_back = stop == MultitaskStrategy.rollback
+        run = await self.session.scalar(
+            select(Run).where(Run.id == run_id).execution_options(populate_existing=True)
+        )
+        assert run is not None  # its final write is in this transaction
+        rolled_back = run.stop == MultitaskStrategy.rollback
+        deliveries = await run_ended(self.session, run, rolled_back=rolled_back)
         if rolled_back:
             await self.session.execute(delete(_message).where(_message.c.run_id == run_id))
             await self.session.execute(delete(_run).where(_run.c.id == run_id))
-        return TurnEnd(rolled_back, await self._pass_turn(conversation_id, now))
+        return TurnEnd(rolled_back, await self._pass_turn(conversation_id, now), deliveries)
 
     async def _pass_turn(self, conversation_id: uuid.UUID, now: datetime) -> uuid.UUID | None:
         taken = await self.session.scalar(
@@ -146,12 +145,21 @@ class ConversationTurns:
         return uuid.UUID(str(waiting.id))
 
 
-async def start_next(jobs: JobSender | None, turn: TurnEnd) -> None:
-    """Sends the job of the run whose turn came, after the commit that gave it. Should the
-    broker refuse, the run stays queued and the sweep fails it after ``RUNS_QUEUE_TIMEOUT``."""
-    if jobs is None or turn.next_run is None:
+async def after_turn(jobs: JobSender | None, turn: TurnEnd) -> None:
+    """Sends, after the commit that ended a run, the job of the run whose turn came and the
+    run's webhook deliveries. Should the broker refuse, the next run stays queued and the sweep
+    fails it after ``RUNS_QUEUE_TIMEOUT``; the deliveries go when the webhooks dispatcher
+    finds them."""
+    pending = deliver_jobs(turn.deliveries)
+    if turn.next_run is not None:
+        pending.insert(0, Job(EXECUTE, (str(turn.next_run),)))
+    if jobs is None or not pending:
         return
     try:
-        await jobs.send([Job(EXECUTE, (str(turn.next_run),))])
+        await jobs.send(pending)
     except Exception:
-        log.exception("runs.turn_not_started", run_id=str(turn.next_run))
+        log.exception(
+            "runs.after_turn_not_sent",
+            next_run_id=str(turn.next_run) if turn.next_run else None,
+            deliveries=len(turn.deliveries),
+        )

@@ -1,5 +1,6 @@
 """docker-compose.yml, parsed (Docker is not needed): nothing is published beyond loopback,
-and Redis asks every client for the password the application's URLs carry."""
+Redis asks every client for the password the application's URLs carry, and the workers consume
+every queue as the Kubernetes manifests do."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+
+from tests.deploy.test_manifests import EXPECTED_WORKERS, celery_queues
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -75,7 +78,7 @@ def test_every_application_service_talks_to_the_protected_redis() -> None:
         for name, service in services().items()
         if "REDIS_URL" in service.get("environment", {})
     ]
-    assert {"api", "worker", "runs", "beat", "flower", "migrate"} <= set(users)
+    assert {"api", "worker", "runs", "webhooks", "beat", "flower", "migrate"} <= set(users)
 
 
 def test_postgres_password_is_the_one_the_application_uses() -> None:
@@ -83,3 +86,20 @@ def test_postgres_password_is_the_one_the_application_uses() -> None:
         expected = interpolated(services()["postgres"]["environment"]["POSTGRES_PASSWORD"], env)
         url = interpolated(services()["api"]["environment"]["DATABASE_URL"], env)
         assert urlsplit(url).password == expected
+
+
+def test_every_queue_has_one_worker_like_the_manifests() -> None:
+    """Each worker service consumes what the Kubernetes worker of the same queues does, with
+    the same pool; together they consume every queue exactly once."""
+    consumed: list[str] = []
+    expected = {spec["queues"]: spec["args"] for spec in EXPECTED_WORKERS.values()}
+    for name, service in services().items():
+        command = [str(part) for part in service.get("command", [])]
+        if "worker" not in command:
+            continue
+        [queues] = [arg.split("=", 1)[1] for arg in command if arg.startswith("--queues=")]
+        assert tuple(queues.split(",")) in expected, name
+        for arg in expected[tuple(queues.split(","))]:
+            assert arg in command, f"{name}: {arg}"
+        consumed += queues.split(",")
+    assert sorted(consumed) == sorted(celery_queues()), "every queue consumed exactly once"

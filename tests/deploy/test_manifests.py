@@ -8,7 +8,8 @@ are validated against the Kubernetes OpenAPI schemas bundled with ``kubernetes-v
 (offline, strict: unknown fields fail); the KEDA custom resources are checked by hand.
 Then the rules of this deployment: resources, non-root, probes, one KEDA ScaledObject per
 worker Deployment, a single beat, settings that exist in .env.example, Services and
-NetworkPolicies that select real pods, and image names that kustomize will replace.
+NetworkPolicies that select real pods, the webhooks worker let out to public HTTPS (and DNS,
+Postgres, Redis) only, and image names that kustomize will replace.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ PROCESS_ENV = frozenset({"PROMETHEUS_MULTIPROC_DIR"})
 EXPECTED_WORKERS = {
     "worker-runs": {"queues": ("runs",), "args": ("--pool=threads", "--concurrency=200")},
     "worker-maintenance": {"queues": ("default", "maintenance"), "args": ()},
+    "worker-webhooks": {"queues": ("webhooks",), "args": ("--pool=threads", "--concurrency=50")},
 }
 # Long enough for running agent runs to finish after SIGTERM (Kubernetes' default is 30 s).
 MIN_WORKER_GRACE_SECONDS = 120
@@ -61,8 +63,9 @@ SECRET = "switchboard-secrets"
 CONNECTIONS = frozenset({"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"})
 CELERY_URLS = frozenset({"CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"})
 # What each process reads of the Secret, and nothing more (checked against the code's readers:
-# identity and the Stripe webhook in the API, mail, Stripe calls and key rotation in the
-# maintenance worker, the model provider in the runs worker).
+# identity, the Stripe webhook and sealing webhook endpoints' secrets in the API, mail, Stripe
+# calls and key rotation in the maintenance worker, the model provider in the runs worker,
+# opening endpoints' secrets to sign in the webhooks worker).
 SECRETS_READ = {
     "api": CONNECTIONS
     | {
@@ -72,10 +75,12 @@ SECRETS_READ = {
         "IDENTITY_IP_HASH_SALT",
         "STRIPE_WEBHOOK_SECRET",
         "API_METRICS_TOKEN",
+        "WEBHOOKS_SECRET_ENCRYPTION_KEY",
     },
     "worker-maintenance": CONNECTIONS
     | {"AUTH_VAULT_TOKEN", "AUTH_REFRESH_TOKEN_PEPPER", "SMTP_PASSWORD", "STRIPE_API_KEY"},
     "worker-runs": CONNECTIONS | {"OPENAI_API_KEY"},
+    "worker-webhooks": CONNECTIONS | {"WEBHOOKS_SECRET_ENCRYPTION_KEY"},
     "beat": CELERY_URLS,
     "flower": CELERY_URLS | {"FLOWER_PASSWORD"},
     "migrate": frozenset({"DATABASE_URL", "AUTH_VAULT_TOKEN"}),
@@ -90,6 +95,24 @@ PROMETHEUS_PODS = {"app.kubernetes.io/name": "prometheus"}
 INGRESS_NAMESPACE_LABEL = "kubernetes.io/metadata.name"
 MONITORING_NAMESPACE = {INGRESS_NAMESPACE_LABEL: "monitoring"}
 OPERATOR_PODS = {"switchboard/operator": "true"}
+# The webhooks worker sends to hosts tenants choose: besides the SSRF guard, its NetworkPolicy
+# admits HTTPS to public addresses only. Non-public destinations it may reach: DNS, Postgres and
+# Redis, on their ports only; loopback, link-local and metadata addresses on none.
+WEBHOOKS_WORKER = "worker-webhooks"
+PUBLIC_ADDRESSES = ("93.184.215.14", "1.1.1.1", "2606:4700:4700::1111")
+PRIVATE_ADDRESSES = ("10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "fd12:3456::1")
+UNREACHABLE_ADDRESSES = (
+    "127.0.0.1",
+    "169.254.169.254",
+    "169.254.170.2",
+    "100.100.100.200",
+    "0.0.0.0",
+    "::1",
+    "fe80::1",
+    "fd00:ec2::254",
+    "::ffff:10.0.0.1",
+)
+INTERNAL_PORTS = frozenset({53, 5432, 6379})
 
 Doc = dict[str, Any]
 
@@ -572,6 +595,7 @@ def test_production_overlay_is_namespaced_and_patched() -> None:
         ("HorizontalPodAutoscaler", "switchboard-api"),
         ("ScaledObject", "switchboard-worker-runs"),
         ("ScaledObject", "switchboard-worker-maintenance"),
+        ("ScaledObject", "switchboard-worker-webhooks"),
     ]:
         assert named(docs, kind, name)["spec"] != named(base, kind, name)["spec"], (kind, name)
 
@@ -765,6 +789,22 @@ def test_runs_workers_wait_for_a_run_to_reach_its_own_limit(docs: list[Doc]) -> 
     worker = by_component(docs, "Deployment", "worker-runs")
     grace = worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace >= limits.task_soft_time_limit, "a shutdown would kill runs inside their limit"
+
+
+def test_webhooks_workers_wait_for_an_attempt_to_end(docs: list[Doc]) -> None:
+    from switchboard.webhooks.delivery import sending_lease
+    from switchboard.webhooks.settings import WebhookSettings
+
+    config = {
+        key.removeprefix("WEBHOOKS_").lower(): value
+        for doc in of_kind(docs, "ConfigMap")
+        for key, value in doc.get("data", {}).items()
+        if key.startswith("WEBHOOKS_")
+    }
+    lease = sending_lease(WebhookSettings.model_validate(config)).total_seconds()
+    worker = by_component(docs, "Deployment", WEBHOOKS_WORKER)
+    grace = worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= lease, "a shutdown would cut attempts short of their own time limit"
 
 
 def test_workers_shut_down_gracefully_and_expose_metrics(docs: list[Doc]) -> None:
@@ -1013,6 +1053,82 @@ def test_network_policies_keep_every_port_internal(docs: list[Doc]) -> None:
                         )
 
 
+def egress_rules(docs: list[Doc], name: str) -> list[Doc] | None:
+    """The egress rules of this component's pods, or None if no policy limits their egress."""
+    labels = pod_labels(by_component(docs, "Deployment", name))
+    policies = [
+        policy
+        for policy in of_kind(docs, "NetworkPolicy")
+        if selector_matches(policy["spec"]["podSelector"], labels)
+        and "Egress" in policy["spec"]["policyTypes"]
+    ]
+    if not policies:
+        return None
+    return [rule for policy in policies for rule in policy["spec"].get("egress", [])]
+
+
+def admits_port(rule: Doc, port: int, protocol: str = "TCP") -> bool:
+    ports = rule.get("ports")
+    return not ports or any(
+        p.get("protocol", "TCP") == protocol
+        and (p.get("port") is None or p["port"] <= port <= p.get("endPort", p["port"]))
+        for p in ports
+    )
+
+
+def rule_admits(rule: Doc, address: str, port: int, protocol: str = "TCP") -> bool:
+    """Whether an egress rule's IP blocks let a connection to ``address``:``port`` out (a rule
+    without ``to`` goes everywhere). Pod and namespace selectors are left to the caller: the
+    addresses of the pods they select are not known here."""
+    if not admits_port(rule, port, protocol):
+        return False
+    target = ipaddress.ip_address(address)
+    everywhere = [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
+    for peer in rule.get("to") or everywhere:
+        block = peer.get("ipBlock")
+        if block is None:
+            continue
+        network = ipaddress.ip_network(block["cidr"])
+        excepted = any(target in ipaddress.ip_network(cidr) for cidr in block.get("except", []))
+        if target.version == network.version and target in network and not excepted:
+            return True
+    return False
+
+
+def test_only_the_webhooks_worker_has_its_egress_limited(docs: list[Doc]) -> None:
+    """networkpolicies.yaml leaves egress open (Postgres, Redis, Vault, the model provider and
+    Stripe may be anywhere), except for the worker that connects where tenants say."""
+    limited = {
+        component(doc)
+        for doc in of_kind(docs, "Deployment")
+        if egress_rules(docs, component(doc)) is not None
+    }
+    assert limited == {WEBHOOKS_WORKER}
+
+
+def test_webhooks_worker_reaches_only_public_addresses(docs: list[Doc]) -> None:
+    rules = egress_rules(docs, WEBHOOKS_WORKER)
+    assert rules, "nothing lets the webhooks worker out"
+    for address in PUBLIC_ADDRESSES:
+        for port in (443, 8443):  # an endpoint URL may name any port
+            assert any(rule_admits(rule, address, port) for rule in rules), (address, port)
+    assert any(admits_port(rule, 53, "UDP") and rule.get("to") for rule in rules), "no DNS"
+    for address in PRIVATE_ADDRESSES + UNREACHABLE_ADDRESSES:
+        for port in (443, 80, 8443, 8080, 22, 25):
+            assert not any(rule_admits(rule, address, port) for rule in rules), (address, port)
+    for address in UNREACHABLE_ADDRESSES:
+        for port in INTERNAL_PORTS:
+            for protocol in ("TCP", "UDP"):
+                admitted = any(rule_admits(rule, address, port, protocol) for rule in rules)
+                assert not admitted, (address, port, protocol)
+    # Pods, wherever they are, only on the ports of DNS, Postgres and Redis.
+    for rule in rules:
+        if any("ipBlock" not in peer for peer in rule.get("to", [])):
+            ports = {p.get("port") for p in rule.get("ports", [])}
+            assert ports, "a rule opens every port of some pods"
+            assert ports <= INTERNAL_PORTS, f"a rule opens {ports} of some pods"
+
+
 def test_kustomize_image_names_match() -> None:
     base_images = {split_image(c["image"])[0] for c in all_containers(list(_built(BASE)))}
     assert base_images == {IMAGE}, "every process runs the one Switchboard image"
@@ -1139,6 +1255,12 @@ def _processes() -> list[tuple[str, str]]:
     ]
 
 
+def filled_in(index: int) -> str:
+    """What an operator puts in place of a placeholder: 43 base64url characters, so also a
+    valid 32-byte key (WEBHOOKS_SECRET_ENCRYPTION_KEY), as well as a host name and a password."""
+    return f"filled-in-value-{index:04d}".ljust(43, "0")
+
+
 @pytest.mark.parametrize(("build", "process"), _processes())
 def test_each_process_starts_with_only_its_own_settings(
     build: str, process: str, monkeypatch: pytest.MonkeyPatch
@@ -1153,7 +1275,7 @@ def test_each_process_starts_with_only_its_own_settings(
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.chdir(ROOT / "deploy")  # no .env here: only the manifests' values count
     for index, (key, value) in enumerate(sorted(container_env(docs, container).items())):
-        monkeypatch.setenv(key, value.replace(PLACEHOLDER, f"filled-in-value-{index:04d}"))
+        monkeypatch.setenv(key, value.replace(PLACEHOLDER, filled_in(index)))
     try:
         settings = load_settings()
     except SettingsError as exc:

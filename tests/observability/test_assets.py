@@ -33,6 +33,7 @@ RUNBOOKS = frozenset(
         "stuck-runs",
         "provider-outage",
         "stripe-webhooks",
+        "webhooks",
         "data-deletion",
     }
 )
@@ -393,6 +394,7 @@ def test_commented_compose_alternative_parses_and_matches_the_job_names() -> Non
         "switchboard-api": ["api:8000"],
         "switchboard-worker-maintenance": ["worker:9100"],
         "switchboard-worker-runs": ["runs:9100"],
+        "switchboard-worker-webhooks": ["webhooks:9100"],
         "switchboard-flower": ["flower:5555"],
     }
 
@@ -436,11 +438,22 @@ def test_the_required_signals_are_alerted_on() -> None:
         "billing_usage_report_failures_total",
         "http_requests_total",
         "runs_streams_interrupted_total",
+        "webhooks_attempts_total",
+        "webhooks_deliveries_total",
+        "webhooks_delivery_latency_seconds_bucket",
+        "webhooks_retries_pending",
+        "webhooks_endpoints_disabled",
     }
     assert required <= used, required - used
     exprs = " ".join(rule["expr"] for rule in _rules())
     assert 'up{job=~"switchboard-worker.*"} == 0' in exprs
     assert 'up{job="switchboard-api"} == 0' in exprs
+    # Every worker Deployment has its own "no consumer at all" alert.
+    for worker in ("runs", "maintenance", "webhooks"):
+        assert f'absent(up{{job="switchboard-worker-{worker}"}} == 1)' in exprs, worker
+    # A wrong WEBHOOKS_SECRET_ENCRYPTION_KEY fails every delivery: it pages.
+    [unreadable] = [rule for rule in _rules() if 'result="secret_unreadable"' in rule["expr"]]
+    assert unreadable["labels"]["severity"] == "critical"
 
 
 # --- Grafana dashboard ----------------------------------------------------------------------
@@ -481,6 +494,7 @@ def test_dashboard_covers_every_area() -> None:
         "Auth",
         "Billing",
         "Retention",
+        "Webhooks",
     }
 
 

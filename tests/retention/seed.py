@@ -27,6 +27,10 @@ from switchboard.models import (
     UsageRecord,
     UsageThreshold,
     User,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
 )
 from switchboard.retention.tenant_data import tenant_tables
 
@@ -118,6 +122,28 @@ async def seed_tenant(
                 limit_tokens=10,
             ),
         ]
+    )
+    await session.flush()
+    endpoint = WebhookEndpoint(
+        tenant_id=tenant.id, url="https://hooks.example.com", events=["run.completed"], secret=b"s"
+    )
+    event = WebhookEvent(tenant_id=tenant.id, type="run.completed", data={"id": str(run.id)})
+    session.add_all([endpoint, event])
+    await session.flush()
+    delivery = WebhookDelivery(
+        tenant_id=tenant.id, endpoint_id=endpoint.id, event_id=event.id, status="succeeded"
+    )
+    session.add(delivery)
+    await session.flush()
+    session.add(
+        WebhookAttempt(
+            tenant_id=tenant.id,
+            endpoint_id=endpoint.id,
+            delivery_id=delivery.id,
+            attempt=1,
+            status="succeeded",
+            response_status=200,
+        )
     )
     await session.flush()
     return Seeded(tenant.id, user.id, conversation.id, run.id)

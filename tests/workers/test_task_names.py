@@ -13,6 +13,7 @@ from switchboard.ops import jobs as ops_jobs
 from switchboard.retention import jobs as retention_jobs
 from switchboard.runs import jobs as runs_jobs
 from switchboard.settings import Settings
+from switchboard.webhooks import jobs as webhooks_jobs
 from workers.beat import beat_schedule
 
 # The operations contract: queues route by these names, dashboards and alerts select them.
@@ -33,6 +34,8 @@ CONTRACT = {
     "system.check",
     "system.heartbeat",
     "system.ping",
+    "webhooks.deliver",
+    "webhooks.dispatch",
 }
 DOMAINS: tuple[ModuleType, ...] = (
     auth_jobs,
@@ -41,6 +44,7 @@ DOMAINS: tuple[ModuleType, ...] = (
     ops_jobs,
     retention_jobs,
     runs_jobs,
+    webhooks_jobs,
 )
 
 

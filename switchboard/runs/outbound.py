@@ -1,0 +1,40 @@
+"""Runs' outbound webhook events, each written in the transaction that writes the change it
+reports: a run's final state, or its pause for approvals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from switchboard.models import Run
+from switchboard.runs.reads import run_read
+from switchboard.webhooks.jobs import DeliveryRef
+from switchboard.webhooks.outbox import record_event
+from switchboard.webhooks.schemas import WebhookEventType
+
+_ENDED = {
+    "succeeded": WebhookEventType.run_completed,
+    "failed": WebhookEventType.run_failed,
+    "cancelled": WebhookEventType.run_cancelled,
+}
+
+
+async def run_ended(session: AsyncSession, run: Run, *, rolled_back: bool) -> list[DeliveryRef]:
+    """``run.completed``, ``run.failed`` or ``run.cancelled`` with the run as GET
+    /runs/{id} shows it. A run a later chat rolled back ends as cancelled, as its stream
+    does."""
+    data = run_read(run).model_dump(mode="json")
+    if rolled_back:
+        data["status"] = "cancelled"
+    return await record_event(session, run.tenant_id, _ENDED[data["status"]], data)
+
+
+async def run_paused(
+    session: AsyncSession, run: Run, approvals: Sequence[dict[str, Any]]
+) -> list[DeliveryRef]:
+    """``run.requires_action``: the run and the tool calls waiting for a decision, as its
+    stream's event lists them."""
+    data = {**run_read(run).model_dump(mode="json"), "approvals": list(approvals)}
+    return await record_event(session, run.tenant_id, WebhookEventType.run_requires_action, data)

@@ -1,0 +1,1 @@
+"""Outbound webhooks: tenants' endpoints, the outbox of events and their signed delivery."""

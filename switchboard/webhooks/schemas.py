@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from switchboard.kit.text import InputModel, SafeStr
+
+PAGE_SIZE_DEFAULT = 100
+PAGE_SIZE_MAX = 1000
+
+
+class WebhookEventType(enum.StrEnum):
+    run_completed = "run.completed"
+    run_failed = "run.failed"
+    run_cancelled = "run.cancelled"
+    run_requires_action = "run.requires_action"
+    usage_threshold_reached = "usage.threshold_reached"
+    webhook_test = "webhook.test"
+
+
+EventTypes = Annotated[
+    list[WebhookEventType],
+    Field(min_length=1, max_length=50, description="Event types to receive."),
+]
+Url = Annotated[
+    SafeStr, Field(min_length=1, max_length=2048, examples=["https://example.com/hooks"])
+]
+Description = Annotated[SafeStr, Field(max_length=500)]
+
+
+def _distinct(events: list[WebhookEventType] | None) -> list[WebhookEventType] | None:
+    if events is None:
+        return None
+    return sorted(set(events), key=list(WebhookEventType).index)
+
+
+class EndpointCreate(InputModel):
+    url: Url
+    events: EventTypes
+    description: Description | None = None
+
+    _events = field_validator("events")(_distinct)
+
+
+class EndpointUpdate(InputModel):
+    url: Url | None = None
+    events: EventTypes | None = None
+    description: Description | None = None
+    enabled: bool | None = None
+
+    _events = field_validator("events")(_distinct)
+
+
+class EndpointRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    url: str
+    events: list[WebhookEventType]
+    description: str | None
+    enabled: bool
+    disabled_reason: str | None = Field(
+        description="Why the endpoint was disabled: `failing` when Switchboard disabled it after"
+        " its attempts failed for the whole failure window, `null` otherwise."
+    )
+    failing_since: datetime | None = Field(
+        description="Since when every attempt to this endpoint has failed; `null` when the last"
+        " attempt succeeded."
+    )
+    created_at: datetime
+    updated_at: datetime
+
+
+class EndpointCreated(EndpointRead):
+    secret: str = Field(description="The signing secret (`whsec_...`); shown only here.")
+
+
+class SecretRotated(BaseModel):
+    secret: str = Field(description="The new signing secret; shown only here.")
+    previous_secret_expires_at: datetime = Field(
+        description="Until then the old secret signs every delivery alongside the new one."
+    )
+
+
+class AttemptRead(BaseModel):
+    """One delivery attempt to an endpoint, or the note that the endpoint was disabled."""
+
+    id: uuid.UUID
+    delivery_id: uuid.UUID
+    event_id: uuid.UUID = Field(description="The event's id, sent as `webhook-id`.")
+    event_type: str
+    status: str = Field(description="`succeeded`, `failed` or `endpoint_disabled`.")
+    response_status: int | None
+    duration_ms: int | None
+    error: str | None = Field(
+        description="Why the attempt failed: `http_status`, `timeout`, `connection_failed`,"
+        " `tls_failed`, `redirect_not_followed`, `address_not_allowed`, `name_not_resolved`,"
+        " `invalid_url`, or for a disabling `failing`."
+    )
+    attempt: int = Field(description="1 for the first attempt of a delivery.")
+    created_at: datetime
+    next_attempt_at: datetime | None = Field(
+        description="When the delivery is tried again; `null` once it succeeded or gave up."
+    )
+
+
+class DeliveryQueued(BaseModel):
+    event_id: uuid.UUID
+    delivery_id: uuid.UUID
