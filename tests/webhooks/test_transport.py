@@ -285,6 +285,29 @@ async def test_a_name_that_resolves_to_a_refused_address_is_refused_when_sent(
     assert receiver.connections == 0
 
 
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("10.0.0.1", "private"),
+        ("169.254.169.254", "cloud metadata"),
+        ("fd00:ec2::254", "cloud metadata"),
+    ],
+)
+async def test_names_resolving_to_internal_addresses_are_refused_before_connecting(
+    address: str, reason: str
+) -> None:
+    resolver = StubResolver({"internal.example": [address]})
+    sender = new_transport(allow_private=False, resolver=resolver)
+    try:
+        outcome = await sender.post("ep_1", "https://internal.example/hook", BODY, HEADERS)
+    finally:
+        await sender.aclose()
+    assert outcome.error == "address_not_allowed"
+    assert outcome.status_code is None
+    assert reason in (outcome.detail or ""), outcome.detail
+
+
 async def test_the_request_goes_to_the_resolved_address_with_the_name_as_host(
     receiver: Receiver,
 ) -> None:
