@@ -26,9 +26,7 @@ EventTypes = Annotated[
     list[WebhookEventType],
     Field(min_length=1, max_length=50, description="Event types to receive."),
 ]
-Url = Annotated[
-    SafeStr, Field(min_length=1, max_length=2048, examples=["https://example.com/hooks"])
-]
+Url = Annotated[SafeStr, Field(min_length=1, max_length=2048)]
 Description = Annotated[SafeStr, Field(max_length=500)]
 
 
