@@ -59,8 +59,8 @@ def sending_lease(settings: WebhookSettings) -> timedelta:
 
 
 def envelope(claimed: ClaimedDelivery, max_bytes: int) -> bytes:
-    """The Standard Webhooks body. Data too large to send is cut to its top-level scalars
-    with ``"truncated": true``, enough to fetch the rest through the API."""
+    """The Standard Webhooks body. Data too large to send is cut to its short top-level
+    scalars (ids, status) with ``"truncated": true``."""
     timestamp = claimed.event_created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
     def body(data: dict[str, Any]) -> bytes:

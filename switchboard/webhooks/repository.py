@@ -164,7 +164,7 @@ class WebhookRepository:
         row = claimed.first()
         if row is None:
             current = await self.session.get(WebhookDelivery, delivery_id)
-            log.info(
+            log.debug(
                 "webhooks.delivery_not_claimed",
                 delivery_id=str(delivery_id),
                 status=current.status if current else None,

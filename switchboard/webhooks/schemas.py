@@ -97,7 +97,7 @@ class AttemptRead(BaseModel):
     error: str | None = Field(
         description="Why the attempt failed: `http_status`, `timeout`, `connection_failed`,"
         " `tls_failed`, `redirect_not_followed`, `address_not_allowed`, `name_not_resolved`,"
-        " `invalid_url`, or for a disabling `failing`."
+        " `invalid_url`, `secret_unreadable`, or for a disabling `failing`."
     )
     attempt: int = Field(description="1 for the first attempt of a delivery.")
     created_at: datetime
