@@ -9,6 +9,7 @@ import typer
 
 from switchboard.cli.auth import app as auth_app
 from switchboard.cli.billing import app as billing_app
+from switchboard.cli.chat import chat
 from switchboard.cli.common import load_or_exit
 from switchboard.cli.identity import app as identity_app
 from switchboard.cli.ops import app as ops_app
@@ -27,8 +28,9 @@ db_app = typer.Typer(help="The PostgreSQL database.", no_args_is_help=True)
 
 @app.callback()
 def _configure(ctx: typer.Context) -> None:
-    # Logs go to stderr, so commands that print a value (a token, a JWKS) stay pipeable.
-    if ctx.invoked_subcommand != "config":
+    # Logs go to stderr, so commands that print a value (a token, a JWKS) stay pipeable. The
+    # chat client is a client of the API: it reads no server settings.
+    if ctx.invoked_subcommand not in ("config", "chat"):
         settings = load_or_exit()
         configure_logging(settings.log, settings.environment, service="cli")
 
@@ -41,6 +43,7 @@ app.add_typer(identity_app, name="identity")
 app.add_typer(billing_app, name="billing")
 app.add_typer(retention_app, name="retention")
 app.add_typer(ops_app, name="ops")
+app.command("chat")(chat)
 
 
 @config_app.command("check")
@@ -67,7 +70,8 @@ def config_urls() -> None:
         f"\n  Ready    {base}/health/ready"
         f"\n  Metrics  {base}/metrics  (every process of this machine)"
         "\n  Workers  http://127.0.0.1:9101/metrics (default, maintenance),"
-        " http://127.0.0.1:9102/metrics (runs): tasks and queue lengths"
+        " http://127.0.0.1:9102/metrics (runs), http://127.0.0.1:9103/metrics (webhooks):"
+        " tasks and queue lengths"
         f"\n  Flower   {flower}  (basic auth, user {settings.flower.user})"
         "\n  Worker and beat log to this terminal; Ctrl-C stops everything.\n"
     )
