@@ -12,6 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from api.docs import install_docs
 from api.errors import ErrorBoundary, install_error_handlers
 from api.metrics import metrics_endpoint
 from api.middleware import (
@@ -20,11 +21,12 @@ from api.middleware import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
-from api.openapi import describe_problems
+from api.openapi import describe_problems, restore_example_nulls
 from api.routes import (
     agents,
     auth,
     billing,
+    console,
     conversations,
     health,
     identity,
@@ -77,7 +79,7 @@ class SwitchboardApp(FastAPI):
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
-            self.openapi_schema = describe_problems(super().openapi())
+            self.openapi_schema = describe_problems(restore_example_nulls(super().openapi()))
         return self.openapi_schema
 
 
@@ -115,17 +117,20 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
                 await app.state.stream_slots.stop()
                 await app.state.event_hub.stop()
 
-    docs = settings.docs_served
+    openapi_url = "/openapi.json" if settings.docs_served else None
     app = SwitchboardApp(
         trusted_proxies=[str(network) for network in settings.api.trusted_proxies],
         title="Switchboard",
         version=version("switchboard"),
         summary="Backend for AI-agent chat products.",
         lifespan=lifespan,
-        openapi_url="/openapi.json" if docs else None,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        openapi_url=openapi_url,
+        # Served by install_docs from this process, not from FastAPI's CDN.
+        docs_url=None,
+        redoc_url=None,
     )
+    if openapi_url is not None:
+        install_docs(app, openapi_url)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.api.max_body_bytes)
     if settings.api.cors_origins:
@@ -150,6 +155,7 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
     app.include_router(billing.router)
     app.include_router(retention.router)
     app.include_router(webhooks.router)
+    app.include_router(console.router)
     app.add_api_route(
         "/metrics",
         metrics_endpoint(settings.api.metrics_token, open_without_token=settings.metrics_open),

@@ -17,6 +17,28 @@ from switchboard.auth.service import list_keys
 
 router = APIRouter(responses=problem_responses(503))
 
+# The example of the OpenAPI document (/docs, /redoc): the active key and the next one.
+_KEY_SET_EXAMPLE = {
+    "keys": [
+        {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": "cmz8EpVDdG2Cj6JcxlClD1Le1q1I8IvKvMfoAhhZabg",
+            "kid": "7UXOdHeYGF-vMWQKQn9pNabG2fNs1Ho31AViWLgMh7U",
+            "use": "sig",
+            "alg": "EdDSA",
+        },
+        {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": "59Z63H_3QFiiWxmapSqewUrtcCkyRPkmD05aGX8AxJY",
+            "kid": "YE_ciUzY0vesiC7p7Kn97yMmY8_gbM9n9n7srCRHZDk",
+            "use": "sig",
+            "alg": "EdDSA",
+        },
+    ]
+}
+
 JWKS_REQUESTS = Counter("jwks_requests_total", "JWKS documents requested.")
 JWKS_NOT_MODIFIED = Counter("jwks_not_modified_total", "JWKS requests answered 304.")
 
@@ -30,7 +52,13 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 
 @router.get(
     "/.well-known/jwks.json",
-    responses={200: {"description": "The key set."}, 304: {"description": "Not modified."}},
+    responses={
+        200: {
+            "description": "The key set.",
+            "content": {"application/json": {"example": _KEY_SET_EXAMPLE}},
+        },
+        304: {"description": "Not modified."},
+    },
     tags=["auth"],
 )
 @router.get("/api/v1/auth/jwks", include_in_schema=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 
 from api.deps import AppResources
@@ -9,8 +11,45 @@ from switchboard.kit.health import Readiness, check_readiness
 
 router = APIRouter(prefix="/health", tags=["health"])
 
+# Examples of the OpenAPI document (/docs, /redoc); readiness is a model of switchboard.kit.
+_LIVE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {"example": {"status": "ok"}}}}
+}
+_READY: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "application/json": {
+                "example": {
+                    "status": "ok",
+                    "checks": {
+                        "postgres": {"ok": True, "latency_ms": 1.84},
+                        "redis": {"ok": True, "latency_ms": 0.42},
+                        "broker": {"ok": True, "latency_ms": 0.39},
+                    },
+                }
+            }
+        }
+    },
+    503: {
+        "model": Readiness,
+        "description": "A dependency is down.",
+        "content": {
+            "application/json": {
+                "example": {
+                    "status": "error",
+                    "checks": {
+                        "postgres": {"ok": True, "latency_ms": 1.91},
+                        "redis": {"ok": False, "latency_ms": 2000.0, "error": "timed out"},
+                        "broker": {"ok": True, "latency_ms": 0.44},
+                    },
+                }
+            }
+        },
+    },
+}
 
-@router.get("/live")
+
+@router.get("/live", responses=_LIVE)
 async def live() -> dict[str, str]:
     """200 while the process runs; checks nothing else, so a slow database never restarts it."""
     return {"status": "ok"}
@@ -20,7 +59,7 @@ async def live() -> dict[str, str]:
     "/ready",
     response_model=Readiness,
     response_model_exclude_none=True,
-    responses={503: {"model": Readiness, "description": "A dependency is down."}},
+    responses=_READY,
 )
 async def ready(resources: AppResources, response: Response) -> Readiness:
     """Checks Postgres, Redis and the Celery broker, each with its latency.

@@ -62,8 +62,22 @@ router = APIRouter(
     prefix="/api/v1", tags=["chat"], responses=problem_responses(InvalidTokenError, 503)
 )
 
+# The example of the OpenAPI document (/docs, /redoc): the start of the stream of
+# docs/streaming.md, `{"message": "please check my invoice"}` answered by the offline model.
+_RUN = '"run_id":"8749bc8c-b170-45ad-a1f9-8df3f03cdd25"'
+STREAM_EXAMPLE = (
+    "id: 1\nevent: run.queued\n"
+    f'data: {{"conversation_id":"447cf61f-f664-41a0-9ea0-1d3d877f5c14",{_RUN},"seq":1}}\n\n'
+    f'id: 2\nevent: run.started\ndata: {{"agent":"triage",{_RUN},"seq":2}}\n\n'
+    f'id: 3\nevent: agent.updated\ndata: {{"agent":"billing",{_RUN},"seq":3}}\n\n'
+    "id: 4\nevent: message.delta\n"
+    f'data: {{"agent":"billing","delta":"please ",{_RUN},"seq":4}}\n\n'
+)
 STREAM: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."}
+    200: {
+        "content": {"text/event-stream": {"example": STREAM_EXAMPLE}},
+        "description": "Server-Sent Events.",
+    }
 }
 # What refuses a chat before its run is queued, POST /chat and POST /chat/stream alike.
 CHAT_REFUSED = (

@@ -2,13 +2,29 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 ProviderName = Literal["openai", "offline"]
 
 
 class AgentInfo(BaseModel):
     """One entry of ``GET /api/v1/agents``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "triage",
+                    "description": "First contact: answers simple questions and routes the rest"
+                    " to a specialist.",
+                    "tools": ["current_time"],
+                    "handoffs": ["billing", "support"],
+                    "model": "gpt-4.1-mini",
+                    "provider": "openai",
+                }
+            ]
+        }
+    )
 
     name: str
     description: str

@@ -4,12 +4,40 @@ import uuid
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict, JsonValue
 
 # Page sizes are part of the API: a larger `limit` is a 422, never a larger body.
 CONVERSATION_PAGE_DEFAULT = 20
 CONVERSATION_PAGE_MAX = 100
 MESSAGE_PAGE_DEFAULT = 100
 MESSAGE_PAGE_MAX = 500
+
+# The examples of the OpenAPI document (/docs, /redoc) follow the run of docs/streaming.md.
+_CONVERSATION: JsonDict = {
+    "id": "447cf61f-f664-41a0-9ea0-1d3d877f5c14",
+    "title": "please check my invoice",
+    "created_at": "2026-12-03T09:41:07.110000Z",
+    "updated_at": "2026-12-03T09:41:08.020000Z",
+}
+_MESSAGES: list[JsonValue] = [
+    {
+        "id": "0d4f5e6a-7b8c-4d9e-a0f1-b2c3d4e5f607",
+        "role": "user",
+        "content": "please check my invoice",
+        "agent": None,
+        "incomplete": False,
+        "created_at": "2026-12-03T09:41:07.115000Z",
+    },
+    {
+        "id": "2efb2999-184d-4022-9f94-af88e5536116",
+        "role": "assistant",
+        "content": "please check my invoice",
+        "agent": "billing",
+        "incomplete": False,
+        "created_at": "2026-12-03T09:41:08.010000Z",
+    },
+]
+_NEXT_CURSOR = "eyJ0IjoiMjAyNi0xMi0wM1QwOTo0MTowOC4wMjBaIiwiaWQiOiI0NDdjZjYxZiJ9"
 
 
 class ConversationSummary(BaseModel):
@@ -22,6 +50,10 @@ class ConversationSummary(BaseModel):
 
 
 class ConversationPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [_CONVERSATION], "next_cursor": _NEXT_CURSOR}]}
+    )
+
     items: list[ConversationSummary]
     next_cursor: str | None
 
@@ -40,6 +72,10 @@ class MessageRead(BaseModel):
 
 
 class MessagePage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": _MESSAGES, "next_cursor": None}]}
+    )
+
     items: list[MessageRead]
     next_cursor: str | None
 
@@ -47,6 +83,12 @@ class MessagePage(BaseModel):
 class ConversationRead(ConversationSummary):
     """A conversation with one page of its messages, oldest first; ``next_cursor`` (null on
     the last page) continues the messages."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{**_CONVERSATION, "messages": _MESSAGES, "next_cursor": None}]
+        }
+    )
 
     messages: list[MessageRead]
     next_cursor: str | None

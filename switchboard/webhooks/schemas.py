@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 from switchboard.kit.text import InputModel, SafeStr
 
@@ -30,6 +31,23 @@ Url = Annotated[SafeStr, Field(min_length=1, max_length=2048)]
 Description = Annotated[SafeStr, Field(max_length=500)]
 
 
+# The examples of the OpenAPI document (/docs, /redoc) show one endpoint throughout.
+_ENDPOINT_ID = "3b8f0e2a-5c6d-4e7f-9a1b-2c3d4e5f6a7b"
+_DELIVERY_ID = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
+_EVENT_ID = "f0e1d2c3-b4a5-4968-8776-655443322110"
+_ENDPOINT: JsonDict = {
+    "id": _ENDPOINT_ID,
+    "url": "https://hooks.example.com/switchboard",
+    "events": ["run.completed", "run.failed"],
+    "description": "Order desk",
+    "enabled": True,
+    "disabled_reason": None,
+    "failing_since": None,
+    "created_at": "2026-12-03T11:00:00Z",
+    "updated_at": "2026-12-03T11:00:00Z",
+}
+
+
 def _distinct(events: list[WebhookEventType] | None) -> list[WebhookEventType] | None:
     if events is None:
         return None
@@ -37,6 +55,18 @@ def _distinct(events: list[WebhookEventType] | None) -> list[WebhookEventType] |
 
 
 class EndpointCreate(InputModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://hooks.example.com/switchboard",
+                    "events": ["run.completed", "run.failed"],
+                    "description": "Order desk",
+                }
+            ]
+        }
+    )
+
     url: Url
     events: EventTypes
     description: Description | None = None
@@ -45,6 +75,15 @@ class EndpointCreate(InputModel):
 
 
 class EndpointUpdate(InputModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"events": ["run.completed", "run.failed", "run.requires_action"]},
+                {"enabled": True},
+            ]
+        }
+    )
+
     url: Url | None = None
     events: EventTypes | None = None
     description: Description | None = None
@@ -54,7 +93,7 @@ class EndpointUpdate(InputModel):
 
 
 class EndpointRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_ENDPOINT]})
 
     id: uuid.UUID
     url: str
@@ -74,10 +113,29 @@ class EndpointRead(BaseModel):
 
 
 class EndpointCreated(EndpointRead):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {**_ENDPOINT, "secret": "whsec_FV37lMrplx8sAuRhJlkWrTd1CXdbhZn439NH8ksmWOw="}
+            ]
+        }
+    )
+
     secret: str = Field(description="The signing secret (`whsec_...`); shown only here.")
 
 
 class SecretRotated(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "secret": "whsec_r3wkeZ4wuPMGHCMZtrzr2N/aga6f+NWYhMB+sCUBBhU=",
+                    "previous_secret_expires_at": "2026-12-04T11:00:00Z",
+                }
+            ]
+        }
+    )
+
     secret: str = Field(description="The new signing secret; shown only here.")
     previous_secret_expires_at: datetime = Field(
         description="Until then the old secret signs every delivery alongside the new one."
@@ -86,6 +144,26 @@ class SecretRotated(BaseModel):
 
 class AttemptRead(BaseModel):
     """One delivery attempt to an endpoint, or the note that the endpoint was disabled."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "5e4d3c2b-1a09-4f8e-b7d6-c5b4a3928170",
+                    "delivery_id": _DELIVERY_ID,
+                    "event_id": _EVENT_ID,
+                    "event_type": "run.completed",
+                    "status": "failed",
+                    "response_status": 503,
+                    "duration_ms": 212,
+                    "error": "http_status",
+                    "attempt": 1,
+                    "created_at": "2026-12-03T11:05:00Z",
+                    "next_attempt_at": "2026-12-03T11:05:05Z",
+                }
+            ]
+        }
+    )
 
     id: uuid.UUID
     delivery_id: uuid.UUID
@@ -107,5 +185,9 @@ class AttemptRead(BaseModel):
 
 
 class DeliveryQueued(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"event_id": _EVENT_ID, "delivery_id": _DELIVERY_ID}]}
+    )
+
     event_id: uuid.UUID
     delivery_id: uuid.UUID
