@@ -67,6 +67,7 @@ def config_urls() -> None:
     flower = f"http://{settings.flower.host}:{settings.flower.port}"
     typer.echo(
         f"\n  API      {base}  (OpenAPI docs {base}/docs)"
+        f"\n  Console  {base}/console"
         f"\n  Ready    {base}/health/ready"
         f"\n  Metrics  {base}/metrics  (every process of this machine)"
         "\n  Workers  http://127.0.0.1:9101/metrics (default, maintenance),"
