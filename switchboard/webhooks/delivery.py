@@ -48,7 +48,7 @@ log = structlog.get_logger("switchboard.webhooks")
 DIRECT_RETRY_SECONDS = 60
 # A delivery whose endpoint is busy tries again after 0.5 s, doubling; after this many tries
 # it waits in Postgres for the dispatcher instead, so a long outage holds no job chains.
-BUSY_TRIES = 6
+BUSY_TRIES = 4
 BUSY_WAIT = timedelta(seconds=30)
 DISPATCH_BATCH = 1000
 
@@ -257,7 +257,10 @@ async def dispatch_due(
     while True:
         async with sessionmaker() as session, session.begin():
             due = await WebhookRepository(session).dispatch_due(
-                now=now, lease_until=now + QUEUED_LEASE, limit=DISPATCH_BATCH
+                now=now,
+                lease_until=now + QUEUED_LEASE,
+                limit=DISPATCH_BATCH,
+                per_endpoint=settings.endpoint_concurrency,
             )
         if due:
             await jobs.send(deliver_jobs(due))

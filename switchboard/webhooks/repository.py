@@ -298,31 +298,46 @@ class WebhookRepository:
         return True
 
     async def dispatch_due(
-        self, *, now: datetime, lease_until: datetime, limit: int
+        self, *, now: datetime, lease_until: datetime, limit: int, per_endpoint: int
     ) -> list[DeliveryRef]:
         """Marks queued, and returns, the deliveries whose time has come: pending ones due,
-        and queued or sending ones whose lease ran out (a lost job, a worker killed)."""
-        due = (
-            select(WebhookDelivery.id)
-            .where(
-                WebhookDelivery.status.in_(UNFINISHED),
-                or_(
-                    and_(
-                        WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now
-                    ),
-                    and_(WebhookDelivery.status != "pending", WebhookDelivery.lease_until < now),
-                ),
+        and queued or sending ones whose lease ran out (a lost job, a worker killed). At most
+        ``per_endpoint`` of one endpoint, the attempts it may have in flight: a slow endpoint's
+        backlog stays in Postgres instead of circling through the broker."""
+        is_due = and_(
+            WebhookDelivery.status.in_(UNFINISHED),
+            or_(
+                and_(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now),
+                and_(WebhookDelivery.status != "pending", WebhookDelivery.lease_until < now),
+            ),
+        )
+        ranked = (
+            select(
+                WebhookDelivery.id,
+                WebhookDelivery.next_attempt_at,
+                func.row_number()
+                .over(
+                    partition_by=WebhookDelivery.endpoint_id,
+                    order_by=(WebhookDelivery.next_attempt_at, WebhookDelivery.id),
+                )
+                .label("rank"),
             )
-            .order_by(WebhookDelivery.next_attempt_at)
+            .where(is_due)
+            .subquery()
+        )
+        due = (
+            select(ranked.c.id)
+            .where(ranked.c.rank <= per_endpoint)
+            .order_by(ranked.c.next_attempt_at)
             .limit(limit)
-            .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
         # A sending delivery whose lease ran out keeps its attempt count: the attempt that
         # was cut off counts, so a receiver that kills workers cannot earn endless tries.
+        # Two dispatchers at once may both mark a row: its second job finds it taken.
         marked = await self.session.execute(
             update(WebhookDelivery)
-            .where(WebhookDelivery.id.in_(due))
+            .where(WebhookDelivery.id.in_(due), is_due)
             .values(
                 status="queued",
                 next_attempt_at=func.least(WebhookDelivery.next_attempt_at, now),
