@@ -609,7 +609,7 @@ async def test_create_key_store_file_with_the_default_kek(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(
-    "kek", [b64url(os.urandom(16)), b64url(os.urandom(33)), "not base64!", "a+b/" * 11]
+    "kek", [b64url(bytes(range(16))), b64url(bytes(range(33))), "not base64!", "a+b/" * 11]
 )
 def test_create_key_store_refuses_a_bad_kek(tmp_path: Path, kek: str) -> None:
     settings = AuthSettings(key_dir=str(tmp_path), key_encryption_key=SecretStr(kek))
