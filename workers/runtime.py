@@ -22,7 +22,6 @@ from contextlib import AsyncExitStack
 from typing import Any, Generic, TypeVar
 
 import uvloop
-from switchboard.webhooks.transport import WebhookTransport
 
 from switchboard.agents.factory import AgentRuntime, create_agent_runtime
 from switchboard.auth.keystore import KeyStore, create_key_store
@@ -39,6 +38,7 @@ from switchboard.settings import Settings
 from switchboard.webhooks.delivery import sending_lease
 from switchboard.webhooks.inflight import EndpointSlots
 from switchboard.webhooks.signing import SecretBox
+from switchboard.webhooks.transport import WebhookTransport
 
 T = TypeVar("T")
 
