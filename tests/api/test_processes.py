@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import socket
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 
 from tests.support.metrics import sample
-from tests.support.processes import free_port, run_module, serving
+from tests.support.processes import Served, free_port, run_module, serving, stop_all
 
 
 def test_invalid_setting_stops_start_up_naming_the_variable() -> None:
@@ -35,11 +34,19 @@ def test_metrics_add_up_across_api_processes(tmp_path: Path) -> None:
     ports = [free_port(), free_port()]
     labels = {"method": "GET", "route": "/health/live", "status": "200"}
 
-    with ExitStack() as stack:
-        for index, port in enumerate(ports):
-            env = {"API_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-            url = f"http://127.0.0.1:{port}/health/live"
-            stack.enter_context(serving("api", env, url, tmp_path / f"api-{index}.log"))
+    # Both started before either is waited for: they start up at once.
+    processes = [
+        Served(
+            "api",
+            {"API_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+            f"http://127.0.0.1:{port}/health/live",
+            tmp_path / f"api-{index}.log",
+        )
+        for index, port in enumerate(ports)
+    ]
+    try:
+        for process in processes:
+            process.wait()
         before = (
             sample(
                 httpx.get(f"http://127.0.0.1:{ports[0]}/metrics").text,
@@ -57,6 +64,8 @@ def test_metrics_add_up_across_api_processes(tmp_path: Path) -> None:
             )
             for port in ports
         ]
+    finally:
+        stop_all(processes)
 
     assert totals == [before + 40, before + 40]
 

@@ -10,36 +10,43 @@ import pytest
 from httpx import AsyncClient
 
 from switchboard.auth.keyring import KeySnapshot
-from tests.support.worker import api_process, runs_worker_process
+from tests.support.processes import stop_all
+from tests.support.worker import ApiProcess
 
 PASSWORD = "a long enough passphrase"
 
 
-@pytest.fixture(scope="module")
-def runs_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A worker of its own, as production runs them: the runs queue on a thread pool.
-    Yields the address of its /metrics."""
-    # The cancel flag is read rarely, so a run cancelled within the tests' deadlines was
-    # stopped by its cancel notice.
-    with runs_worker_process(
-        tmp_path_factory.mktemp("runs-worker"),
-        metrics=True,
-        env={"RUNS_CANCEL_POLL_SECONDS": "120"},
-    ) as process:
-        assert process.metrics_url is not None
-        yield process.metrics_url
+# Package scope: the processes must exit (and write their coverage data) before the session
+# ends. They consume no queue, so they serve every module here whatever its runs worker.
+@pytest.fixture(scope="package")
+def started_apis(
+    committed_keys: KeySnapshot, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ApiProcess, ApiProcess]]:
+    """Two ``python -m api`` processes as configured by default, for every module here that
+    takes no API of its own. Not waited for: a module's runs worker, started after them,
+    starts up meanwhile; ``two_apis`` waits."""
+    logs = tmp_path_factory.mktemp("apis")
+    started: list[ApiProcess] = []
+    try:
+        started.append(ApiProcess(logs / "a.log"))
+        started.append(ApiProcess(logs / "b.log"))
+        yield started[0], started[1]
+    finally:
+        stop_all(list(started))
 
 
-# Module scope: the process must exit (and write its coverage data) before the session ends.
-@pytest.fixture(scope="module")
-def api_server(
-    committed_keys: KeySnapshot,
-    runs_worker: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[str]:
-    """``python -m api`` on a free port: streams reach the client as uvicorn sends them."""
-    with api_process(tmp_path_factory.mktemp("api") / "api.log") as base:
-        yield base
+@pytest.fixture
+def two_apis(started_apis: tuple[ApiProcess, ApiProcess]) -> tuple[str, str]:
+    """The base URLs of the two API processes, once both answer."""
+    for process in started_apis:
+        process.wait()
+    return started_apis[0].base, started_apis[1].base
+
+
+@pytest.fixture
+def api_server(two_apis: tuple[str, str]) -> str:
+    """The first of the two API processes: streams reach the client as uvicorn sends them."""
+    return two_apis[0]
 
 
 async def sign_up(api: AsyncClient) -> dict[str, str]:
@@ -65,7 +72,7 @@ async def bob(api: AsyncClient) -> dict[str, str]:
 
 @pytest.fixture
 async def user(apis: tuple[AsyncClient, AsyncClient]) -> dict[str, str]:
-    """A new tenant's owner, signed up through the first of a module's two API processes."""
+    """A new tenant's owner, signed up through the first of the two API processes."""
     return await sign_up(apis[0])
 
 

@@ -4,26 +4,15 @@ while the run waits, a new one starts, and the decision resumes the run there.""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from httpx import AsyncClient
 
-from switchboard.auth.keyring import KeySnapshot
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Run, Subscription
 from tests.e2e.conftest import sign_up
 from tests.support.sse import Frame, collect, frames
-from tests.support.worker import api_process, runs_worker_process
-
-
-@pytest.fixture(scope="module")
-def api_server(
-    committed_keys: KeySnapshot, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    with api_process(tmp_path_factory.mktemp("restart-api") / "api.log") as base:
-        yield base
+from tests.support.worker import runs_worker_process
 
 
 async def test_a_decision_resumes_the_run_on_a_worker_started_after_the_pause(

@@ -20,10 +20,16 @@ from httpx import AsyncClient
 
 from switchboard.auth.keyring import KeySnapshot
 from tests.e2e.conftest import sign_up
-from tests.support.processes import ROOT, free_port, serving
+from tests.support.processes import ROOT
 from tests.support.redis import PrivateRedis
 from tests.support.sse import Frame, frames
-from tests.support.worker import WorkerProcess, start_worker, stop_worker, wait_until_ready
+from tests.support.worker import (
+    ApiProcess,
+    WorkerProcess,
+    start_worker,
+    stop_worker,
+    wait_until_ready,
+)
 
 WORDS = " ".join(f"word{index}" for index in range(60))
 TOKEN_DELAY_MS = 60
@@ -56,8 +62,10 @@ def system_env(private_redis: PrivateRedis) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def maintenance(
     system_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[None]:
-    """Beat and a worker for its tasks: the sweep of lost runs runs as in production."""
+) -> Iterator[WorkerProcess]:
+    """Beat and a worker for its tasks: the sweep of lost runs runs as in production. Started
+    and not waited for (``runs_worker`` waits), so that the system's processes start up at
+    once."""
     directory = tmp_path_factory.mktemp("maintenance")
     worker = start_worker(
         directory, pool="threads", concurrency=2, queues="maintenance", env=system_env
@@ -71,18 +79,37 @@ def maintenance(
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until_ready(worker)
-        yield
+        yield worker
     finally:
         beat.terminate()
         beat.wait(timeout=15)
         stop_worker(worker)
 
 
+@pytest.fixture(scope="module")
+def private_api(
+    committed_keys: KeySnapshot,
+    system_env: dict[str, str],
+    maintenance: WorkerProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ApiProcess]:
+    """Started and not waited for (``runs_worker`` waits)."""
+    process = ApiProcess(tmp_path_factory.mktemp("private-api") / "api.log", system_env)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
 @pytest.fixture
 def runs_worker(
-    system_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    system_env: dict[str, str],
+    maintenance: WorkerProcess,
+    private_api: ApiProcess,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[WorkerProcess]:
+    """A runs worker for each test (the first kills its own); once it, the maintenance worker
+    and the API are all ready."""
     worker = start_worker(
         tmp_path_factory.mktemp("runs"),
         pool="threads",
@@ -91,29 +118,17 @@ def runs_worker(
         env=system_env,
     )
     try:
+        wait_until_ready(maintenance)
+        private_api.wait()
         wait_until_ready(worker)
         yield worker
     finally:
         stop_worker(worker)
 
 
-@pytest.fixture(scope="module")
-def private_api(
-    committed_keys: KeySnapshot,
-    system_env: dict[str, str],
-    maintenance: None,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[str]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("private-api") / "api.log"
-    with serving("api", {**system_env, "API_PORT": str(port)}, f"{base}/health/live", log):
-        yield base
-
-
 @pytest.fixture
-async def api(private_api: str) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(base_url=private_api, timeout=60) as client:
+async def api(private_api: ApiProcess, runs_worker: WorkerProcess) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(base_url=private_api.base, timeout=60) as client:
         yield client
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from celery import Celery
 from httpx import AsyncClient
 from redis.asyncio import Redis
 from sqlalchemy import select
@@ -26,15 +27,16 @@ from switchboard.runs.stream_slots import streams_key
 from switchboard.runs.sweep import sweep_runs
 from tests.e2e.conftest import sign_up
 from tests.support.plans import put_on_plan
-from tests.support.processes import free_port, serving
 from tests.support.worker import (
+    ApiProcess,
     WorkerProcess,
-    api_process,
     runs_worker_process,
     start_worker,
     stop_worker,
+    take_queue,
     wait_until_ready,
 )
+from tests.support.worker_app import IDLE_QUEUE
 
 # Each word of a reply waits this long, so a run of LONG stays in flight for about 2 s.
 TOKEN_DELAY_MS = 50
@@ -43,7 +45,47 @@ LEASE_SECONDS = 3
 
 
 @pytest.fixture(scope="module")
-def limits_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+def doomed_api(
+    committed_keys: KeySnapshot, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiProcess]:
+    """The API process that a test kills, with stream slots of 6 s; it starts up with the
+    module's worker."""
+    process = ApiProcess(
+        tmp_path_factory.mktemp("doomed-api") / "api.log", {"RUNS_STREAM_SLOT_SECONDS": "6"}
+    )
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def fair_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    """The one runs worker (one run at a time) of the last test, started with the module's
+    on a queue that no task goes to: it starts up meanwhile, and takes the runs queue when
+    the test says so."""
+    process = start_worker(
+        tmp_path_factory.mktemp("fair-worker"),
+        pool="threads",
+        concurrency=1,
+        queues=IDLE_QUEUE,
+        env={"LOG_LEVEL": "INFO"},  # its "ready." line
+    )
+    try:
+        yield process
+    finally:
+        stop_worker(process)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def limits_worker(
+    started_apis: tuple[ApiProcess, ApiProcess],
+    doomed_api: ApiProcess,
+    fair_worker: WorkerProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[WorkerProcess]:
+    """Started after the API processes and the other processes of the module, so that they
+    all start up at once."""
     with runs_worker_process(
         tmp_path_factory.mktemp("limits-worker"),
         env={
@@ -52,18 +94,6 @@ def limits_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerPr
         },
     ) as process:
         yield process
-
-
-@pytest.fixture(scope="module")
-def two_apis(
-    committed_keys: KeySnapshot,
-    limits_worker: WorkerProcess,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[str, str]]:
-    """Two ``python -m api`` processes: admissions race across processes, as in production."""
-    logs = tmp_path_factory.mktemp("apis")
-    with api_process(logs / "a.log") as first, api_process(logs / "b.log") as second:
-        yield first, second
 
 
 def _tenant(headers: dict[str, str]) -> uuid.UUID:
@@ -115,6 +145,10 @@ async def _status(api: AsyncClient, headers: dict[str, str], run_id: str) -> str
 async def _runs_of(committed: SessionMaker, tenant_id: uuid.UUID) -> list[Run]:
     async with committed() as session:
         return list((await session.scalars(select(Run).where(Run.tenant_id == tenant_id))).all())
+
+
+async def _all_finished(committed: SessionMaker, tenant_id: uuid.UUID) -> bool:
+    return all(run.finished_at is not None for run in await _runs_of(committed, tenant_id))
 
 
 async def test_runs_per_minute_at_its_edge_across_two_api_processes(
@@ -265,24 +299,20 @@ async def test_a_killed_api_process_frees_its_stream_slots_within_the_slot_time(
     apis: tuple[AsyncClient, AsyncClient],
     committed: SessionMaker,
     redis: Redis,
-    tmp_path_factory: pytest.TempPathFactory,
+    doomed_api: ApiProcess,
 ) -> None:
     headers, _ = await _member_on_plan(apis[0], committed, open_streams_per_user=1)
     accepted = (await apis[0].post("/api/v1/chat", json={"message": LONG}, headers=headers)).json()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("doomed-api") / "api.log"
-    env = {"API_PORT": str(port), "RUNS_STREAM_SLOT_SECONDS": "6"}
-    with serving("api", env, f"{base}/health/live", log) as process:
-        async with (
-            AsyncClient(base_url=base, timeout=30) as doomed,
-            doomed.stream("GET", accepted["stream_url"]) as held,
-        ):
-            assert held.status_code == 200
-            lines = held.aiter_lines()
-            await anext(lines)
-            process.kill()  # SIGKILL: no finally runs, nothing is given back
-            process.wait()
+    doomed_api.wait()
+    async with (
+        AsyncClient(base_url=doomed_api.base, timeout=30) as doomed,
+        doomed.stream("GET", accepted["stream_url"]) as held,
+    ):
+        assert held.status_code == 200
+        lines = held.aiter_lines()
+        await anext(lines)
+        doomed_api.process.kill()  # SIGKILL: no finally runs, nothing is given back
+        doomed_api.process.wait()
     refused = await apis[1].get(accepted["stream_url"])
     assert refused.status_code == 429
     started = time.monotonic()
@@ -328,7 +358,8 @@ async def test_a_failed_run_by_a_killed_worker_gives_its_slot_back_through_the_s
 async def test_a_tenants_backlog_does_not_hold_another_tenants_run_back(
     apis: tuple[AsyncClient, AsyncClient],
     committed: SessionMaker,
-    tmp_path_factory: pytest.TempPathFactory,
+    celery_app: Celery,
+    fair_worker: WorkerProcess,
 ) -> None:
     """After the test above no runs worker consumes: a backlog builds in the broker, then one
     worker (one run at a time) drains it. The newcomer's first run in flight goes first."""
@@ -338,20 +369,17 @@ async def test_a_tenants_backlog_does_not_hold_another_tenants_run_back(
     assert {answer.status_code for answer in backlog} == {202}
     late = await apis[1].post("/api/v1/chat", json={"message": "hi"}, headers=newcomer)
     assert late.status_code == 202
-    worker = start_worker(
-        tmp_path_factory.mktemp("fair-worker"),
-        pool="threads",
-        concurrency=1,
-        queues="runs",
-        env={"LOG_LEVEL": "INFO"},  # its "ready." line
-    )
     try:
-        wait_until_ready(worker)
+        wait_until_ready(fair_worker)
+        take_queue(celery_app, fair_worker)
         await _until(
             lambda: _done(apis[1], newcomer, late.json()["run_id"], "succeeded"), timeout=60
         )
+        # The rest of the backlog too: no run is left in the broker for the next module's
+        # runs worker to take.
+        await _until(lambda: _all_finished(committed, flooder_id), timeout=60)
     finally:
-        stop_worker(worker)
+        stop_worker(fair_worker)
     flooded = await _runs_of(committed, flooder_id)
     (newcomers,) = await _runs_of(committed, newcomer_id)
     assert newcomers.started_at is not None

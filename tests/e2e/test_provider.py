@@ -25,7 +25,7 @@ from tests.support.metrics import exposed, sample
 from tests.support.openai_server import Failure, OpenAIServer, Reply, ToolCall, Usage
 from tests.support.sse import Frame, collect, frames
 from tests.support.waiting import eventually
-from tests.support.worker import WorkerProcess, runs_worker_process
+from tests.support.worker import ApiProcess, WorkerProcess, runs_worker_process
 
 TERMINAL = {"run.completed", "run.failed", "run.cancelled"}
 # The worker's retry budget (OPENAI_MAX_RETRIES): small, so a provider that stays down fails fast.
@@ -46,11 +46,15 @@ def wire(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def provider_worker(
-    model_server: OpenAIServer, wire: str, tmp_path_factory: pytest.TempPathFactory
+    started_apis: tuple[ApiProcess, ApiProcess],
+    model_server: OpenAIServer,
+    wire: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[WorkerProcess]:
-    """The runs worker of tests/e2e/conftest.py, on the provider at the local server."""
+    """A runs worker on the provider at the local server, for each wire format in turn;
+    started after the API processes, so that they all start up at once."""
     with runs_worker_process(
         tmp_path_factory.mktemp("runs-worker"),
         metrics=True,
@@ -68,7 +72,7 @@ def provider_worker(
 
 @pytest.fixture(scope="module")
 def runs_worker(provider_worker: WorkerProcess) -> str:
-    """The API of tests/e2e/conftest.py starts after this worker instead of an offline one."""
+    """The address of the worker's /metrics."""
     assert provider_worker.metrics_url is not None
     return provider_worker.metrics_url
 

@@ -22,9 +22,8 @@ from switchboard.runs.stream_slots import ticket_streams_key
 from tests.e2e.conftest import sign_up
 from tests.support.auth import forge
 from tests.support.plans import put_on_plan
-from tests.support.processes import free_port, serving
 from tests.support.sse import collect
-from tests.support.worker import start_worker, stop_worker, wait_until_ready
+from tests.support.worker import ApiProcess, start_worker, stop_worker, wait_until_ready
 
 # Each word of a reply waits this long: a run of N words stays in flight N / 10 seconds.
 TOKEN_DELAY_MS = 100
@@ -36,8 +35,12 @@ def _words(count: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def runs_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    process = start_worker(
+def api_server(
+    committed_keys: KeySnapshot, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """An API process of its own, with no clock-skew leeway, so a ticket stops opening streams
+    at its very `exp`; and a runs worker of slow replies. Both start up at once."""
+    worker = start_worker(
         tmp_path_factory.mktemp("slow-runs-worker"),
         pool="threads",
         concurrency=8,
@@ -45,23 +48,15 @@ def runs_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         env={"LOG_LEVEL": "INFO", "OFFLINE_MODEL_TOKEN_DELAY_MS": str(TOKEN_DELAY_MS)},
     )
     try:
-        wait_until_ready(process)
-        yield process.hostname
+        api = ApiProcess(tmp_path_factory.mktemp("api") / "api.log", {"AUTH_LEEWAY_SECONDS": "0"})
+        try:
+            wait_until_ready(worker)
+            api.wait()
+            yield api.base
+        finally:
+            api.stop()
     finally:
-        stop_worker(process)
-
-
-@pytest.fixture(scope="module")
-def api_server(
-    committed_keys: KeySnapshot, runs_worker: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """No clock-skew leeway, so a ticket stops opening streams at its very `exp`."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("api") / "api.log"
-    env = {"API_PORT": str(port), "AUTH_LEEWAY_SECONDS": "0"}
-    with serving("api", env, f"{base}/health/live", log):
-        yield base
+        stop_worker(worker)
 
 
 def _decode(part: str) -> dict[str, Any]:

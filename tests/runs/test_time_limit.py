@@ -27,7 +27,7 @@ from tests.support.openai_server import OpenAIServer
 from tests.support.plans import put_on_plan
 from tests.support.sse import collect
 from tests.support.waiting import eventually
-from tests.support.worker import WorkerProcess, api_process, runs_worker_process
+from tests.support.worker import ApiProcess, WorkerProcess, runs_worker_process
 
 # 60 words at 100 ms each: the reply would take 6 s, five times the run's limit.
 TOKEN_DELAY_MS = 100
@@ -41,8 +41,11 @@ def _limited_worker(tmp_dir: Path, **env: str) -> Iterator[WorkerProcess]:
         yield process
 
 
+# Each worker takes the started API: its class's worker and the API start up at once.
 @pytest.fixture(scope="class")
-def offline_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+def offline_worker(
+    started_api: ApiProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
     yield from _limited_worker(
         tmp_path_factory.mktemp("offline-worker"),
         OFFLINE_MODEL_TOKEN_DELAY_MS=str(TOKEN_DELAY_MS),
@@ -57,7 +60,7 @@ def provider() -> Iterator[OpenAIServer]:
 
 @pytest.fixture(scope="class")
 def provider_worker(
-    provider: OpenAIServer, tmp_path_factory: pytest.TempPathFactory
+    started_api: ApiProcess, provider: OpenAIServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
     yield from _limited_worker(
         tmp_path_factory.mktemp("provider-worker"),
@@ -67,11 +70,21 @@ def provider_worker(
 
 
 @pytest.fixture(scope="module")
-def api_server(
+def started_api(
     committed_keys: KeySnapshot, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    with api_process(tmp_path_factory.mktemp("api") / "api.log") as base:
-        yield base
+) -> Iterator[ApiProcess]:
+    """Started and not waited for (``api_server`` waits)."""
+    process = ApiProcess(tmp_path_factory.mktemp("api") / "api.log")
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def api_server(started_api: ApiProcess) -> str:
+    started_api.wait()
+    return started_api.base
 
 
 def _tenant(headers: dict[str, str]) -> uuid.UUID:

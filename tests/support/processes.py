@@ -39,6 +39,70 @@ def run_module(
     )
 
 
+class Served:
+    """``python -m module`` started in the background: ``wait`` returns once ``url`` answers
+    (any status). Processes started one after the other, then waited for, start up at once."""
+
+    def __init__(
+        self,
+        module: str,
+        env: Mapping[str, str],
+        url: str,
+        log_path: Path,
+        *,
+        auth: tuple[str, str] | None = None,
+    ) -> None:
+        self.module = module
+        self.url = url
+        self.log_path = log_path
+        self._auth = auth
+        self._answered = False
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", module],
+                cwd=ROOT,
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._deadline = time.monotonic() + STARTUP_SECONDS
+
+    def wait(self) -> None:
+        while not self._answered:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.module} exited:\n{self.log_path.read_text()}")
+            try:
+                httpx.get(self.url, timeout=1, auth=self._auth)
+                self._answered = True
+            except httpx.TransportError:
+                if time.monotonic() > self._deadline:
+                    raise RuntimeError(
+                        f"{self.module} did not answer:\n{self.log_path.read_text()}"
+                    ) from None
+                time.sleep(0.1)
+
+    def terminate(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+
+    def stop(self) -> None:
+        """SIGTERM, and SIGKILL if it has not exited 15 s later."""
+        self.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def stop_all(served: list[Served]) -> None:
+    """Every one told to stop first, so that they shut down at once."""
+    for each in served:
+        each.terminate()
+    for each in served:
+        each.stop()
+
+
 @contextmanager
 def serving(
     module: str,
@@ -49,33 +113,9 @@ def serving(
     auth: tuple[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Starts ``python -m module`` and waits until ``url`` answers (any status)."""
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", module],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    served = Served(module, env, url, log_path, auth=auth)
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{module} exited:\n{log_path.read_text()}")
-            try:
-                httpx.get(url, timeout=1, auth=auth)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"{module} did not answer:\n{log_path.read_text()}"
-                    ) from None
-                time.sleep(0.1)
-        yield process
+        served.wait()
+        yield served.process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        served.stop()

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
+from celery.utils.nodenames import host_format
 from httpx import AsyncClient
 
 from tests.conftest import WORKER_ENV
-from tests.support.processes import STARTUP_SECONDS, free_port, serving
+from tests.support.processes import STARTUP_SECONDS, Served, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # Agent runs go to their own thread-pool worker, as in production (tests/e2e): the Agents SDK
@@ -97,16 +98,16 @@ def wait_until_consuming(
     raise RuntimeError(f"worker did not answer a ping in {timeout}s:\n{worker.log()}")
 
 
-@contextmanager
-def runs_worker_process(
+def start_runs_worker(
     tmp_dir: Path,
     *,
     concurrency: int = 20,
     metrics: bool = False,
     env: Mapping[str, str] | None = None,
-) -> Iterator[WorkerProcess]:
-    """A worker of the runs queue as production runs them, on a thread pool, ready to consume;
-    ``env`` over the session's. With ``metrics`` it serves /metrics at ``metrics_url``.
+) -> WorkerProcess:
+    """A worker of the runs queue as production runs them, on a thread pool, started and not
+    yet waited for (``wait_until_ready``); ``env`` over the session's. With ``metrics`` it
+    serves /metrics at ``metrics_url``.
 
     Two at once share the runs queue: whichever is free takes a run."""
     extra = {"LOG_LEVEL": "INFO", **(env or {})}  # wait_until_ready reads the INFO "ready." line
@@ -118,6 +119,19 @@ def runs_worker_process(
     )
     if port is not None:
         process.metrics_url = f"http://127.0.0.1:{port}/metrics"
+    return process
+
+
+@contextmanager
+def runs_worker_process(
+    tmp_dir: Path,
+    *,
+    concurrency: int = 20,
+    metrics: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[WorkerProcess]:
+    """``start_runs_worker``, ready to consume; stopped on exit."""
+    process = start_runs_worker(tmp_dir, concurrency=concurrency, metrics=metrics, env=env)
     try:
         wait_until_ready(process)
         yield process
@@ -125,14 +139,37 @@ def runs_worker_process(
         stop_worker(process)
 
 
+def take_queue(app: Celery, worker: WorkerProcess, queue: str = "runs") -> None:
+    """Tells a ready worker started on IDLE_QUEUE (which no task is sent to) to consume from
+    ``queue`` too, through Celery's remote control; returns once it answered. Started while
+    another worker holds ``queue``, it starts up meanwhile and takes no task of that one's."""
+    destination = host_format(worker.hostname)
+    replies = app.control.add_consumer(queue, destination=[destination], reply=True, timeout=10)
+    assert replies == [{destination: {"ok": f"add consumer {queue}"}}], replies
+
+
+class ApiProcess(Served):
+    """``python -m api`` on a free port, ``env`` over the session's, started and not yet
+    waited for (``wait``); its base URL is ``base``. Streams reach the client as uvicorn
+    sends them."""
+
+    def __init__(self, log_path: Path, env: Mapping[str, str] | None = None) -> None:
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        super().__init__(
+            "api", {**(env or {}), "API_PORT": str(port)}, f"{self.base}/health/live", log_path
+        )
+
+
 @contextmanager
 def api_process(log_path: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
-    """``python -m api`` on a free port, ``env`` over the session's; yields its base URL once it
-    answers. Streams reach the client as uvicorn sends them."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with serving("api", {**(env or {}), "API_PORT": str(port)}, f"{base}/health/live", log_path):
-        yield base
+    """An ``ApiProcess``; yields its base URL once it answers."""
+    process = ApiProcess(log_path, env)
+    try:
+        process.wait()
+        yield process.base
+    finally:
+        process.stop()
 
 
 @pytest.fixture
@@ -145,8 +182,8 @@ async def api(api_server: str) -> AsyncIterator[AsyncClient]:
 
 @pytest.fixture
 async def apis(two_apis: tuple[str, str]) -> AsyncIterator[tuple[AsyncClient, AsyncClient]]:
-    """Clients of two API processes (``two_apis``, a fixture of the test's module), for
-    what must hold across processes."""
+    """Clients of two API processes (``two_apis``, a fixture of the test's module or
+    conftest), for what must hold across processes."""
     async with (
         AsyncClient(base_url=two_apis[0], timeout=30) as first,
         AsyncClient(base_url=two_apis[1], timeout=30) as second,

@@ -8,14 +8,18 @@ from sqlalchemy import select
 from switchboard.models import TaskFailure
 from workers.celery_app import celery_app, runtime
 
-__all__ = ["ISOLATED_QUEUE", "celery_app"]
+__all__ = ["IDLE_QUEUE", "ISOLATED_QUEUE", "celery_app"]
 
 # No shared worker consumes it: for a test that must know which process runs its task.
 ISOLATED_QUEUE = "tests-isolated"
+# No task is ever sent to it: a worker started on it starts up taking no work at all, and takes
+# its real queue when told to (tests/support/worker.py, ``take_queue``).
+IDLE_QUEUE = "tests-idle"
 _default = celery_app.conf.task_queues[0]
 celery_app.conf.task_queues = [
     *celery_app.conf.task_queues,
     Queue(ISOLATED_QUEUE, _default.exchange, routing_key=ISOLATED_QUEUE),
+    Queue(IDLE_QUEUE, _default.exchange, routing_key=IDLE_QUEUE),
 ]
 
 

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from httpx import AsyncClient
 from redis.asyncio import Redis
 from sqlalchemy import select, update
 
-from switchboard.auth.keyring import KeySnapshot
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Membership, Run, RunApproval, Subscription
 from switchboard.runs.events import EventPublisher, lease_key
@@ -22,29 +19,9 @@ from switchboard.runs.sweep import sweep_runs
 from switchboard.settings import Settings
 from tests.e2e.conftest import chat, sign_up
 from tests.support.sse import Frame, collect, frames
-from tests.support.worker import WorkerProcess, api_process, runs_worker_process
 
 CANCEL = "please cancel my subscription"
 REFUSED = "The user did not approve this tool call."
-
-
-@pytest.fixture(scope="module")
-def approvals_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    with runs_worker_process(
-        tmp_path_factory.mktemp("approvals-worker"), env={"RUNS_CANCEL_POLL_SECONDS": "120"}
-    ) as process:
-        yield process
-
-
-@pytest.fixture(scope="module")
-def two_apis(
-    committed_keys: KeySnapshot,
-    approvals_worker: WorkerProcess,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[str, str]]:
-    logs = tmp_path_factory.mktemp("approval-apis")
-    with api_process(logs / "a.log") as first, api_process(logs / "b.log") as second:
-        yield first, second
 
 
 async def until_waiting(api: AsyncClient, headers: dict[str, str], run_id: str) -> list[Frame]:

@@ -5,47 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from httpx import AsyncClient
 from sqlalchemy import select
 
-from switchboard.auth.keyring import KeySnapshot
 from switchboard.kit.db import SessionMaker
 from switchboard.models import Run, UsageRecord
 from switchboard.runs.turns import MultitaskStrategy
 from tests.e2e.conftest import chat
 from tests.support.sse import Frame, collect, frames
-from tests.support.worker import WorkerProcess, api_process, runs_worker_process
 
-# Each word of a reply waits this long: a run of LONG stays in flight for about 1.2 s.
-TOKEN_DELAY_MS = 30
+# Each word of a reply waits TOKEN_DELAY_MS (30 ms, tests/e2e/shared/conftest.py): a run of
+# LONG stays in flight for about 1.2 s.
 LONG = " ".join(f"long{index}" for index in range(40))
-
-
-@pytest.fixture(scope="module")
-def turns_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    with runs_worker_process(
-        tmp_path_factory.mktemp("turns-worker"),
-        env={
-            "OFFLINE_MODEL_TOKEN_DELAY_MS": str(TOKEN_DELAY_MS),
-            "RUNS_CANCEL_POLL_SECONDS": "120",
-        },
-    ) as process:
-        yield process
-
-
-@pytest.fixture(scope="module")
-def two_apis(
-    committed_keys: KeySnapshot,
-    turns_worker: WorkerProcess,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[str, str]]:
-    logs = tmp_path_factory.mktemp("apis")
-    with api_process(logs / "a.log") as first, api_process(logs / "b.log") as second:
-        yield first, second
 
 
 async def stream_of(api: AsyncClient, headers: dict[str, str], run_id: str) -> list[Frame]:

@@ -15,7 +15,7 @@ from switchboard.billing.limits import set_plan_limits
 from switchboard.kit.db import SessionMaker
 from switchboard.models import UsageThreshold
 from tests.billing.test_limits import drop_plan, scratch_plan, subscribe
-from tests.e2e.test_chat import chat_stream
+from tests.e2e.shared.test_chat import chat_stream
 from tests.support.metrics import sample
 from tests.support.waiting import eventually
 
