@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import structlog
 from sqlalchemy import and_, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,8 +20,6 @@ from switchboard.models import (
     WebhookEvent,
 )
 from switchboard.webhooks.jobs import DeliveryRef
-
-log = structlog.get_logger("switchboard.webhooks")
 
 UNFINISHED = ("pending", "queued", "sending")
 
@@ -163,14 +160,6 @@ class WebhookRepository:
         )
         row = claimed.first()
         if row is None:
-            current = await self.session.get(WebhookDelivery, delivery_id)
-            log.debug(
-                "webhooks.delivery_not_claimed",
-                delivery_id=str(delivery_id),
-                status=current.status if current else None,
-                next_attempt_at=str(current.next_attempt_at) if current else None,
-                now=str(now),
-            )
             return None
         joined = (
             await self.session.execute(

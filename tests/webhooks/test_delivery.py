@@ -28,6 +28,7 @@ from switchboard.kit.db import SessionMaker
 from switchboard.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from switchboard.settings import Settings
 from switchboard.webhooks.jobs import DISPATCH
+from tests.e2e.conftest import sign_up
 from tests.support.app import serving
 from tests.support.worker import (
     WorkerProcess,
@@ -39,7 +40,6 @@ from tests.support.worker import (
 from tests.webhooks.receivers import ReceivedRequest, Receiver, Reply, TLSReceiver
 
 ENDPOINTS = "/api/v1/webhooks/endpoints"
-PASSWORD = "a long enough passphrase"
 RETRY_SECONDS = 0.2
 # The test workers' attempts give up fast: a hanging receiver costs a second, not fifteen.
 WORKER_ENV = {
@@ -108,13 +108,7 @@ async def api(settings: Settings, delivering: Workers) -> AsyncIterator[AsyncCli
 
 @pytest.fixture
 async def owner(api: AsyncClient) -> dict[str, str]:
-    email = f"hooks-{uuid.uuid4().hex[:10]}@example.com"
-    registered = await api.post(
-        "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "tenant_name": "T"}
-    )
-    assert registered.status_code == 201, registered.text
-    pair = await api.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-    return {"Authorization": f"Bearer {pair.json()['access_token']}"}
+    return await sign_up(api)
 
 
 @pytest.fixture
@@ -360,7 +354,7 @@ async def test_a_slow_endpoint_does_not_hold_back_another_tenants_deliveries(
     of its deliveries wait on the broker, not in the worker's eight threads."""
     healthy = await subscribe(api, owner, receiver.url, ["webhook.test"])
     with Receiver(default=Reply.hang()) as stuck:
-        other_owner = await owner_of_another_tenant(api)
+        other_owner = await sign_up(api)
         hanging = await subscribe(api, other_owner, stuck.url, ["webhook.test"])
         for _ in range(12):
             await send_test(api, other_owner, hanging["id"])
@@ -417,15 +411,6 @@ async def test_a_worker_killed_mid_delivery_still_delivers_with_the_same_webhook
     (row,) = await log_of(api, owner, endpoint["id"], 1)
     assert row["status"] == "succeeded"
     assert row["attempt"] == 2, "the attempt the kill cut off counts"
-
-
-async def owner_of_another_tenant(api: AsyncClient) -> dict[str, str]:
-    email = f"hooks-{uuid.uuid4().hex[:10]}@example.com"
-    await api.post(
-        "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "tenant_name": "U"}
-    )
-    pair = await api.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-    return {"Authorization": f"Bearer {pair.json()['access_token']}"}
 
 
 async def _wait_for_endpoint(
