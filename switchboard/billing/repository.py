@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Insert,
     Integer,
+    String,
     Uuid,
     bindparam,
     column,
@@ -26,9 +27,8 @@ from sqlalchemy import (
     select,
     true,
     update,
-    values,
 )
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,6 +51,74 @@ _record = UsageRecord.metadata.tables[UsageRecord.__tablename__]
 
 # The partial unique index on Subscription: one live subscription per tenant.
 LIVE_SUBSCRIPTION_INDEX = "uq_subscription_live_tenant"
+
+
+def _record_crossed_thresholds() -> Insert:
+    """The statement of ``BillingRepository.record_crossed_thresholds``, built once: its
+    parameters are bound at each call (building it costs more than running it)."""
+    tenant_id = bindparam("p_tenant_id", type_=Uuid)
+    period_start = bindparam("p_period_start", type_=DateTime(timezone=True))
+    plan_code = func.coalesce(
+        select(Subscription.plan_code)
+        .where(Subscription.tenant_id == tenant_id, Subscription.status.not_in(ENDED_STATUSES))
+        .scalar_subquery(),
+        bindparam("p_default_plan", type_=String),
+    )
+    done = exists().where(
+        UsageThreshold.tenant_id == tenant_id,
+        UsageThreshold.period_start == period_start,
+        UsageThreshold.percent == bindparam("p_highest", type_=Integer),
+    )
+    limit = (
+        select(Plan.monthly_tokens.label("limit_tokens"))
+        .where(Plan.code == plan_code, Plan.monthly_tokens.is_not(None), ~done)
+        .subquery("plan_limit")
+    )
+    # Lateral, so it is read only when the plan has a limit left to reach.
+    used = (
+        select(
+            func.coalesce(func.sum(UsageRecord.input_tokens + UsageRecord.output_tokens), 0).label(
+                "tokens"
+            )
+        )
+        .where(UsageRecord.tenant_id == tenant_id, UsageRecord.period_start == period_start)
+        .lateral("used")
+    )
+    threshold = (
+        func.unnest(bindparam("p_percents", type_=ARRAY(Integer)))
+        .table_valued(column("percent", Integer))
+        .render_derived(name="threshold")
+    )
+    crossed = (
+        select(
+            tenant_id,
+            period_start,
+            threshold.c.percent,
+            used.c.tokens,
+            limit.c.limit_tokens,
+            bindparam("p_now", type_=DateTime(timezone=True)),
+        )
+        .select_from(limit.join(used, true()).join(threshold, true()))
+        .where(
+            used.c.tokens > 0,
+            used.c.tokens * 100 >= limit.c.limit_tokens * threshold.c.percent,
+        )
+    )
+    # The table, not the mapped class: bound parameters given to an ORM insert would be
+    # taken for rows to insert.
+    table = UsageThreshold.metadata.tables[UsageThreshold.__tablename__]
+    return (
+        insert(table)
+        .from_select(
+            ["tenant_id", "period_start", "percent", "tokens", "limit_tokens", "reached_at"],
+            crossed,
+        )
+        .on_conflict_do_nothing()
+        .returning(table.c.percent, table.c.tokens, table.c.limit_tokens)
+    )
+
+
+_RECORD_CROSSED_THRESHOLDS = _record_crossed_thresholds()
 
 
 def usage_of_finished_runs(finished: CTE) -> Insert:
@@ -388,58 +456,16 @@ class BillingRepository:
         that is not recorded yet; returns those this call recorded. One statement: a plan
         without a token limit, or a period whose highest threshold is recorded already, reads
         no usage at all, and of two concurrent calls only one records (and returns) a row."""
-        plan_code = func.coalesce(
-            select(Subscription.plan_code)
-            .where(Subscription.tenant_id == tenant_id, Subscription.status.not_in(ENDED_STATUSES))
-            .scalar_subquery(),
-            default_plan,
-        )
-        done = exists().where(
-            UsageThreshold.tenant_id == tenant_id,
-            UsageThreshold.period_start == period_start,
-            UsageThreshold.percent == max(percents),
-        )
-        limit = (
-            select(Plan.monthly_tokens.label("limit_tokens"))
-            .where(Plan.code == plan_code, Plan.monthly_tokens.is_not(None), ~done)
-            .subquery("plan_limit")
-        )
-        # Lateral, so it is read only when the plan has a limit left to reach.
-        used = (
-            select(
-                func.coalesce(
-                    func.sum(UsageRecord.input_tokens + UsageRecord.output_tokens), 0
-                ).label("tokens")
-            )
-            .where(UsageRecord.tenant_id == tenant_id, UsageRecord.period_start == period_start)
-            .lateral("used")
-        )
-        threshold = values(column("percent", Integer), name="threshold").data(
-            [(percent,) for percent in percents]
-        )
-        crossed = (
-            select(
-                literal(tenant_id, Uuid),
-                literal(period_start, DateTime(timezone=True)),
-                threshold.c.percent,
-                used.c.tokens,
-                limit.c.limit_tokens,
-                literal(now, DateTime(timezone=True)),
-            )
-            .select_from(limit.join(used, true()).join(threshold, true()))
-            .where(
-                used.c.tokens > 0,
-                used.c.tokens * 100 >= limit.c.limit_tokens * threshold.c.percent,
-            )
-        )
         rows = await self.session.execute(
-            insert(UsageThreshold)
-            .from_select(
-                ["tenant_id", "period_start", "percent", "tokens", "limit_tokens", "reached_at"],
-                crossed,
-            )
-            .on_conflict_do_nothing()
-            .returning(UsageThreshold.percent, UsageThreshold.tokens, UsageThreshold.limit_tokens)
+            _RECORD_CROSSED_THRESHOLDS,
+            {
+                "p_tenant_id": tenant_id,
+                "p_period_start": period_start,
+                "p_percents": list(percents),
+                "p_highest": max(percents),
+                "p_default_plan": default_plan,
+                "p_now": now,
+            },
         )
         return sorted(
             (CrossedThreshold(int(p), int(t), int(limit)) for p, t, limit in rows),
