@@ -3,6 +3,7 @@ reports: a run's final state, or its pause for approvals."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from switchboard.models import Run
 from switchboard.runs.reads import run_read
 from switchboard.webhooks.jobs import DeliveryRef
-from switchboard.webhooks.outbox import record_event
+from switchboard.webhooks.outbox import record_event, subscribers
 from switchboard.webhooks.schemas import WebhookEventType
 
 _ENDED = {
@@ -21,14 +22,27 @@ _ENDED = {
 }
 
 
-async def run_ended(session: AsyncSession, run: Run, *, rolled_back: bool) -> list[DeliveryRef]:
+async def run_ended(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    status: str,
+    *,
+    rolled_back: bool,
+) -> list[DeliveryRef]:
     """``run.completed``, ``run.failed`` or ``run.cancelled`` with the run as GET
     /runs/{id} shows it. A run a later chat rolled back ends as cancelled, as its stream
-    does."""
+    does. The run is read only when an endpoint subscribes to the event."""
+    event_type = _ENDED["cancelled" if rolled_back else status]
+    endpoints = await subscribers(session, tenant_id, event_type)
+    if not endpoints:
+        return []
+    run = await session.get(Run, run_id, populate_existing=True)
+    assert run is not None  # its final write is in this transaction
     data = run_read(run).model_dump(mode="json")
     if rolled_back:
         data["status"] = "cancelled"
-    return await record_event(session, run.tenant_id, _ENDED[data["status"]], data)
+    return await record_event(session, tenant_id, event_type, data, endpoints=endpoints)
 
 
 async def run_paused(

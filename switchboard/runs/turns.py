@@ -90,43 +90,33 @@ class ConversationTurns:
     async def end(self, run_id: uuid.UUID, conversation_id: uuid.UUID, now: datetime) -> TurnEnd:
         """After the final write of ``run_id``: rolls it back if a later chat asked, and gives
         the turn to the next waiting run."""
-        run = await self.session.scalar(
-            select(Run).where(Run.id == run_id).execution_options(populate_existing=True)
+        ended = (
+            await self.session.execute(
+                select(_run.c.tenant_id, _run.c.status, _run.c.stop).where(_run.c.id == run_id)
+            )
+        ).one()  # its final write is in this transaction
+        rolled_back = ended.stop == MultitaskStrategy.rollback
+        deliveries = await run_ended(
+            self.session, run_id, ended.tenant_id, ended.status, rolled_back=rolled_back
         )
-        assert run is not None  # its final write is in this transaction
-        rolled_back = run.stop == MultitaskStrategy.rollback
-        deliveries = await run_ended(self.session, run, rolled_back=rolled_back)
         if rolled_back:
             await self.session.execute(delete(_message).where(_message.c.run_id == run_id))
             await self.session.execute(delete(_run).where(_run.c.id == run_id))
         return TurnEnd(rolled_back, await self._pass_turn(conversation_id, now), deliveries)
 
     async def _pass_turn(self, conversation_id: uuid.UUID, now: datetime) -> uuid.UUID | None:
-        taken = await self.session.scalar(
-            select(_run.c.id)
-            .where(
-                _run.c.conversation_id == conversation_id,
-                _run.c.status.in_(UNFINISHED),
-                _run.c.pending_message.is_(None),
-            )
-            .limit(1)
-        )
-        if taken is not None:
-            return None
-        waiting = (
+        # One read: a run holding the turn (its message is in) sorts before every waiting one.
+        first = (
             await self.session.execute(
                 select(_run.c.id, _run.c.pending_message)
-                .where(
-                    _run.c.conversation_id == conversation_id,
-                    _run.c.status == "queued",
-                    _run.c.pending_message.is_not(None),
-                )
-                .order_by(_run.c.created_at, _run.c.id)
+                .where(_run.c.conversation_id == conversation_id, _run.c.status.in_(UNFINISHED))
+                .order_by(_run.c.pending_message.is_not(None), _run.c.created_at, _run.c.id)
                 .limit(1)
             )
         ).first()
-        if waiting is None:
+        if first is None or first.pending_message is None:
             return None
+        waiting = first
         position = await self.session.scalar(next_position_query(conversation_id))
         await self.session.execute(
             insert(_message).values(

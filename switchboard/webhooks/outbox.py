@@ -7,7 +7,7 @@ deliveries when their lease runs out."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,13 @@ from switchboard.webhooks.schemas import WebhookEventType
 QUEUED_LEASE = timedelta(minutes=5)
 
 
+async def subscribers(
+    session: AsyncSession, tenant_id: uuid.UUID, event_type: WebhookEventType
+) -> list[uuid.UUID]:
+    """The tenant's enabled endpoints subscribed to ``event_type``."""
+    return await WebhookRepository(session).subscribers(tenant_id, event_type)
+
+
 async def record_event(
     session: AsyncSession,
     tenant_id: uuid.UUID,
@@ -30,12 +37,17 @@ async def record_event(
     data: Mapping[str, Any],
     *,
     only: uuid.UUID | None = None,
+    endpoints: Sequence[uuid.UUID] | None = None,
 ) -> list[DeliveryRef]:
     """Writes the event for the tenant's endpoints subscribed to it (just ``only``, whatever
-    it subscribes to, for a test event); returns the new deliveries' ids. No subscriber, no
-    event: the common case costs one indexed read."""
+    it subscribes to, for a test event; or ``endpoints``, the subscribers the caller read);
+    returns the new deliveries' ids. No subscriber, no event: the common case costs one
+    indexed read."""
     repo = WebhookRepository(session)
-    endpoints = [only] if only is not None else await repo.subscribers(tenant_id, event_type)
+    if endpoints is None:
+        endpoints = (
+            [only] if only is not None else await subscribers(session, tenant_id, event_type)
+        )
     if not endpoints:
         return []
     now = datetime.now(UTC)
