@@ -65,7 +65,7 @@ browser:
 			echo "Chromium is needed for the browser tests: on Debian \`sudo apt-get install chromium\`, or set CHROMIUM_PATH"; exit 1; \
 		fi; }
 
-services: venv ## Check that PostgreSQL and Redis are reachable
+services: venv ## Check that PostgreSQL, Redis and the Celery broker are reachable
 	@uv run --frozen switchboard services check
 
 migrate: services ## Create the database if needed and apply migrations

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api.docs import install_docs
@@ -34,6 +34,7 @@ from api.routes import (
     runs,
     webhooks,
 )
+from api.tracing import instrument_app
 from switchboard.agents.factory import create_agent_runtime
 from switchboard.auth.authority import TokenAuthority
 from switchboard.auth.keyring import KeyRing
@@ -44,6 +45,7 @@ from switchboard.identity.passwords import PasswordHasher
 from switchboard.kit.jobs import JobSender
 from switchboard.kit.logging import configure_logging
 from switchboard.kit.resources import open_resources
+from switchboard.kit.tracing import setup_tracing, shutdown_tracing
 from switchboard.mail.sealing import MailSealer
 from switchboard.runs.admission import Admission
 from switchboard.runs.events import EventPublisher
@@ -58,17 +60,25 @@ class SwitchboardApp(FastAPI):
 
     Outside Starlette's error middleware, not inside it with the other middleware: the 500 it
     renders carries the security headers too, and every layer sees the client's address and
-    scheme, never a forged one.
+    scheme, never a forged one. They wrap the application itself rather than Starlette's
+    middleware stack, which stays as Starlette builds it: the tracing instrumentation wraps
+    that one and expects it unchanged.
     """
 
     def __init__(self, *, trusted_proxies: list[str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.trusted_proxies = trusted_proxies
+        self._outermost: ASGIApp | None = None
 
-    def build_middleware_stack(self) -> ASGIApp:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._outermost is None:
+            self._outermost = self._wrap(super().__call__)
+        await self._outermost(scope, receive, send)
+
+    def _wrap(self, inner: ASGIApp) -> ASGIApp:
         # The boundary outside Starlette's error middleware keeps an error raised in a
         # middleware from reaching the server once that middleware has answered the 500.
-        app = SecurityHeadersMiddleware(ErrorBoundary(super().build_middleware_stack()))
+        app = SecurityHeadersMiddleware(ErrorBoundary(inner))
         if not self.trusted_proxies:
             return app
         # Only a peer in these networks may name the client (the right-most address of
@@ -85,7 +95,10 @@ class SwitchboardApp(FastAPI):
 
 def create_app(settings: Settings | None = None, *, job_sender: JobSender | None = None) -> FastAPI:
     settings = settings or settings_or_exit()
-    configure_logging(settings.log, settings.environment, service="api")
+    tracing = settings.otel.enabled
+    configure_logging(settings.log, settings.environment, service="api", trace_ids=tracing)
+    # Before the lifespan opens the engine and the Redis clients, which it then instruments.
+    setup_tracing(settings.otel, service="switchboard-api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -116,6 +129,8 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
             finally:
                 await app.state.stream_slots.stop()
                 await app.state.event_hub.stop()
+                # What is still buffered goes out before the process exits.
+                shutdown_tracing()
 
     openapi_url = "/openapi.json" if settings.docs_served else None
     app = SwitchboardApp(
@@ -129,6 +144,8 @@ def create_app(settings: Settings | None = None, *, job_sender: JobSender | None
         docs_url=None,
         redoc_url=None,
     )
+    if tracing:
+        instrument_app(app)
     if openapi_url is not None:
         install_docs(app, openapi_url)
     install_error_handlers(app)

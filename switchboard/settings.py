@@ -21,14 +21,16 @@ from pydantic import (
     PostgresDsn,
     RedisDsn,
     SecretStr,
+    UrlConstraints,
     ValidationError,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
-from switchboard.agents.settings import OfflineSettings, OpenAISettings
+from switchboard.agents.settings import AgentsSettings, OfflineSettings, OpenAISettings
 from switchboard.auth.settings import AuthSettings, IdpMode, KeyStoreKind, NonceBackend
 from switchboard.billing.settings import BillingSettings, StripeSettings
 from switchboard.conversations.settings import ConversationSettings
@@ -145,9 +147,29 @@ class RedisSettings(BaseModel):
     socket_timeout_seconds: float = Field(5.0, gt=0, description="Socket read/write timeout.")
 
 
+REDIS_SCHEMES = ("redis", "rediss")
+# Celery's RabbitMQ transport (py-amqp) under its three names; amqps is AMQP over TLS.
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+
+
+def is_amqp_url(url: str) -> bool:
+    """A RabbitMQ URL rather than a Redis one."""
+    return url.partition("://")[0].lower() in AMQP_SCHEMES
+
+
+class AmqpBrokerDsn(AnyUrl):
+    """A RabbitMQ URL as Celery reads it: ``amqp://user:password@host:5672/vhost``."""
+
+    _constraints = UrlConstraints(allowed_schemes=list(AMQP_SCHEMES), host_required=True)
+
+
 class CelerySettings(BaseModel):
-    broker_url: RedisDsn = Field(
-        RedisDsn("redis://127.0.0.1:6379/1"), description="Celery broker (Redis)."
+    broker_url: RedisDsn | AmqpBrokerDsn = Field(
+        RedisDsn("redis://127.0.0.1:6379/1"),
+        description=(
+            "Celery broker: Redis (redis://) or RabbitMQ (amqp://user:password@host:5672/vhost)."
+            " RedBeat keeps its schedule on this Redis, or on REDIS_URL with RabbitMQ."
+        ),
     )
     result_backend: RedisDsn = Field(
         RedisDsn("redis://127.0.0.1:6379/2"),
@@ -156,7 +178,10 @@ class CelerySettings(BaseModel):
     visibility_timeout_seconds: int = Field(
         3600,
         ge=60,
-        description="Seconds before an unacknowledged task is redelivered to another worker.",
+        description=(
+            "Seconds before an unacknowledged task is redelivered to another worker, with a"
+            " Redis broker. RabbitMQ has none: it redelivers when the worker's connection closes."
+        ),
     )
     result_expires_seconds: int = Field(3600, ge=60, description="Lifetime of stored results.")
     metrics_port: int = Field(
@@ -165,6 +190,28 @@ class CelerySettings(BaseModel):
         le=65535,
         description="Port of a worker's Prometheus /metrics (0: none). Keep it internal.",
     )
+
+    @property
+    def amqp_broker(self) -> bool:
+        """The broker is RabbitMQ rather than Redis."""
+        return is_amqp_url(str(self.broker_url))
+
+    @field_validator("broker_url", mode="wrap")
+    @classmethod
+    def _redis_or_rabbitmq(cls, value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        # One message naming the variable, rather than one per member of the union.
+        if isinstance(value, str):
+            scheme = value.partition("://")[0].lower() if "://" in value else ""
+            if scheme not in (*REDIS_SCHEMES, *AMQP_SCHEMES):
+                raise ValueError(
+                    "the broker must be Redis (redis://, rediss://) or RabbitMQ (amqp://, amqps://,"
+                    f" pyamqp://), not {f'{scheme}://' if scheme else 'a URL without a scheme'}"
+                )
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            problems = [e["msg"] for e in exc.errors() if e["type"] != "url_scheme"]
+            raise ValueError(problems[0] if problems else str(exc)) from None
 
 
 class BeatSettings(BaseModel):
@@ -198,6 +245,68 @@ class HealthSettings(BaseModel):
     )
 
 
+class TracesExporter(enum.StrEnum):
+    otlp = "otlp"
+    console = "console"
+    none = "none"
+
+
+class OtelSettings(BaseModel):
+    """The standard OpenTelemetry variables that decide whether a process traces and where its
+    spans go. The SDK reads the others (sampler, resource attributes, batching, exporter
+    headers and timeouts) from the process environment itself."""
+
+    sdk_disabled: bool = Field(False, description="true: no tracing, whatever else is set.")
+    exporter_otlp_endpoint: AnyUrl | None = Field(
+        None,
+        description=(
+            "OTLP/HTTP collector, e.g. http://jaeger:4318 (spans go to its /v1/traces). Set,"
+            " every process traces (docs/operations/tracing.md)."
+        ),
+    )
+    exporter_otlp_traces_endpoint: AnyUrl | None = Field(
+        None,
+        description="URL spans are posted to, over OTEL_EXPORTER_OTLP_ENDPOINT; set, tracing on.",
+    )
+    traces_exporter: TracesExporter | None = Field(
+        None,
+        description=(
+            "otlp, console (spans on standard output) or none (no tracing); empty: otlp once"
+            " an endpoint is set, else no tracing."
+        ),
+    )
+
+    @field_validator(
+        "exporter_otlp_endpoint", "exporter_otlp_traces_endpoint", "traces_exporter", mode="before"
+    )
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("exporter_otlp_endpoint", "exporter_otlp_traces_endpoint")
+    @classmethod
+    def _http(cls, value: AnyUrl | None) -> AnyUrl | None:
+        if value is not None and value.scheme not in ("http", "https"):
+            raise ValueError("an OTLP/HTTP endpoint is an http:// or https:// URL")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        """This process traces: an exporter or an endpoint is named, and the SDK is not off."""
+        if self.sdk_disabled or self.traces_exporter is TracesExporter.none:
+            return False
+        named = self.exporter_otlp_endpoint or self.exporter_otlp_traces_endpoint
+        return self.traces_exporter is not None or named is not None
+
+    @property
+    def traces_url(self) -> str:
+        """Where the OTLP exporter posts spans, as the OTLP specification derives it."""
+        if self.exporter_otlp_traces_endpoint is not None:
+            return str(self.exporter_otlp_traces_endpoint)
+        base = str(self.exporter_otlp_endpoint or "http://localhost:4318")
+        return f"{base.rstrip('/')}/v1/traces"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -224,10 +333,12 @@ class Settings(BaseSettings):
     flower: FlowerSettings = FlowerSettings()
     log: LogSettings = LogSettings()
     health: HealthSettings = HealthSettings()
+    otel: OtelSettings = OtelSettings()
     auth: AuthSettings = AuthSettings()
     identity: IdentitySettings = IdentitySettings()
     openai: OpenAISettings = OpenAISettings()
     offline: OfflineSettings = OfflineSettings()
+    agents: AgentsSettings = AgentsSettings()
     conversations: ConversationSettings = ConversationSettings()
     runs: RunsSettings = RunsSettings()
     stripe: StripeSettings = StripeSettings()
@@ -265,8 +376,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _runs_end_before_redelivery(self) -> Settings:
-        # An unacknowledged runs.execute would go to a second worker while the first still
-        # holds the run; the task's hard limit must come first.
+        # On Redis, an unacknowledged runs.execute would go to a second worker while the first
+        # still holds the run; the task's hard limit must come first. RabbitMQ redelivers when
+        # the worker's channel closes: its connection dropped, or a delivery outlived the
+        # broker's consumer_timeout (30 minutes by default; docs/operations/scaling.md).
+        if self.celery.amqp_broker:
+            return self
         hard, margins = self.runs.task_time_limit, FINISH_MARGIN_SECONDS + HARD_MARGIN_SECONDS
         if self.celery.visibility_timeout_seconds <= hard:
             raise ValueError(
@@ -387,6 +502,18 @@ def render_env_example() -> str:
         "# Directory shared by the processes of one host for multiprocess metrics.",
         "# `make dev` and the container image set it; unset means single-process metrics.",
         "# PROMETHEUS_MULTIPROC_DIR=",
+        "",
+        "# --- process environment only: read by the OpenTelemetry SDK itself, never from .env ---",
+        "# With tracing on: the sampler (unset: parentbased_always_on; parentbased_traceidratio",
+        "# with OTEL_TRACES_SAMPLER_ARG=0.1 keeps a tenth of the traces), the spans' service name",
+        "# (unset: switchboard-api, switchboard-worker-<queue>, ...), other resource attributes,",
+        "# the collector's headers, the batch delay in milliseconds.",
+        "# OTEL_TRACES_SAMPLER=",
+        "# OTEL_TRACES_SAMPLER_ARG=",
+        "# OTEL_SERVICE_NAME=",
+        "# OTEL_RESOURCE_ATTRIBUTES=",
+        "# OTEL_EXPORTER_OTLP_HEADERS=",
+        "# OTEL_BSP_SCHEDULE_DELAY=",
     ]
     return "\n".join(lines) + "\n"
 

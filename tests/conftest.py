@@ -85,4 +85,5 @@ pytest_plugins = [
     "tests.support.members",
     "tests.support.vault",
     "tests.support.openai_server",
+    "tests.support.rabbitmq",
 ]

@@ -263,3 +263,66 @@ def test_a_visibility_timeout_not_above_the_runs_hard_time_limit_is_refused(
 
     clean_env.setenv("CELERY_VISIBILITY_TIMEOUT_SECONDS", str(runs.task_time_limit + 1))
     assert load_settings(_env_file=None).celery.visibility_timeout_seconds > runs.task_time_limit
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "amqp://guest:guest@127.0.0.1:5672//",
+        "amqps://switchboard:secret@rabbit.internal:5671/switchboard",
+        "pyamqp://rabbit.internal/switchboard",
+    ],
+)
+def test_the_broker_may_be_rabbitmq(clean_env: pytest.MonkeyPatch, url: str) -> None:
+    clean_env.setenv("CELERY_BROKER_URL", url)
+
+    celery = load_settings(_env_file=None).celery
+
+    assert celery.amqp_broker is True
+    assert str(celery.broker_url) == url
+
+
+def test_a_redis_broker_is_read_as_before(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("CELERY_BROKER_URL", "redis://broker.internal")
+
+    celery = load_settings(_env_file=None).celery
+
+    assert celery.amqp_broker is False
+    assert str(celery.broker_url) == "redis://broker.internal:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("sqs://queue.example", "not sqs://"),
+        ("https://rabbit.internal", "not https://"),
+        ("rabbit.internal:5672", "not a URL without a scheme"),
+        ("amqp://rabbit.internal:99999/", "invalid port number"),
+    ],
+)
+def test_any_other_broker_is_refused_in_one_line(
+    clean_env: pytest.MonkeyPatch, url: str, said: str
+) -> None:
+    clean_env.setenv("CELERY_BROKER_URL", url)
+
+    with pytest.raises(SettingsError) as refused:
+        load_settings(_env_file=None)
+
+    [line] = str(refused.value).splitlines()[1:]
+    assert line.startswith("  CELERY_BROKER_URL: ")
+    assert said in line
+    if said.startswith("not "):
+        assert "Redis (redis://, rediss://) or RabbitMQ (amqp://, amqps://, pyamqp://)" in line
+
+
+def test_with_rabbitmq_the_visibility_timeout_is_not_compared_with_the_runs(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    """RabbitMQ has no visibility timeout: it redelivers when a worker's connection closes."""
+    clean_env.setenv("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    clean_env.setenv("CELERY_VISIBILITY_TIMEOUT_SECONDS", "60")
+    clean_env.setenv("RUNS_MAX_SECONDS", "3000")
+
+    settings = load_settings(_env_file=None)
+
+    assert settings.celery.visibility_timeout_seconds < settings.runs.task_time_limit

@@ -1,10 +1,13 @@
-"""The Celery application (Redis broker, JSON only, named queues, late acknowledgement) and the
-composition root of every process that loads it: settings, app, job sender, worker runtime and
-signal receivers are built here, top to bottom, once per process."""
+"""The Celery application (Redis or RabbitMQ broker, JSON only, named queues, late
+acknowledgement) and the composition root of every process that loads it: settings, app, job
+sender, worker runtime and signal receivers are built here, top to bottom, once per process."""
 
 from __future__ import annotations
 
-from celery import Celery
+from typing import Any
+
+import structlog
+from celery import Celery, bootsteps
 from kombu import Exchange, Queue
 
 from switchboard.runs import jobs as runs_jobs
@@ -16,6 +19,15 @@ from workers.sender import CeleryJobSender
 
 QUEUES = ("default", "runs", "maintenance", "webhooks")
 _EXCHANGE = Exchange("switchboard", type="direct")
+# On RabbitMQ the exchange is a topic one: Celery's native delayed delivery (countdowns held by
+# the broker, not by a worker) forwards delayed messages only to topic and fanout exchanges.
+# Routing keys are queue names, which a topic exchange routes exactly as a direct one.
+_AMQP_EXCHANGE = Exchange("switchboard", type="topic")
+# The runs queue is replicated and durable on RabbitMQ: a lost runs.execute leaves a chat queued
+# until the sweep fails it. The other queues stay classic, which is cheaper per message: what
+# they carry is recorded in Postgres and sent again if lost (the sweep, the billing resends,
+# the webhooks dispatcher).
+_QUORUM_QUEUES = {"runs"}
 
 # Routing by task-name prefix keeps every producer (API, tasks, CLI) agreeing on queues.
 TASK_ROUTES = {
@@ -30,6 +42,8 @@ TASK_ROUTES = {
     "webhooks.*": {"queue": "webhooks"},
 }
 
+log = structlog.get_logger("switchboard.worker")
+
 TASK_MODULES = [
     "tasks.system",
     "tasks.auth",
@@ -41,27 +55,45 @@ TASK_MODULES = [
 ]
 
 
+class DeclareQueues(bootsteps.StartStopStep):
+    """On RabbitMQ, a worker declares every queue of the app before it consumes: Celery's
+    delayed-delivery step then binds each of them to its exchanges, not only the worker's own
+    queues, and a queue nobody declared yet would be an error in the log."""
+
+    def start(self, parent: Any) -> None:
+        app: Celery = parent.app
+        try:
+            with app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1)
+                channel = connection.default_channel
+                for queue in app.amqp.queues.values():
+                    queue.bind(channel).declare()
+        except Exception as exc:  # the consumer reconnects by itself; its queues come then
+            log.warning("worker.queues_not_declared", error=type(exc).__name__)
+
+
 def create_celery(settings: Settings) -> Celery:
     app = Celery("switchboard")
-    visibility = {"visibility_timeout": settings.celery.visibility_timeout_seconds}
+    broker = _rabbitmq(settings) if settings.celery.amqp_broker else _redis(settings)
+    if settings.celery.amqp_broker:
+        app.steps["worker"].add(DeclareQueues)
     app.conf.update(
         broker_url=str(settings.celery.broker_url),
         result_backend=str(settings.celery.result_backend),
-        # The Redis transport, the result backend and the redbeat lock each read their own
-        # copy of the visibility timeout; they must agree or tasks are redelivered early.
-        broker_transport_options=visibility,
-        result_backend_transport_options=visibility,
+        **broker,
         broker_connection_retry_on_startup=True,
         broker_connection_retry=True,
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
+        # One backend for all of a thread-pool worker's threads: Celery otherwise builds one per
+        # thread at its first task, scanning the installed packages' entry points each time.
+        result_backend_thread_safe=True,
         result_expires=settings.celery.result_expires_seconds,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_queues=[Queue(name, _EXCHANGE, routing_key=name) for name in QUEUES],
         task_default_queue="default",
         task_default_exchange=_EXCHANGE.name,
         task_default_routing_key="default",
@@ -78,7 +110,6 @@ def create_celery(settings: Settings) -> Celery:
         timezone="UTC",
         beat_scheduler="redbeat.RedBeatScheduler",
         beat_schedule=beat_schedule(settings),
-        redbeat_redis_url=str(settings.celery.broker_url),
         redbeat_key_prefix="switchboard:redbeat:",
         redbeat_lock_timeout=settings.beat.lock_timeout_seconds,
         # A standby beat polls the lock once per loop interval: this bounds fail-over time.
@@ -86,6 +117,47 @@ def create_celery(settings: Settings) -> Celery:
         include=TASK_MODULES,
     )
     return app
+
+
+def _redis(settings: Settings) -> dict[str, Any]:
+    visibility = {"visibility_timeout": settings.celery.visibility_timeout_seconds}
+    return {
+        # The Redis transport, the result backend and the redbeat lock each read their own
+        # copy of the visibility timeout; they must agree or tasks are redelivered early.
+        "broker_transport_options": visibility,
+        "result_backend_transport_options": visibility,
+        "task_queues": [Queue(name, _EXCHANGE, routing_key=name) for name in QUEUES],
+        "redbeat_redis_url": str(settings.celery.broker_url),
+    }
+
+
+def _rabbitmq(settings: Settings) -> dict[str, Any]:
+    """RabbitMQ redelivers a task when its worker's channel closes, not after a timeout, so
+    there is no visibility timeout to set."""
+    return {
+        # Each publish waits for the broker's acknowledgement: a job reported sent is in the
+        # broker, and a refused one raises in the sender instead of vanishing.
+        "broker_transport_options": {"confirm_publish": True},
+        "task_queues": [
+            Queue(
+                name,
+                _AMQP_EXCHANGE,
+                routing_key=name,
+                queue_arguments={"x-queue-type": "quorum"} if name in _QUORUM_QUEUES else None,
+            )
+            for name in QUEUES
+        ],
+        "task_default_exchange_type": _AMQP_EXCHANGE.type,
+        # Quorum queues refuse a channel-wide prefetch: Celery then sets it per consumer.
+        # Countdowns (retries, busy webhook endpoints) wait in the broker's delayed-delivery
+        # queues, declared by every worker at start (broker_native_delayed_delivery_queue_type
+        # keeps its default, quorum).
+        "worker_detect_quorum_queues": True,
+        # The schedule and the lock stay in Redis, with the application's data. Options of
+        # its own, or RedBeat would take the broker's transport options for its client's.
+        "redbeat_redis_url": str(settings.redis.url),
+        "redbeat_redis_options": {},
+    }
 
 
 settings = settings_or_exit()

@@ -3,19 +3,24 @@
 Counted from Celery's signals in every process that sends or runs tasks; prefork children write
 to ``PROMETHEUS_MULTIPROC_DIR`` and the worker's main process adds them up on its metrics port.
 Queue lengths are read from the broker when Prometheus scrapes, so they are right whichever
-worker answers.
+worker answers: list lengths on Redis, a passive queue declaration's message count on RabbitMQ.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
+import amqp
 import redis
+from kombu import Connection
+from kombu.exceptions import OperationalError
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from switchboard.settings import is_amqp_url
 
 TASKS = Counter(
     "celery_tasks_total",
@@ -32,6 +37,8 @@ RUNTIME = Histogram(
 # kombu's Redis transport keeps a list per queue and priority step: "runs", "runs\x06\x163", ...
 _PRIORITY_SEPARATOR = "\x06\x16"
 _PRIORITY_STEPS = (0, 3, 6, 9)
+# Each read of the broker gives up after this long.
+_TIMEOUT_SECONDS = 2
 
 _started: dict[str, float] = {}
 
@@ -55,22 +62,59 @@ class QueueLengths(Collector):
     """``celery_queue_length{queue}``: messages waiting in each queue, read at scrape time."""
 
     def __init__(self, broker_url: str, queues: Sequence[str]) -> None:
-        self._client = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
         self._queues = tuple(queues)
+        self._url = broker_url
+        self._client = None
+        if not is_amqp_url(broker_url):
+            self._client = redis.Redis.from_url(
+                broker_url, socket_timeout=_TIMEOUT_SECONDS, socket_connect_timeout=_TIMEOUT_SECONDS
+            )
 
     def collect(self) -> Iterable[Any]:
         family = GaugeMetricFamily(
             "celery_queue_length", "Messages waiting in the broker, by queue.", labels=["queue"]
         )
         try:
-            with self._client.pipeline(transaction=False) as pipe:
-                for queue in self._queues:
-                    for step in _PRIORITY_STEPS:
-                        pipe.llen(f"{queue}{_PRIORITY_SEPARATOR}{step}" if step else queue)
-                lengths = pipe.execute()
-        except redis.RedisError:
+            lengths = self._rabbitmq_lengths() if self._client is None else self._redis_lengths()
+        except (redis.RedisError, amqp.AMQPError, OperationalError, OSError):
             return  # the broker is away: no sample beats a wrong zero
-        steps = len(_PRIORITY_STEPS)
-        for index, queue in enumerate(self._queues):
-            family.add_metric([queue], sum(lengths[index * steps : (index + 1) * steps]))
+        for queue, length in zip(self._queues, lengths, strict=True):
+            family.add_metric([queue], length)
         yield family
+
+    def _redis_lengths(self) -> list[int]:
+        assert self._client is not None
+        with self._client.pipeline(transaction=False) as pipe:
+            for queue in self._queues:
+                for step in _PRIORITY_STEPS:
+                    pipe.llen(f"{queue}{_PRIORITY_SEPARATOR}{step}" if step else queue)
+            lengths = pipe.execute()
+        steps = len(_PRIORITY_STEPS)
+        return [
+            sum(lengths[index * steps : (index + 1) * steps]) for index in range(len(self._queues))
+        ]
+
+    def _rabbitmq_lengths(self) -> list[int]:
+        """Messages ready in each queue (those delivered and not yet acknowledged are not
+        counted, as on Redis), read by passive declarations, which create nothing. A
+        connection per scrape: nothing is held open between scrapes."""
+        timeouts = {"read_timeout": _TIMEOUT_SECONDS, "write_timeout": _TIMEOUT_SECONDS}
+        lengths = []
+        with Connection(
+            self._url, connect_timeout=_TIMEOUT_SECONDS, transport_options=timeouts
+        ) as connection:
+            connection.ensure_connection(max_retries=0)  # one attempt: a scrape does not wait
+            channel = cast(amqp.Channel, connection.channel())  # kombu's pyamqp channel is one
+            for queue in self._queues:
+                try:
+                    declared = channel.queue_declare(queue=queue, passive=True)
+                except amqp.NotFound:
+                    # Not declared yet, by a worker or a publisher: nothing waits in it. The
+                    # broker closes a channel whose declaration failed: go on with another.
+                    lengths.append(0)
+                    channel = cast(amqp.Channel, connection.channel())
+                    continue
+                assert declared is not None  # None only without waiting for the answer
+                _, messages, _ = declared
+                lengths.append(messages)
+        return lengths

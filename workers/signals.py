@@ -1,4 +1,5 @@
-"""Worker lifecycle and task context: logging, request ids, metrics, failure records.
+"""Worker lifecycle and task context: logging, request ids, metrics, failure records, and
+tracing when it is on (``workers.tracing``).
 
 Celery's signals are process-wide, so ``connect`` is called once, by ``workers.celery_app``;
 each receiver has a ``dispatch_uid``, so a second call connects nothing twice.
@@ -21,7 +22,7 @@ from switchboard.kit.logging import configure_logging
 from switchboard.kit.metrics import exposition_registry
 from switchboard.ops.schemas import TaskFailureCreate
 from switchboard.ops.service import record_task_failure
-from workers import metrics
+from workers import metrics, tracing
 from workers.metrics import QueueLengths
 from workers.runtime import WorkerRuntime
 
@@ -52,6 +53,8 @@ def connect(runtime: WorkerRuntime, *, queues: Sequence[str]) -> None:
     for signal, receiver in receivers:
         # Strong references: the receivers of ``lifecycle`` live as long as the process.
         signal.connect(receiver, weak=False, dispatch_uid=f"switchboard.{receiver.__name__}")
+    if runtime.settings.otel.enabled:
+        tracing.connect(runtime.settings)
 
 
 class _Lifecycle:
@@ -64,7 +67,9 @@ class _Lifecycle:
     def setup_logging(self, **_: Any) -> None:
         settings = self._runtime.settings
         service = "beat" if "beat" in sys.argv[1:] else "worker"
-        configure_logging(settings.log, settings.environment, service=service)
+        configure_logging(
+            settings.log, settings.environment, service=service, trace_ids=settings.otel.enabled
+        )
 
     def serve_metrics(self, sender: Any = None, **_: Any) -> None:
         # The main process serves; with PROMETHEUS_MULTIPROC_DIR it adds up its pool's children.

@@ -11,6 +11,7 @@ from openai import AsyncOpenAI, Timeout
 from switchboard.agents.measured import count_retries
 from switchboard.agents.offline import OfflineModelProvider
 from switchboard.agents.settings import OfflineSettings, OpenAISettings
+from switchboard.agents.tracing import sdk_tracing_installed
 
 WORKFLOW_NAME = "switchboard"
 
@@ -48,6 +49,7 @@ def wire_api(openai: OpenAISettings) -> str:
 
 
 def tracing_disabled(openai: OpenAISettings) -> bool:
+    """No export of the SDK's traces to OpenAI."""
     return not (openai.tracing and openai.api_key is not None)
 
 
@@ -55,14 +57,15 @@ def run_config(
     model_provider: ModelProvider, openai: OpenAISettings, *, group_id: str | None = None
 ) -> RunConfig:
     """Settings of one run; ``group_id`` (the conversation) links its traces together."""
-    disabled = tracing_disabled(openai)
+    to_openai = not tracing_disabled(openai)
     tracing: TracingConfig | None = None
-    if not disabled and openai.api_key is not None:
+    if to_openai and openai.api_key is not None:
         # Per run, so the exporter never falls back to a process-wide OPENAI_API_KEY.
         tracing = {"api_key": openai.api_key.get_secret_value()}
     return RunConfig(
         model_provider=model_provider,
-        tracing_disabled=disabled,
+        # Off unless someone takes the spans: OpenAI's dashboard, or OpenTelemetry.
+        tracing_disabled=not (to_openai or sdk_tracing_installed()),
         tracing=tracing,
         workflow_name=WORKFLOW_NAME,
         group_id=group_id,

@@ -1,7 +1,9 @@
-"""Model provider settings: ``OPENAI_*`` and ``OFFLINE_MODEL_*`` variables."""
+"""Model provider settings: ``OPENAI_*`` and ``OFFLINE_MODEL_*`` variables; ``AGENTS_*``, what
+becomes of the Agents SDK's own spans."""
 
 from __future__ import annotations
 
+import enum
 from typing import Literal
 
 from pydantic import AnyUrl, BaseModel, Field, SecretStr, field_validator
@@ -89,4 +91,20 @@ class OpenAISettings(BaseModel):
 class OfflineSettings(BaseModel):
     model_token_delay_ms: float = Field(
         5, ge=0, le=10_000, description="Offline model: pause before each streamed word."
+    )
+
+
+class AgentsTracing(enum.StrEnum):
+    none = "none"
+    otel = "otel"
+
+
+class AgentsSettings(BaseModel):
+    tracing: AgentsTracing = Field(
+        AgentsTracing.none,
+        description=(
+            "The Agents SDK's spans (agent, model call, tool, handoff): none, or otel to record"
+            " them in the run's OpenTelemetry trace while tracing is on (OPENAI_TRACING sends"
+            " them to OpenAI, independently)."
+        ),
     )

@@ -15,7 +15,7 @@ from switchboard.cli.identity import app as identity_app
 from switchboard.cli.ops import app as ops_app
 from switchboard.cli.retention import app as retention_app
 from switchboard.kit.logging import configure_logging
-from switchboard.kit.services import START_HINT, ensure_database, unreachable_services
+from switchboard.kit.services import ensure_database, start_hint, unreachable_services
 from switchboard.settings import render_env_example
 
 app = typer.Typer(
@@ -80,13 +80,17 @@ def config_urls() -> None:
 
 @services_app.command("check")
 def services_check() -> None:
-    """Exit non-zero, with one line saying how to start them, if Postgres or Redis is down."""
+    """Exit non-zero, with one line saying how to start them, if Postgres, Redis or the broker
+    is down."""
     settings = load_or_exit()
     down = asyncio.run(unreachable_services(settings))
     if down:
-        typer.echo(f"switchboard: {'; '.join(map(str, down))}: {START_HINT}", err=True)
+        typer.echo(f"switchboard: {'; '.join(map(str, down))}: {start_hint(down)}", err=True)
         raise typer.Exit(1)
-    typer.echo("PostgreSQL and Redis are reachable.")
+    if settings.celery.amqp_broker:
+        typer.echo("PostgreSQL, Redis and RabbitMQ are reachable.")
+    else:
+        typer.echo("PostgreSQL and Redis are reachable.")
 
 
 @db_app.command("ensure")

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
+import sqlalchemy.ext.asyncio
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from switchboard.settings import DatabaseSettings
 
@@ -40,7 +36,9 @@ def database_url(raw: str) -> URL:
 def create_engine(
     settings: DatabaseSettings, *, application_name: str = "switchboard"
 ) -> AsyncEngine:
-    return create_async_engine(
+    # Looked up at each call, not imported: with tracing on, the SQLAlchemy instrumentation
+    # wraps the module's function, and so traces every engine made after start-up.
+    return sqlalchemy.ext.asyncio.create_async_engine(
         database_url(str(settings.url)),
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,

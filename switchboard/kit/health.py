@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
@@ -12,6 +13,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from switchboard.kit.broker import check_amqp
 from switchboard.kit.resources import Resources
 
 
@@ -54,13 +56,23 @@ async def _redis(client: Redis) -> None:
     await client.ping()
 
 
+def _broker(resources: Resources, limit: float) -> Callable[[], Awaitable[Any]]:
+    if resources.broker_redis is not None:
+        return partial(_redis, resources.broker_redis)
+    # RabbitMQ: a connection opened and closed, on a thread (py-amqp blocks), each step
+    # bounded by the check's own limit so the thread ends soon after a timeout.
+    return partial(
+        asyncio.to_thread, check_amqp, str(resources.settings.celery.broker_url), timeout=limit
+    )
+
+
 async def check_readiness(resources: Resources) -> Readiness:
     timeout = resources.settings.health.check_timeout_seconds
     names = ("postgres", "redis", "broker")
     results = await asyncio.gather(
         _timed(lambda: _postgres(resources.engine), timeout),
         _timed(lambda: _redis(resources.redis), timeout),
-        _timed(lambda: _redis(resources.broker_redis), timeout),
+        _timed(_broker(resources, timeout), timeout),
     )
     checks = dict(zip(names, results, strict=True))
     status = "ok" if all(result.ok for result in results) else "error"

@@ -1,7 +1,8 @@
 """structlog configuration shared by the API, the workers and the CLI.
 
 Every process logs the same fields: ``timestamp``, ``level``, ``event``, ``service`` and
-whatever the context binds (``request_id`` in the API, ``task_id``/``task_name`` in workers).
+whatever the context binds (``request_id`` in the API, ``task_id``/``task_name`` in workers),
+and with tracing on ``trace_id`` and ``span_id`` of the span current when the line was written.
 Standard-library loggers (uvicorn, celery, sqlalchemy) go through the same renderer.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 
 from switchboard.settings import Environment, LogFormat, LogSettings
 
@@ -31,7 +33,12 @@ def _use_json(settings: LogSettings, environment: Environment) -> bool:
     return settings.format is LogFormat.json
 
 
-def configure_logging(settings: LogSettings, environment: Environment, *, service: str) -> None:
+def configure_logging(
+    settings: LogSettings, environment: Environment, *, service: str, trace_ids: bool = False
+) -> None:
+    """``trace_ids``: tracing is on (``OtelSettings.enabled``); off, the processor that reads
+    the current span is not even installed."""
+    shared = [*_SHARED_PROCESSORS, add_trace_ids] if trace_ids else _SHARED_PROCESSORS
     renderer: Any
     if _use_json(settings, environment):
         renderer = structlog.processors.JSONRenderer()
@@ -48,7 +55,7 @@ def configure_logging(settings: LogSettings, environment: Environment, *, servic
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
-            *_SHARED_PROCESSORS,
+            *shared,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -57,7 +64,7 @@ def configure_logging(settings: LogSettings, environment: Environment, *, servic
     )
 
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*_SHARED_PROCESSORS, structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
         processors=[
             _add_service(service),
             _drop_color_message,
@@ -78,6 +85,18 @@ def configure_logging(settings: LogSettings, environment: Environment, *, servic
         logger.propagate = True
     # Our middleware logs each request with its request id; uvicorn's access line would repeat it.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def add_trace_ids(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """The ids of the span current in the writing thread or task, if its trace is recorded.
+
+    Sampled rather than recording: a request's span has ended by the time its access line is
+    written (with the last byte of the response), and belongs to the line all the same."""
+    context = trace.get_current_span().get_span_context()
+    if context.trace_flags.sampled:
+        event_dict["trace_id"] = trace.format_trace_id(context.trace_id)
+        event_dict["span_id"] = trace.format_span_id(context.span_id)
+    return event_dict
 
 
 def _add_service(service: str) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from switchboard.kit.tracing import instrument_redis
 from switchboard.settings import RedisSettings
 
 
@@ -19,4 +20,6 @@ def create_redis(url: str, settings: RedisSettings) -> Redis:
         health_check_interval=30,
     )
     # from_pool: the client owns the pool, so closing the client closes its connections.
-    return Redis.from_pool(pool)
+    client = Redis.from_pool(pool)
+    instrument_redis(client)
+    return client

@@ -24,14 +24,17 @@ class Resources:
     engine: AsyncEngine
     sessionmaker: SessionMaker
     redis: Redis
-    broker_redis: Redis
+    broker_redis: Redis | None
+    """The broker's Redis, for readiness; None when the broker is RabbitMQ."""
 
 
 @asynccontextmanager
 async def open_resources(settings: Settings, *, application_name: str) -> AsyncIterator[Resources]:
     engine = create_engine(settings.database, application_name=application_name)
     redis = create_redis(str(settings.redis.url), settings.redis)
-    broker_redis = create_redis(str(settings.celery.broker_url), settings.redis)
+    broker_redis = None
+    if not settings.celery.amqp_broker:
+        broker_redis = create_redis(str(settings.celery.broker_url), settings.redis)
     try:
         yield Resources(
             settings=settings,
@@ -41,6 +44,7 @@ async def open_resources(settings: Settings, *, application_name: str) -> AsyncI
             broker_redis=broker_redis,
         )
     finally:
-        await broker_redis.aclose()
+        if broker_redis is not None:
+            await broker_redis.aclose()
         await redis.aclose()
         await engine.dispose()

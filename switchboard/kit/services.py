@@ -11,6 +11,7 @@ from psycopg import sql
 from redis.asyncio import Redis
 from sqlalchemy.engine import URL
 
+from switchboard.kit.broker import amqp_address, check_amqp
 from switchboard.kit.db import database_url
 from switchboard.settings import Settings
 
@@ -25,6 +26,11 @@ START_HINT = (
     " see docs/development.md), or on a Debian host: "
     "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` and "
     '`redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ""`'
+)
+RABBITMQ = "RabbitMQ (Celery broker)"
+RABBITMQ_START_HINT = (
+    "start RabbitMQ with `service rabbitmq-server start` (or `rabbitmq-server -detached`), or"
+    " make CELERY_BROKER_URL name a Redis database"
 )
 
 
@@ -72,13 +78,35 @@ async def _redis(name: str, url: str) -> Unreachable | None:
     return None
 
 
+async def _rabbitmq(url: str) -> Unreachable | None:
+    try:
+        await asyncio.to_thread(check_amqp, url, timeout=3)
+    except Exception as exc:  # refused, timed out, or the broker said no (credentials, vhost)
+        error = getattr(exc, "reply_text", None) or type(exc).__name__
+        return Unreachable(RABBITMQ, amqp_address(url), error)
+    return None
+
+
 async def unreachable_services(settings: Settings) -> list[Unreachable]:
+    broker = str(settings.celery.broker_url)
     results = await asyncio.gather(
         _postgres(settings),
         _redis("Redis", str(settings.redis.url)),
-        _redis("Redis (Celery broker)", str(settings.celery.broker_url)),
+        _rabbitmq(broker)
+        if settings.celery.amqp_broker
+        else _redis("Redis (Celery broker)", broker),
     )
     return [result for result in results if result is not None]
+
+
+def start_hint(down: list[Unreachable]) -> str:
+    """How to start what is down."""
+    hints = []
+    if any(each.service != RABBITMQ for each in down):
+        hints.append(START_HINT)
+    if any(each.service == RABBITMQ for each in down):
+        hints.append(RABBITMQ_START_HINT)
+    return "; ".join(hints)
 
 
 async def ensure_database(settings: Settings) -> bool:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from switchboard.kit.db import SessionMaker
 from switchboard.kit.jobs import JobBuffer, JobSender
+from switchboard.kit.tracing import span
 
 
 class UnitOfWork:
@@ -46,7 +47,8 @@ class UnitOfWork:
         session = self.session
         try:
             if exc_type is None:
-                await session.commit()
+                with span("uow.commit"):
+                    await session.commit()
             else:
                 await session.rollback()
         except BaseException:
@@ -57,7 +59,8 @@ class UnitOfWork:
             await session.close()
             self._session = None
         if exc_type is None:
-            await self.jobs.flush(self._sender)
+            with span("uow.send_jobs"):
+                await self.jobs.flush(self._sender)
         else:
             self.jobs.drop()
             await self.jobs.rolled_back()

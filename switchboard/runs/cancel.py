@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import uuid
 from collections.abc import Iterator, Sequence
 
@@ -42,7 +43,10 @@ class CancelNotices:
     def watch(self, run_id: str, wake: asyncio.Event) -> Iterator[None]:
         """While inside, a cancel notice for ``run_id`` sets ``wake``."""
         if self._task is None:  # the first run starts the listener, inside the loop
-            self._task = asyncio.create_task(self._run(), name="switchboard-cancel-notices")
+            # The process's listener: not part of the trace or log context of its first run.
+            self._task = asyncio.create_task(
+                self._run(), name="switchboard-cancel-notices", context=contextvars.Context()
+            )
         self._watching[run_id] = wake
         try:
             yield

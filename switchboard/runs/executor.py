@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import structlog
 from agents import ItemHelpers, RunConfig, Runner, RunState, TResponseInputItem
 from agents.stream_events import StreamEvent
+from opentelemetry.trace import INVALID_SPAN, Span
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +29,7 @@ from switchboard.agents.registry import AgentRegistry
 from switchboard.billing.thresholds import record_thresholds
 from switchboard.kit.db import DATABASE_UNAVAILABLE, SessionMaker
 from switchboard.kit.jobs import JobSender
+from switchboard.kit.tracing import span, start_span
 from switchboard.runs.admission import RunSlots
 from switchboard.runs.cancel import CancelNotices
 from switchboard.runs.emitter import REDIS_DOWN, RunEmitter
@@ -81,6 +83,8 @@ class _Progress:
     """What the provider reported for the model calls that ended."""
     tool_names: dict[str, str] = field(default_factory=dict)
     first_token_at: float | None = None
+    first_token: Span = INVALID_SPAN
+    """Traced, from the agent's start to its first text delta."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # set by a cancel notice
     paused: RunState[Any, Any] | None = None
     """The SDK's state when the agent stopped for tool approvals."""
@@ -108,7 +112,9 @@ class RunExecutor:
         with self.notices.watch(run_id, wake):
             # The lease is taken and the flag read while the claim waits on Postgres. A lease
             # taken for a run that turns out not to be ours lapses by itself.
-            run, cancelled = await asyncio.gather(self._claim(run_id), self._hold(run_id))
+            with span("runs.claim", run_id=run_id) as claim:
+                run, cancelled = await asyncio.gather(self._claim(run_id), self._hold(run_id))
+                claim.set_attribute("claimed", run is not None)
             if run is None:
                 return "skipped"
             RUNS_STARTED.labels(run.entry_agent).inc()
@@ -235,19 +241,28 @@ class RunExecutor:
             ]
         else:
             start = await decided_state(agent, resume, context)
-        result = Runner.run_streamed(agent, start, context=context, run_config=self.run_config())
-        stop, wake = asyncio.Event(), progress.wake
-        deadline = time.monotonic() + self.settings.max_seconds
-        guard = asyncio.create_task(self._guard(str(run.id), result.cancel, stop, wake, deadline))
-        try:
-            async for event in result.stream_events():
-                await self._translate(run, event, progress)
-        finally:
-            # A flag, not Task.cancel(): redis-py can swallow a cancellation that lands
-            # inside a command, which would leave this await hanging for ever.
-            stop.set()
-            wake.set()
-            stopped = await guard
+        with span("runs.agent", run_id=str(run.id), agent=run.entry_agent, resumed=bool(resume)):
+            if progress.first_token_at is None:
+                progress.first_token = start_span("runs.first_token", run_id=str(run.id))
+            result = Runner.run_streamed(
+                agent, start, context=context, run_config=self.run_config()
+            )
+            stop, wake = asyncio.Event(), progress.wake
+            deadline = time.monotonic() + self.settings.max_seconds
+            guard = asyncio.create_task(
+                self._guard(str(run.id), result.cancel, stop, wake, deadline)
+            )
+            try:
+                async for event in result.stream_events():
+                    await self._translate(run, event, progress)
+            finally:
+                # A flag, not Task.cancel(): redis-py can swallow a cancellation that lands
+                # inside a command, which would leave this await hanging for ever.
+                stop.set()
+                wake.set()
+                stopped = await guard
+                if progress.first_token_at is None:  # no text at all: ends with the agent
+                    progress.first_token.end()
             usage = result.context_wrapper.usage  # every ended model call's, summed by the SDK
             progress.reported = Usage(
                 input_tokens=usage.input_tokens,
@@ -326,6 +341,7 @@ class RunExecutor:
             if event.data.type == "response.output_text.delta":
                 if progress.first_token_at is None:
                     progress.first_token_at = time.monotonic()
+                    progress.first_token.end()
                     TIME_TO_FIRST_TOKEN.observe(_seconds_since(run.created_at))
                 # Deltas go out in the background, several per call when the model is fast;
                 # every other event waits for them, so the order never changes.
@@ -507,8 +523,9 @@ class RunExecutor:
         whichever commits first wins."""
         for delay in (*DATABASE_RETRY_DELAYS, None):
             try:
-                async with self.sessionmaker() as session, session.begin():
-                    return await work(session)
+                with span("runs.finish", run_id=str(run.id)):
+                    async with self.sessionmaker() as session, session.begin():
+                        return await work(session)
             except DATABASE_UNAVAILABLE as exc:
                 if delay is None:
                     raise

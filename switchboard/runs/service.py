@@ -18,6 +18,7 @@ from switchboard.conversations.errors import ConversationFullError, Conversation
 from switchboard.conversations.settings import ConversationSettings
 from switchboard.kit.db import SessionMaker
 from switchboard.kit.jobs import JobBuffer
+from switchboard.kit.tracing import span
 from switchboard.models import Run
 from switchboard.runs.admission import Admission, Admitted
 from switchboard.runs.cancel import raise_cancel_flags
@@ -99,12 +100,14 @@ class RunService:
         if request.conversation_id is not None:
             position, unfinished = await self._hold_conversation(run, now)
             waits = await self._take_turn(run, request.multitask_strategy, unfinished, jobs)
-        admitted = await self._admit(run, jobs)
-        if waits:
-            await self.runs.add_waiting(run)
-            await self._announce(run)
-        else:
-            await self._store(run, request, now, position)
+        with span("runs.admit", run_id=str(run.id), tenant_id=str(run.tenant_id)):
+            admitted = await self._admit(run, jobs)
+        with span("runs.store", run_id=str(run.id), waits=waits, new_conversation=position is None):
+            if waits:
+                await self.runs.add_waiting(run)
+                await self._announce(run)
+            else:
+                await self._store(run, request, now, position)
             jobs.enqueue(EXECUTE, str(run.id), priority=admitted.priority if admitted else None)
         log.info("runs.queued", run_id=str(run.id), agent=agent, waits=waits)
         return StartedRun(run, admitted)

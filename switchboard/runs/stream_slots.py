@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -114,7 +115,10 @@ class StreamSlots:
         """The stream is on the wire: renew its slot while it lasts."""
         self._serving[slot.stream_id] = slot
         if self._renewer is None or self._renewer.done():
-            self._renewer = asyncio.create_task(self._renew_forever())
+            # Serves every stream of the process: not part of its first request's trace or log.
+            self._renewer = asyncio.create_task(
+                self._renew_forever(), context=contextvars.Context()
+            )
 
     async def give_back(self, slot: StreamSlot) -> None:
         self._serving.pop(slot.stream_id, None)

@@ -12,6 +12,7 @@ from switchboard.kit.db import database_url
 from switchboard.settings import Settings
 from tests.support.database import drop_database
 from tests.support.processes import free_port
+from tests.support.rabbitmq import RabbitMQ
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -74,6 +75,29 @@ def test_services_check_reports_an_unreachable_postgres() -> None:
     )
     assert result.exit_code == 1
     assert f"PostgreSQL is not reachable at 127.0.0.1:{closed}" in result.output
+
+
+def test_services_check_reaches_a_rabbitmq_broker(rabbitmq: RabbitMQ) -> None:
+    vhost = rabbitmq.vhost()
+    result = runner.invoke(app, ["services", "check"], env={"CELERY_BROKER_URL": vhost.url})
+
+    assert result.exit_code == 0, result.output
+    assert "RabbitMQ" in result.output
+
+
+def test_services_check_says_how_to_start_rabbitmq() -> None:
+    closed = free_port()
+    result = runner.invoke(
+        app,
+        ["services", "check"],
+        env={"CELERY_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{closed}//"},
+    )
+
+    assert result.exit_code == 1
+    [line] = result.output.strip().splitlines()
+    assert f"RabbitMQ (Celery broker) is not reachable at 127.0.0.1:{closed}" in line
+    assert "service rabbitmq-server start" in line
+    assert "docker compose" not in line  # PostgreSQL and Redis answer
 
 
 @pytest.fixture

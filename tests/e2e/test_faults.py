@@ -8,10 +8,7 @@ beat are real processes pointed at it, with a short lease and sweep period.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -20,13 +17,14 @@ from httpx import AsyncClient
 
 from switchboard.auth.keyring import KeySnapshot
 from tests.e2e.conftest import sign_up
-from tests.support.processes import ROOT
 from tests.support.redis import PrivateRedis
-from tests.support.sse import Frame, frames
+from tests.support.sse import Frame, frames, read_until
 from tests.support.worker import (
     ApiProcess,
     WorkerProcess,
+    start_beat,
     start_worker,
+    stop_beat,
     stop_worker,
     wait_until_ready,
 )
@@ -34,16 +32,6 @@ from tests.support.worker import (
 WORDS = " ".join(f"word{index}" for index in range(60))
 TOKEN_DELAY_MS = 60
 TERMINAL = {"run.completed", "run.failed", "run.cancelled"}
-
-
-@pytest.fixture(scope="module")
-def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -70,19 +58,11 @@ def maintenance(
     worker = start_worker(
         directory, pool="threads", concurrency=2, queues="maintenance", env=system_env
     )
-    with (directory / "beat.log").open("wb") as log:
-        beat = subprocess.Popen(
-            [sys.executable, "-m", "celery", "--app=workers.celery_app:celery_app", "beat"],
-            cwd=ROOT,
-            env={**os.environ, **system_env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    beat = start_beat(directory / "beat.log", system_env)
     try:
         yield worker
     finally:
-        beat.terminate()
-        beat.wait(timeout=15)
+        stop_beat(beat)
         stop_worker(worker)
 
 
@@ -132,14 +112,6 @@ async def api(private_api: ApiProcess, runs_worker: WorkerProcess) -> AsyncItera
         yield client
 
 
-async def _read_until(events: AsyncIterator[Frame], received: list[Frame], count: int) -> None:
-    async for frame in events:
-        received.append(frame)
-        if sum(f.event == "message.delta" for f in received) >= count:
-            return
-    raise AssertionError(f"the stream ended early: {[f.event for f in received]}")
-
-
 async def test_a_worker_killed_mid_run_fails_the_run_and_ends_the_stream(
     api: AsyncClient, runs_worker: WorkerProcess
 ) -> None:
@@ -150,7 +122,7 @@ async def test_a_worker_killed_mid_run_fails_the_run_and_ends_the_stream(
         "POST", "/api/v1/chat/stream", json={"message": WORDS}, headers=alice
     ) as response:
         events = frames(response)
-        await _read_until(events, received, 3)
+        await read_until(events, received, 3)
         runs_worker.process.send_signal(signal.SIGKILL)
         runs_worker.process.wait()
         started = time.monotonic()
@@ -194,7 +166,7 @@ async def test_a_redis_restart_mid_stream_loses_nothing_that_was_stored(
         "POST", "/api/v1/chat/stream", json={"message": WORDS}, headers=alice
     ) as response:
         events = frames(response)
-        await _read_until(events, received, 5)
+        await read_until(events, received, 5)
         private_redis.stop()
         await asyncio.sleep(0.5)
         private_redis.start()

@@ -33,6 +33,17 @@ async def redis(settings: Settings) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+    """A ``redis-server`` of the module's own, which its tests may stop and start."""
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 class PrivateRedis:
     def __init__(self, directory: Path) -> None:
         self.port = free_port()

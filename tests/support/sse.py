@@ -38,3 +38,12 @@ async def collect(response: httpx.Response, *, stop_after: int | None = None) ->
         if stop_after is not None and len(received) >= stop_after:
             break
     return received
+
+
+async def read_until(events: AsyncIterator[Frame], received: list[Frame], deltas: int) -> None:
+    """Appends frames of ``events`` to ``received`` until it holds ``deltas`` message deltas."""
+    async for frame in events:
+        received.append(frame)
+        if sum(f.event == "message.delta" for f in received) >= deltas:
+            return
+    raise AssertionError(f"the stream ended early: {[f.event for f in received]}")

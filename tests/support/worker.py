@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +139,25 @@ def runs_worker_process(
         stop_worker(process)
 
 
+def start_beat(log_path: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """``celery beat`` on the production app, ``env`` over the session's; stop it with
+    ``stop_beat``."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "--app=workers.celery_app:celery_app", "beat"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop_beat(beat: subprocess.Popen[bytes]) -> None:
+    """SIGTERM: beat gives its RedBeat lock back as it stops."""
+    beat.terminate()
+    beat.wait(timeout=15)
+
+
 def take_queue(app: Celery, worker: WorkerProcess, queue: str = "runs") -> None:
     """Tells a ready worker started on IDLE_QUEUE (which no task is sent to) to consume from
     ``queue`` too, through Celery's remote control; returns once it answered. Started while
@@ -192,8 +211,16 @@ async def apis(two_apis: tuple[str, str]) -> AsyncIterator[tuple[AsyncClient, As
 
 
 def stop_worker(worker: WorkerProcess) -> None:
-    if worker.process.poll() is None:
+    stop_workers([worker])
+
+
+def stop_workers(workers: Sequence[WorkerProcess]) -> None:
+    """A warm shutdown of each (SIGKILL 20 s later), every one told first, so that they shut
+    down at once."""
+    running = [worker for worker in workers if worker.process.poll() is None]
+    for worker in running:
         worker.process.send_signal(signal.SIGTERM)
+    for worker in running:
         try:
             worker.process.wait(timeout=20)
         except subprocess.TimeoutExpired:

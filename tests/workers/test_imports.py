@@ -87,7 +87,13 @@ def test_no_worker_module_imports_another_inside_a_function() -> None:
 
 def test_the_worker_parts_import_without_the_application() -> None:
     """Each part takes what it needs as arguments: importing one builds no app or settings."""
-    parts = ["workers.beat", "workers.metrics", "workers.runtime", "workers.sender"]
+    parts = [
+        "workers.beat",
+        "workers.metrics",
+        "workers.runtime",
+        "workers.sender",
+        "workers.tracing",
+    ]
     code = (
         f"import sys, {', '.join([*parts, 'workers.signals'])}\n"
         "print(sorted(m for m in sys.modules if m.startswith(('workers.', 'tasks.'))))"
