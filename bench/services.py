@@ -1,8 +1,13 @@
 """What the system benchmarks share: a database and Redis index of their own, the API and
-worker processes they start, and /proc readings of those processes."""
+worker processes they start (and, for those that need them, redis-servers of their own and an
+OTLP/HTTP sink), and /proc readings of those processes.
+
+    python -m bench.services otlp-sink --port N    # the sink, as a process of its own
+"""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import contextlib
 import json
@@ -15,10 +20,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -66,16 +73,13 @@ class Service:
         return "\n".join(line[:300] for line in text[-lines:])
 
     def complaints(self, top: int = 8) -> str:
-        """Warnings and errors of its JSON log, counted by event, most frequent first."""
+        """Warnings and errors of its log (JSON or console lines), counted by event, most
+        frequent first."""
         counts: dict[str, int] = {}
         for raw in self.log_path.read_text(errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                entry = json.loads(raw)
-                if isinstance(entry, dict) and entry.get("level") in ("warning", "error"):
-                    event = str(entry.get("event", ""))
-                    detail = entry.get("error") or entry.get("exc") or ""
-                    key = f"{entry['level']} {re.sub(r'[0-9a-f-]{36}', '<id>', event)} {detail}"
-                    counts[key[:200]] = counts.get(key[:200], 0) + 1
+            key = _complaint(raw)
+            if key is not None:
+                counts[key[:200]] = counts.get(key[:200], 0) + 1
         ranked = sorted(counts.items(), key=lambda item: -item[1])[:top]
         return "\n".join(f"    {count:6d} x {key}" for key, count in ranked) or "    (none)"
 
@@ -91,6 +95,31 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# structlog's console renderer: "<timestamp> [warning  ] <event>   [<logger>] key=value ..."
+_CONSOLE_LINE = re.compile(r"\[(warning|error|critical)\s*\]\s+(.*?)\s*(?:\[[\w.]+\]|$)")
+
+
+def _complaint(raw: str) -> str | None:
+    """``level event detail`` of a warning or error line, ids masked; None for other lines."""
+    level = event = detail = ""
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        entry = None
+    if isinstance(entry, dict):
+        if entry.get("level") not in ("warning", "error", "critical"):
+            return None
+        level, event = str(entry["level"]), str(entry.get("event", ""))
+        detail = str(entry.get("error") or entry.get("exc") or "")
+    else:
+        found = _CONSOLE_LINE.search(_ANSI.sub("", raw))
+        if found is None:
+            return None
+        level, event = found.group(1), found.group(2)
+    return f"{level} {re.sub(r'[0-9a-f-]{36}', '<id>', event)} {detail}".rstrip()
 
 
 def start(name: str, args: Sequence[str], env: dict[str, str], logs: Path) -> Service:
@@ -131,8 +160,18 @@ def wait_until_it_answers(service: Service, url: str, seconds: float = 90) -> No
 
 
 def start_worker(
-    env: dict[str, str], logs: Path, name: str, *, pool: str, concurrency: int, queues: str
+    env: dict[str, str],
+    logs: Path,
+    name: str,
+    *,
+    pool: str,
+    concurrency: int,
+    queues: str,
+    loglevel: str | None = None,
+    gossip_and_mingle: bool = False,
 ) -> Service:
+    """A Celery worker. ``loglevel`` and ``gossip_and_mingle`` make its command line the
+    Procfile's (``make dev``); by default it has neither, as the benchmarks always had."""
     return start(
         name,
         [
@@ -143,13 +182,115 @@ def start_worker(
             f"--pool={pool}",
             f"--concurrency={concurrency}",
             f"--queues={queues}",
-            "--without-gossip",
-            "--without-mingle",
+            *([f"--loglevel={loglevel}"] if loglevel else []),
+            *([] if gossip_and_mingle else ["--without-gossip", "--without-mingle"]),
             f"--hostname={name}-{uuid.uuid4().hex[:6]}@%h",
         ],
         env,
         logs,
     )
+
+
+def start_redis(logs: Path, name: str = "redis") -> tuple[Service, str]:
+    """A redis-server of the bench's own on a free port (no persistence, as the development
+    server runs), once it answers; its URL without a database index."""
+    port = free_port()
+    folder = logs / name
+    folder.mkdir(exist_ok=True)
+    log_path = logs / f"{name}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+            cwd=folder,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    service = Service(name, process, log_path)
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    try:
+        while True:
+            service.check_alive()
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not answer:\n{service.tail()}") from None
+                time.sleep(0.05)
+    finally:
+        client.close()
+    return service, f"redis://127.0.0.1:{port}"
+
+
+# --- an OTLP/HTTP sink ------------------------------------------------------------------------
+
+
+class _SinkHandler(BaseHTTPRequestHandler):
+    """Answers 200 to every export (an empty body is an empty, successful
+    ExportTraceServiceResponse) and counts it; ``GET /stats`` tells the counts."""
+
+    server: _Sink
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.server.count(self.path, len(body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        body = json.dumps(self.server.stats()).encode()
+        self.send_response(200 if self.path == "/stats" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # one line per export would be the sink's main cost
+
+
+class _Sink(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, port: int) -> None:
+        super().__init__(("127.0.0.1", port), _SinkHandler)
+        self._lock = threading.Lock()
+        self._requests: dict[str, int] = {}
+        self._bytes = 0
+
+    def count(self, path: str, size: int) -> None:
+        with self._lock:
+            self._requests[path] = self._requests.get(path, 0) + 1
+            self._bytes += size
+
+    def stats(self) -> dict[str, object]:
+        with self._lock:
+            return {
+                "requests": sum(self._requests.values()),
+                "bytes": self._bytes,
+                "paths": dict(self._requests),
+            }
+
+
+def start_otlp_sink(logs: Path) -> tuple[Service, str]:
+    """``python -m bench.services otlp-sink`` on a free port, once it answers; its URL, the
+    value of ``OTEL_EXPORTER_OTLP_ENDPOINT`` (exporters add ``/v1/traces``)."""
+    port = free_port()
+    service = start("otlp-sink", ["-m", "bench.services", "otlp-sink", f"--port={port}"], {}, logs)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_it_answers(service, f"{url}/stats")
+    return service, url
+
+
+def otlp_sink_stats(url: str) -> dict[str, object]:
+    """What the sink at ``url`` received: ``requests``, ``bytes`` and requests by path."""
+    stats: dict[str, object] = httpx.get(f"{url}/stats", timeout=5).json()
+    return stats
 
 
 def put_on_plan(database: str, headers: dict[str, str], code: str, **limits: int | None) -> None:
@@ -265,3 +406,20 @@ def tear_down(
         print(f"logs kept in {work}", file=sys.stderr)
     else:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.services")
+    parser.add_argument("command", choices=("otlp-sink",))
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    sink = _Sink(args.port)
+    try:
+        sink.serve_forever()
+    finally:
+        print(f"served {json.dumps(sink.stats())}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,56 +1,91 @@
-"""Agent-run streams through the whole system, against the agent runtime alone, in one run.
+"""Agent-run streams through Switchboard, against an in-process server streaming the same agent,
+driven by the same client in one run.
 
-Starts ``python -m api`` (one uvicorn process) and one Celery worker process on the ``runs``
-queue (thread pool) on a PostgreSQL database and a Redis index (``BENCH_REDIS_DB``, 13) of their
-own, with the built-in offline model, signs up one user, then measures:
+The Switchboard side runs as ``make dev`` runs it (the Procfile): ``python -m api`` (one uvicorn
+process, its access log and other logs at ``LOG_LEVEL`` INFO, rendered as in development with
+``--log-format console``) and one Celery worker on the ``runs`` queue (``--pool=threads
+--concurrency=200 --loglevel=INFO``, gossip and mingle on, ``CELERY_METRICS_PORT`` set), both
+with a ``PROMETHEUS_MULTIPROC_DIR``, the built-in offline model and
+``OFFLINE_MODEL_TOKEN_DELAY_MS=0``, on a PostgreSQL database of the bench's own. For the time to
+first token and the fan-out, every API and worker pair gets a redis-server of its own (no
+persistence, started and stopped by the bench; pub/sub and buffers on index 0, the broker on 1,
+as ``make dev`` has them on one server), so that pairs running side by side never take each
+other's jobs from the ``runs`` queue:
 
-- time to first token: ``POST /api/v1/chat/stream`` to its first ``message.delta`` frame, one
-  request at a time. Baseline: the same agent runtime built in this process,
-  ``Runner.run_streamed`` to its first text delta; the difference is what the API, Postgres,
-  Celery, Redis pub/sub and SSE add. Alternates between the two in rounds so noise hits both.
-- fan-out: events per second delivered to ``--clients`` concurrent SSE clients (long messages,
-  no token delay). Baseline: the text deltas per second the runtime alone produces in this
-  process at the same concurrency.
+- ``Switchboard, LOG_LEVEL=INFO``: the settings of ``make dev``, the one the targets are about;
+- ``Switchboard, LOG_LEVEL=WARNING``, and any other level of ``--log-levels``: the same with
+  less logging (the access log and the task logs are INFO lines), for the cost of the default;
+- with ``--tracing``, ``Switchboard, ..., traced``: the first level again with
+  ``OTEL_EXPORTER_OTLP_ENDPOINT`` pointed at an OTLP/HTTP sink of the bench's own (a process
+  that answers 200 to every export and counts them) and
+  ``OTEL_TRACES_SAMPLER=parentbased_always_on``, for the cost of tracing. Where tracing is not
+  installed it measures the same thing twice: the sink's request count says so. Without
+  ``--tracing`` no ``OTEL_*`` variable reaches any process.
+
+The baseline is ``bench/inprocess_server.py``: one FastAPI process on uvicorn (uvloop,
+httptools) that runs the same agent runtime (``create_agent_runtime``) inside the request and
+streams the SDK's events directly as SSE, in the same wire shape and with the same events per
+run (``run.queued``, ``run.started``, a ``message.delta`` per word, ``message.completed``,
+``run.completed``); no Postgres, Redis or Celery, no logging. The bench signs up one user per
+pair (on a plan without limits) and measures:
+
+- time to first token: ``--ttft-requests`` sequential ``POST /api/v1/chat/stream`` of an
+  ``--ttft-words`` message to each server, to the first ``message.delta`` frame, alternating
+  between the servers (and the runtime alone in this process, ``Runner.run_streamed`` to its
+  first text delta, for reference) in ten rounds so noise hits all alike. Added by Switchboard:
+  its p50 minus the in-process server's, and its p99 minus the in-process server's p99; targets
+  at most 5 and 15 ms.
+- fan-out: ``--clients`` concurrent streams, one ``--fanout-words`` run each (one burst), then
+  the same with ``--fanout-long-words``; ``--fanout-rounds`` rounds, each a burst on every
+  server in turn (Switchboard, in-process server, the other pairs); events per second delivered
+  (first POST to last terminal event) in each round and their median, Switchboard's over the
+  in-process server's against the targets (0.8x for the short replies, 1.0x for the long ones).
+  The CPU time of each process (utime + stime of all its threads, from /proc) from the burst's
+  start to one second after its end, per run: the ``runs`` worker's against the target of 9 ms
+  per short run, the API's, the pair's Redis's and the in-process server's beside it. Before the
+  rounds, for reference, the text deltas per second the runtime alone produces in this process
+  at the same concurrency and its CPU per run (the SDK and the offline model).
+- the cost of default logging (INFO against each other level of ``--log-levels``) and of
+  tracing (traced against untraced), as a share of each figure: how much longer the time to
+  first token is, how many fewer events per second; target at most 10% each.
 - slow streams: ``--streams`` streams opened at once (or over ``--ramp-seconds``) on a fresh
-  API and worker (``--worker-threads`` runs at once, 250 by default, the rest wait in the
-  queue as in production) with ``OFFLINE_MODEL_TOKEN_DELAY_MS=--slow-delay-ms``.
-  Samples every 0.5 s the Redis connections of each process (``CLIENT LIST`` entries matched to
-  the process's sockets in /proc), their Postgres connections (``pg_stat_activity``), their RSS
-  and the runs ``running``; afterwards the exact peak of running runs from their start and
-  finish times. Baseline: the duration the model alone needs (words x delay).
+  API and worker on ``BENCH_REDIS_DB`` (13) of the shared Redis (``--worker-threads`` runs at
+  once, 250 by default, the rest wait in the queue as in production) with
+  ``OFFLINE_MODEL_TOKEN_DELAY_MS=--slow-delay-ms``. Samples every 0.5 s the Redis connections of
+  each process (``CLIENT LIST`` entries matched to the process's sockets in /proc), their
+  Postgres connections (``pg_stat_activity``), their RSS and the runs ``running``; afterwards
+  the exact peak of running runs from their start and finish times. Baseline: the duration the
+  model alone needs (words x delay).
 - provider: the time to first token and the fan-out again, with a real provider's path in
   place of the offline model: the local OpenAI-compatible server (tests/support/openai_server.py)
   streaming its default reply (the message's words) with no token delay and a fixed first-token
   delay, each of ``--provider-delays-ms`` (0 and 200) in turn. For each delay and each wire
-  format of ``--provider-apis`` a fresh API and worker run with ``OPENAI_API_KEY=sk-bench``,
-  ``OPENAI_BASE_URL=<server>/v1`` and ``OPENAI_API``; the baseline is the agent runtime built
-  in this process from the same settings (``create_agent_runtime``), talking to the same server.
-  The fan-out runs at the first delay only (``--provider-fanout-words``). Last, the time each
-  model's whole system adds to the first token, side by side, and the provider's minus the
-  offline model's, against the target: within 1 ms.
+  format of ``--provider-apis`` a fresh API and worker run on ``BENCH_REDIS_DB`` with
+  ``OPENAI_API_KEY=sk-bench``, ``OPENAI_BASE_URL=<server>/v1`` and ``OPENAI_API``; the baseline
+  is the agent runtime built in this process from the same settings (``create_agent_runtime``),
+  talking to the same server. The fan-out runs at the first delay only
+  (``--provider-fanout-words``). Last, the time each model's whole system adds to the first
+  token, side by side, and the provider's minus the offline model's, against the target: within
+  1 ms. The server runs as a process of its own (``--provider-server process``, the default) so
+  that it costs both sides the same loopback hop; ``--provider-server thread`` runs it as
+  threads of this process. Its requests are counted and its log searched for errors.
 
-  The server runs as a process of its own (``--provider-server process``, the default) rather
-  than as threads of this one: threads would share this process's GIL with the baseline's
-  client, so the in-process runtime would pay for the server's Python and the server would wait
-  (up to the 5 ms switch interval) for the bench's loop, while the worker, a process of its own,
-  would not; as a process the server costs both sides the same loopback hop. Measured on a
-  loaded 2-core machine (2026-12-03, other tests running), the two did not differ beyond the
-  noise: the runtime alone's first token 29.0 and 15.9 ms with threads, 14.2 and 20.4 ms as a
-  process (p50, 60 each); its deltas at 100 clients 2,319/s with threads, 2,050/s as a process.
-  ``--provider-server thread`` keeps the comparison at hand. The server's requests are counted
-  and its log searched for errors.
-
-Every stream is checked: 200, ids 1, 2, 3, ... with no gap or duplicate (``data.seq`` equal),
-one run, deltas adding up to the reply, ``run.completed`` last, then the server closes it. A
-stream with no terminal event after ``--deadline`` seconds counts as lost. Targets are printed,
-not asserted; the exit status is 1 if any stream failed its check, and the warnings and errors
-of the processes' logs are summarised.
+Every stream is checked, from either server: 200, ids 1, 2, 3, ... with no gap or duplicate
+(``data.seq`` equal), one run, deltas adding up to the reply, ``run.completed`` last, then the
+server closes it. A stream with no terminal event after its deadline counts as lost. Targets are
+printed with "met" or "NOT met", never asserted; the exit status is 1 if any stream failed its
+check, and then the warnings and errors of the processes' logs are summarised. The machine's
+load average is printed at the start and at the end.
 
     uv run --frozen python bench/stream_bench.py [--ttft-requests 200] [--clients 100]
-        [--fanout-runs 1] [--fanout-words 200] [--streams 1000] [--slow-words 30]
-        [--ramp-seconds 0] [--provider-delays-ms 0,200] [--provider-apis chat_completions]
+        [--fanout-words 200] [--fanout-long-words 1500] [--fanout-rounds 2] [--fanout-runs 1]
+        [--log-levels INFO,WARNING] [--log-format console] [--tracing]
+        [--worker-concurrency 200] [--streams 1000] [--slow-words 30] [--ramp-seconds 0]
+        [--provider-delays-ms 0,200] [--provider-apis chat_completions]
         [--provider-fanout-words 200] [--provider-server process]
         [--skip ttft,fanout,slow,provider]
+
+``--skip slow,provider`` is the quick run: the time to first token and the fan-out only.
 """
 
 from __future__ import annotations
@@ -74,14 +109,14 @@ from typing import Any, TypeVar, cast
 import httpx
 import psycopg
 import redis
-from agents import Runner, TResponseInputItem
+from agents import Runner
 from pydantic import AnyUrl, SecretStr
 
-from switchboard.agents.context import AgentContext, ConversationHit, UsageSummary
 from switchboard.agents.factory import AgentRuntime, create_agent_runtime
 from switchboard.settings import load_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.services, as a script
+from bench.inprocess_server import agent_context, run_input
 from bench.services import (
     REDIS_URL,
     Service,
@@ -89,11 +124,14 @@ from bench.services import (
     create_database,
     descendants,
     free_port,
+    otlp_sink_stats,
     p50_p99_ms,
     put_on_plan,
     run_module,
     start,
     start_api,
+    start_otlp_sink,
+    start_redis,
     start_worker,
     tear_down,
     wait_until_it_answers,
@@ -108,8 +146,14 @@ TERMINAL = frozenset({"run.completed", "run.failed", "run.cancelled"})
 # so the triage agent answers by itself: one model turn, one delta per word.
 LOREM = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor"
 WORDS = LOREM.split()
-TTFT_TARGET_MS = 15.0
-FANOUT_TARGET = 10_000.0
+INPROCESS = "in-process server"
+RUNTIME = "runtime alone in this process"
+TTFT_ADDED_P50_TARGET_MS = 5.0
+TTFT_ADDED_P99_TARGET_MS = 15.0
+FANOUT_RATIO_TARGET = 0.8
+FANOUT_LONG_RATIO_TARGET = 1.0
+WORKER_CPU_TARGET_MS = 9.0
+COST_TARGET = 0.10  # of default logging and of tracing, on each figure
 SLOW_RUNNING_TARGET = 200
 PROVIDER_MATCH_MS = 1.0
 
@@ -155,13 +199,63 @@ def start_system(
     threads: int,
     services: list[Service],
 ) -> System:
+    """An API and a ``runs`` worker as the Procfile starts them: the worker's ``--loglevel`` is
+    ``LOG_LEVEL`` (it sets the level of every process's logs), gossip and mingle on, a metrics
+    port; both with a ``PROMETHEUS_MULTIPROC_DIR``, as ``make dev`` gives them."""
+    metrics = logs / f"metrics-{name}"
+    metrics.mkdir()
+    env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
     api, base = start_api(env, logs, f"api-{name}")
     services.append(api)
     worker = start_worker(
-        env, logs, f"worker-{name}", pool="threads", concurrency=threads, queues="runs"
+        {**env, "CELERY_METRICS_PORT": str(free_port())},
+        logs,
+        f"worker-{name}",
+        pool="threads",
+        concurrency=threads,
+        queues="runs",
+        loglevel=env.get("LOG_LEVEL", "INFO"),
+        gossip_and_mingle=True,
     )
     services.append(worker)
     return System(api, worker, base, database)
+
+
+def start_pair(
+    env: dict[str, str],
+    logs: Path,
+    database: str,
+    name: str,
+    label: str,
+    threads: int,
+    services: list[Service],
+    **settings: str,
+) -> System:
+    """An API and a ``runs`` worker on a redis-server of their own, with these settings."""
+    redis_service, redis_base = start_redis(logs, f"redis-{name}")
+    services.append(redis_service)
+    pair_env = {
+        **env,
+        "REDIS_URL": f"{redis_base}/0",
+        "CELERY_BROKER_URL": f"{redis_base}/1",
+        "CELERY_RESULT_BACKEND": f"{redis_base}/2",
+        **settings,
+    }
+    system = start_system(pair_env, logs, database, name, threads, services)
+    system.redis, system.label = redis_service, label
+    return system
+
+
+def start_inprocess(env: dict[str, str], logs: Path, services: list[Service]) -> Side:
+    """bench/inprocess_server.py on a free port, once it answers."""
+    port = free_port()
+    server = start(
+        "inprocess-server", ["-m", "bench.inprocess_server", f"--port={port}"], env, logs
+    )
+    services.append(server)
+    base = f"http://127.0.0.1:{port}"
+    wait_until_it_answers(server, f"{base}/health")
+    return Side(INPROCESS, base, {"server": server})
 
 
 # --- /proc ------------------------------------------------------------------------------------
@@ -415,6 +509,26 @@ class System:
     base: str
     database: str
     headers: dict[str, str] = field(default_factory=dict)
+    redis: Service | None = None  # a redis-server of the pair's own
+    label: str = "whole system"
+
+    def side(self) -> Side:
+        processes = {"API": self.api, "worker": self.worker}
+        if self.redis is not None:
+            processes["Redis"] = self.redis
+        return Side(self.label, self.base, processes, self.headers)
+
+
+@dataclass
+class Side:
+    """A server the bench's client streams chats from, and its processes by role (their CPU is
+    read around each fan-out burst)."""
+
+    label: str
+    base: str
+    processes: dict[str, Service]
+    # The in-process server reads no token; it gets a header all the same.
+    headers: dict[str, str] = field(default_factory=lambda: {"Authorization": "Bearer bench"})
 
 
 async def prepare(system: System) -> None:
@@ -422,10 +536,14 @@ async def prepare(system: System) -> None:
     allowance), and one stream through the system: the worker is up and consuming."""
     system.headers = await sign_up(system.base)
     put_on_plan(system.database, system.headers, "bench-unlimited")
-    async with http_client(system.base, 1) as client:
-        first = await chat_stream(client, system.headers, message_of(3), deadline=60)
+    await first_stream(system.side())
+
+
+async def first_stream(side: Side) -> None:
+    async with http_client(side.base, 1) as client:
+        first = await chat_stream(client, side.headers, message_of(3), deadline=60)
     if first.problem is not None:
-        raise RuntimeError(f"the first stream failed: {first.problem}")
+        raise RuntimeError(f"the first stream of {side.label} failed: {first.problem}")
 
 
 async def sign_up(base: str) -> dict[str, str]:
@@ -452,32 +570,14 @@ def http_client(base: str, connections: int) -> httpx.AsyncClient:
 # --- the runtime alone ------------------------------------------------------------------------
 
 
-class NoBackend:
-    """The messages call no tool; a tool call would be a bench bug."""
-
-    async def search_conversations(
-        self, *, tenant_id: str, user_id: str, query: str, limit: int
-    ) -> list[ConversationHit]:
-        raise AssertionError("search_conversations called")
-
-    async def usage_summary(self, *, tenant_id: str) -> UsageSummary:
-        raise AssertionError("usage_summary called")
-
-
 async def runtime_run(runtime: AgentRuntime, message: str) -> tuple[float, int]:
-    """As ``RunExecutor._stream`` calls it: seconds to the first text delta, and the deltas."""
-    context = AgentContext(
-        tenant_id=str(uuid.uuid4()),
-        user_id=str(uuid.uuid4()),
-        conversation_id=str(uuid.uuid4()),
-        backend=NoBackend(),
-    )
-    items = cast(list[TResponseInputItem], [{"role": "user", "content": message}])
+    """As ``RunExecutor._stream`` calls it (and the in-process server): seconds to the first
+    text delta, and the deltas."""
     started = time.perf_counter()
     result = Runner.run_streamed(
         runtime.registry.agent(runtime.registry.default),
-        items,
-        context=context,
+        run_input(message),
+        context=agent_context(),
         run_config=runtime.run_config(),
     )
     first: float | None = None
@@ -489,6 +589,22 @@ async def runtime_run(runtime: AgentRuntime, message: str) -> tuple[float, int]:
                 first = time.perf_counter() - started
     assert first is not None
     return first, deltas
+
+
+async def runtime_burst(
+    runtime: AgentRuntime, clients: int, runs_each: int, message: str
+) -> tuple[float, float]:
+    """The runtime alone at ``clients`` concurrent runs: text deltas per second, and this
+    process's CPU per run in ms."""
+
+    async def one_client() -> int:
+        return sum([(await runtime_run(runtime, message))[1] for _ in range(runs_each)])
+
+    cpu = time.process_time()
+    started = time.perf_counter()
+    produced = sum(await asyncio.gather(*(one_client() for _ in range(clients))))
+    elapsed = time.perf_counter() - started
+    return produced / elapsed, (time.process_time() - cpu) / (clients * runs_each) * 1e3
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -512,6 +628,24 @@ def met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+@dataclass
+class Comparison:
+    """Who is compared with whom: Switchboard under ``make dev``'s settings against the
+    in-process server, and the costs, each ``(what, with it, without it)`` by label."""
+
+    switchboard: str
+    baseline: str
+    costs: list[tuple[str, str, str]]
+
+
+def cost_line(what: str, share: float, detail: str) -> None:
+    """A cost as a share of the figure without it (negative: it measured better with it)."""
+    print(
+        f"  cost of {what}: {share:+.1%} {detail}"
+        f" (target <= {COST_TARGET:.0%}: {met(share <= COST_TARGET)})"
+    )
+
+
 # --- (a) time to first token ------------------------------------------------------------------
 
 
@@ -529,47 +663,111 @@ class FirstTokens:
         return whole[0] - alone[0], whole[1] - alone[1]
 
 
+@dataclass
+class FirstTokenRun:
+    """Seconds to the first delta by server label (and ``RUNTIME``), with the streams."""
+
+    timings: dict[str, list[float]]
+    results: dict[str, list[StreamResult]]
+    warm: dict[str, list[StreamResult]]
+
+
 async def first_tokens(
-    system: System, runtime: AgentRuntime, requests: int, message: str
-) -> tuple[FirstTokens, list[StreamResult], list[StreamResult]]:
-    """Alternates in rounds between streams through the system and the runtime alone, after a
-    warm-up of ten of each; the timings, the measured streams and the warm-up's."""
+    sides: Sequence[Side], runtime: AgentRuntime | None, requests: int, message: str
+) -> FirstTokenRun:
+    """``requests`` sequential streams from each server (and runs of the runtime alone), in
+    rounds of each in turn, after a warm-up of ten of each."""
     rounds = 10 if requests >= 20 else 1
     per_round = max(1, requests // rounds)
-    timings = FirstTokens([], [])
-    results: list[StreamResult] = []
-    warm: list[StreamResult] = []
-    async with http_client(system.base, 10) as client:
-        for _ in range(10):  # warm-up: pools open, code paths hot
-            warm.append(await chat_stream(client, system.headers, message, deadline=60))
-            await runtime_run(runtime, message)
-        for _ in range(rounds):
-            for _ in range(per_round):
-                result = await chat_stream(client, system.headers, message, deadline=60)
-                results.append(result)
-                if result.problem is None and result.first_delta is not None:
-                    timings.whole_system.append(result.first_delta - result.started)
-            for _ in range(per_round):
-                timings.alone.append((await runtime_run(runtime, message))[0])
-    return timings, results, warm
-
-
-async def time_to_first_token(
-    system: System, runtime: AgentRuntime, requests: int, words: int
-) -> FirstTokens:
-    timings, results, warm = await first_tokens(system, runtime, requests, message_of(words))
-    print(
-        f"Time to first token: {len(results)} sequential streams of a {words}-word message,"
-        " offline model with no token delay"
+    run = FirstTokenRun(
+        {side.label: [] for side in sides},
+        {side.label: [] for side in sides},
+        {side.label: [] for side in sides},
     )
-    floor = line("in-process runtime (Runner.run_streamed)", timings.alone)
-    whole = line("whole system (POST /chat/stream to SSE delta)", timings.whole_system)
-    added = whole - floor
-    print(f"  {'added by API, Postgres, Celery, Redis, SSE':<44} p50 {added:8.2f} ms", end="")
-    print(f"   (target <= {TTFT_TARGET_MS:.0f} ms: {met(added <= TTFT_TARGET_MS)})")
-    print_stages(results)
-    timings.failures = report_problems("time-to-first-token", warm + results, system.database)
-    return timings
+    if runtime is not None:
+        run.timings[RUNTIME] = []
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(http_client(s.base, 10)) for s in sides]
+        for _ in range(10):  # warm-up: pools open, code paths hot
+            for side, client in zip(sides, clients, strict=True):
+                warm = await chat_stream(client, side.headers, message, deadline=60)
+                run.warm[side.label].append(warm)
+            if runtime is not None:
+                await runtime_run(runtime, message)
+        for _ in range(rounds):
+            for side, client in zip(sides, clients, strict=True):
+                for _ in range(per_round):
+                    result = await chat_stream(client, side.headers, message, deadline=60)
+                    run.results[side.label].append(result)
+                    if result.problem is None and result.first_delta is not None:
+                        run.timings[side.label].append(result.first_delta - result.started)
+            if runtime is not None:
+                for _ in range(per_round):
+                    run.timings[RUNTIME].append((await runtime_run(runtime, message))[0])
+    return run
+
+
+WIDE = 40  # the label column of the side-by-side figures
+
+
+def print_first_tokens(
+    run: FirstTokenRun, sides: Sequence[Side], comparison: Comparison, words: int, database: str
+) -> int:
+    requests = len(run.results[comparison.switchboard])
+    print(
+        f"Time to first token: {requests} sequential streams from each server, a message of"
+        f" {words} words, offline model with no token delay, the servers in turn in 10 rounds;"
+        " POST to the first message.delta frame"
+    )
+    p50, p99 = p50_p99_ms(run.timings[RUNTIME])
+    print(f"  {RUNTIME + ', to its first delta':<{WIDE}} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
+    base = p50_p99_ms(run.timings[comparison.baseline])
+    for side in sides:
+        p50, p99 = p50_p99_ms(run.timings[side.label])
+        print(f"  {side.label:<{WIDE}} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms", end="")
+        if side.label == comparison.baseline:
+            print()
+            continue
+        print(f"   added: p50 {p50 - base[0]:6.2f} ms, p99 {p99 - base[1]:6.2f} ms")
+    whole = p50_p99_ms(run.timings[comparison.switchboard])
+    added = whole[0] - base[0], whole[1] - base[1]
+    print(
+        f"  added by {comparison.switchboard} over the {comparison.baseline}:"
+        f" p50 {added[0]:.2f} ms (target <= {TTFT_ADDED_P50_TARGET_MS:g} ms:"
+        f" {met(added[0] <= TTFT_ADDED_P50_TARGET_MS)}),"
+        f" p99 {added[1]:.2f} ms, the difference of the p99s"
+        f" (target <= {TTFT_ADDED_P99_TARGET_MS:g} ms: {met(added[1] <= TTFT_ADDED_P99_TARGET_MS)})"
+    )
+    for what, with_it, without in comparison.costs:
+        on, off = p50_p99_ms(run.timings[with_it]), p50_p99_ms(run.timings[without])
+        for at, index in (("p50", 0), ("p99", 1)):
+            cost_line(
+                f"{what}, time to first token {at}",
+                on[index] / off[index] - 1,
+                f"longer ({on[index]:.2f} ms with it, {off[index]:.2f} ms without)",
+            )
+    print(f"  {'p50 from the POST, ms':<{WIDE}} {'headers':>9} {'run.started':>12} {'delta':>8}")
+    for side in sides:
+        ok = [r for r in run.results[side.label] if r.problem is None]
+        cells = [
+            median_since(ok, stage, None) for stage in ("headers", "run_started", "first_delta")
+        ]
+        print(f"    {side.label:<{WIDE - 2}} {cells[0]:>9} {cells[1]:>12} {cells[2]:>8}")
+    failures = 0
+    for side in sides:
+        streams = run.warm[side.label] + run.results[side.label]
+        failures += report_problems(f"{side.label} time-to-first-token", streams, database)
+    return failures
+
+
+def median_since(results: Sequence[StreamResult], stage: str, since: float | None) -> str:
+    """p50 of a stage's time in ms from each stream's POST, or, with ``since``, p50/last in
+    seconds from that moment."""
+    if since is None:
+        times = [getattr(r, stage) - r.started for r in results if getattr(r, stage) is not None]
+        return f"{statistics.median(times) * 1e3:.1f}" if times else "-"
+    times = [getattr(r, stage) - since for r in results if getattr(r, stage) is not None]
+    return f"{statistics.median(times):.2f}/{max(times):.2f}" if times else "-"
 
 
 def print_stages(results: Sequence[StreamResult], *, since: float | None = None) -> None:
@@ -578,8 +776,8 @@ def print_stages(results: Sequence[StreamResult], *, since: float | None = None)
     ok = [r for r in results if r.problem is None]
 
     def p50(stage: str) -> str:
-        times = [getattr(r, stage) - r.started for r in ok if getattr(r, stage) is not None]
-        return f"{statistics.median(times) * 1e3:.1f} ms" if times else "-"
+        text = median_since(ok, stage, None)
+        return "-" if text == "-" else f"{text} ms"
 
     print(
         f"  {'p50 from the POST: response headers':<44} {p50('headers')},"
@@ -589,8 +787,8 @@ def print_stages(results: Sequence[StreamResult], *, since: float | None = None)
         return
 
     def spread(stage: str) -> str:
-        times = [getattr(r, stage) - since for r in ok if getattr(r, stage) is not None]
-        return f"{statistics.median(times):.2f}/{max(times):.2f} s" if times else "-"
+        text = median_since(ok, stage, since)
+        return "-" if text == "-" else f"{text} s"
 
     print(
         f"  {'p50/last from the start: response headers':<44} {spread('headers')},"
@@ -602,60 +800,170 @@ def print_stages(results: Sequence[StreamResult], *, since: float | None = None)
 # --- (b) fan-out ------------------------------------------------------------------------------
 
 
-async def fan_out(
-    system: System,
-    runtime: AgentRuntime,
-    clients: int,
-    runs_each: int,
-    words: int,
-    model: str = "",
-) -> int:
-    """``model``: what the header adds after the processes (the offline model says nothing)."""
-    base, headers, database = system.base, system.headers, system.database
-    api, worker = system.api, system.worker
-    message = message_of(words)
+@dataclass
+class Burst:
+    """One burst of concurrent streams from one server."""
 
-    async def runtime_client() -> int:
-        return sum([(await runtime_run(runtime, message))[1] for _ in range(runs_each)])
+    started: float
+    elapsed: float
+    results: list[StreamResult]
+    cpu: dict[str, float]  # seconds, by process role, and "client" for this process
 
-    started = time.perf_counter()
-    produced = sum(await asyncio.gather(*(runtime_client() for _ in range(clients))))
-    runtime_rate = produced / (time.perf_counter() - started)
+    @property
+    def events(self) -> int:
+        return sum(r.events for r in self.results)
 
-    async with http_client(base, clients + 10) as client:
+    @property
+    def deltas(self) -> int:
+        return sum(r.deltas for r in self.results)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.elapsed
+
+    def cpu_per_run_ms(self, role: str) -> float:
+        return self.cpu[role] / len(self.results) * 1e3
+
+
+async def burst(
+    side: Side, clients: int, runs_each: int, message: str, *, settle: float = 1.0
+) -> Burst:
+    """``clients`` concurrent clients, ``runs_each`` streams each in turn. The processes' CPU
+    is read from just before the first POST to ``settle`` seconds after the last stream ended,
+    so that what a process does after a run's last event (a worker's tail) is counted."""
+    async with http_client(side.base, clients + 10) as client:
 
         async def sse_client() -> list[StreamResult]:
             return [
-                await chat_stream(client, headers, message, deadline=300) for _ in range(runs_each)
+                await chat_stream(client, side.headers, message, deadline=300)
+                for _ in range(runs_each)
             ]
 
-        cpu = cpu_seconds(api.pid), cpu_seconds(worker.pid), time.process_time()
+        before = {role: cpu_seconds(p.pid) for role, p in side.processes.items()}
+        client_cpu = time.process_time()
         started = time.perf_counter()
         nested = await asyncio.gather(*(sse_client() for _ in range(clients)))
         elapsed = time.perf_counter() - started
-        cpu = (
-            cpu_seconds(api.pid) - cpu[0],
-            cpu_seconds(worker.pid) - cpu[1],
-            time.process_time() - cpu[2],
+        client_cpu = time.process_time() - client_cpu
+    await asyncio.sleep(settle)
+    cpu = {role: cpu_seconds(p.pid) - before[role] for role, p in side.processes.items()}
+    cpu["client"] = client_cpu
+    return Burst(started, elapsed, [r for group in nested for r in group], cpu)
+
+
+async def fan_out_rounds(
+    sides: Sequence[Side], clients: int, runs_each: int, words: int, rounds: int
+) -> dict[str, list[Burst]]:
+    """``rounds`` rounds, each a burst on every server in turn."""
+    bursts: dict[str, list[Burst]] = {side.label: [] for side in sides}
+    message = message_of(words)
+    for _ in range(rounds):
+        for side in sides:
+            bursts[side.label].append(await burst(side, clients, runs_each, message))
+    return bursts
+
+
+def print_fan_out(
+    bursts: dict[str, list[Burst]],
+    sides: Sequence[Side],
+    comparison: Comparison,
+    *,
+    clients: int,
+    runs_each: int,
+    words: int,
+    runtime_alone: tuple[float, float],
+    ratio_target: float,
+    cpu_target_ms: float | None,
+    database: str,
+) -> int:
+    rounds = len(bursts[comparison.switchboard])
+    print(
+        f"Fan-out: {clients} concurrent SSE clients x {runs_each} run(s) of a {words}-word reply"
+        f" ({words + 4} events per run), {rounds} rounds of one burst on each server in turn;"
+        " events/s delivered, from the first POST to the last terminal event"
+    )
+    rate, cpu = runtime_alone
+    print(
+        f"  {RUNTIME + ', text deltas':<{WIDE}} {rate:8,.0f}/s"
+        f"   CPU per run {cpu:.2f} ms (the SDK and the offline model)"
+    )
+    medians: dict[str, float] = {}
+    for side in sides:
+        runs = bursts[side.label]
+        medians[side.label] = statistics.median(b.rate for b in runs)
+        each = ", ".join(f"{b.rate:,.0f}" for b in runs)
+        per_run = ", ".join(
+            f"{role} {statistics.median(b.cpu_per_run_ms(role) for b in runs):.2f}"
+            for role in [*side.processes, "client"]
         )
-    results = [result for group in nested for result in group]
-    events = sum(r.events for r in results)
-    deltas = sum(r.deltas for r in results)
-    rate = events / elapsed
+        print(
+            f"  {side.label:<{WIDE}} {medians[side.label]:8,.0f}/s median of {each}"
+            f";  CPU per run, ms: {per_run}"
+        )
+    ratio = medians[comparison.switchboard] / medians[comparison.baseline]
+    print(
+        f"  {comparison.switchboard} / {comparison.baseline}, events/s: {ratio:.2f}x"
+        f" (target >= {ratio_target:g}x: {met(ratio >= ratio_target)})"
+    )
+    if cpu_target_ms is not None:
+        main = bursts[comparison.switchboard]
+        worker = statistics.median(b.cpu_per_run_ms("worker") for b in main)
+        api = statistics.median(b.cpu_per_run_ms("API") for b in main)
+        server = statistics.median(b.cpu_per_run_ms("server") for b in bursts[comparison.baseline])
+        print(
+            f"  runs worker CPU per {words}-word run, {comparison.switchboard}: {worker:.2f} ms"
+            f" (target <= {cpu_target_ms:g} ms: {met(worker <= cpu_target_ms)});"
+            f" its API {api:.2f} ms; the {comparison.baseline} {server:.2f} ms"
+        )
+    for what, with_it, without in comparison.costs:
+        on, off = medians[with_it], medians[without]
+        cost_line(
+            f"{what}, fan-out events/s",
+            1 - on / off,
+            f"fewer ({on:,.0f}/s with it, {off:,.0f}/s without)",
+        )
+    print(
+        f"  {'last round, p50/last from its start, s':<{WIDE}} {'headers':>11}"
+        f" {'run.started':>11} {'delta':>11} {'end':>11}   CPU, share of one core"
+    )
+    for side in sides:
+        last = bursts[side.label][-1]
+        ok = [r for r in last.results if r.problem is None]
+        stages = ("headers", "run_started", "first_delta", "ended")
+        cells = " ".join(f"{median_since(ok, stage, last.started):>11}" for stage in stages)
+        cores = ", ".join(f"{role} {sec / last.elapsed:.0%}" for role, sec in last.cpu.items())
+        print(f"    {side.label:<{WIDE - 2}} {cells}   {cores}")
+    failures = 0
+    for side in sides:
+        results = [r for b in bursts[side.label] for r in b.results]
+        failures += report_problems(f"{side.label} fan-out", results, database)
+    return failures
+
+
+async def fan_out_vs_runtime(
+    system: System, runtime: AgentRuntime, clients: int, runs_each: int, words: int, model: str
+) -> int:
+    """One burst through ``system`` against the runtime alone at the same concurrency (the
+    provider part); ``model``: what the header adds after the processes."""
+    message = message_of(words)
+    alone, _ = await runtime_burst(runtime, clients, runs_each, message)
+    side = system.side()
+    measured = await burst(side, clients, runs_each, message)
+    elapsed = measured.elapsed
     print(
         f"Fan-out: {clients} concurrent SSE clients x {runs_each} runs of a {words}-word message,"
         f" one API process, one worker process{model}"
     )
-    print(f"  {'in-process runtime, text deltas produced':<44} {runtime_rate:9,.0f} /s")
-    print(f"  {'whole system, message.delta delivered':<44} {deltas / elapsed:9,.0f} /s")
+    print(f"  {'in-process runtime, text deltas produced':<44} {alone:9,.0f} /s")
+    print(f"  {'whole system, message.delta delivered':<44} {measured.deltas / elapsed:9,.0f} /s")
     print(
-        f"  {'whole system, all events delivered':<44} {rate:9,.0f} /s"
-        f"   ({events:,} events in {elapsed:.1f} s; target >= {FANOUT_TARGET:,.0f}/s:"
-        f" {met(rate >= FANOUT_TARGET)})"
+        f"  {'whole system, all events delivered':<44} {measured.rate:9,.0f} /s"
+        f"   ({measured.events:,} events in {elapsed:.1f} s)"
     )
-    print_stages(results, since=started)
-    print_cpu(cpu, elapsed)
-    return report_problems("fan-out", results, database)
+    print_stages(measured.results, since=measured.started)
+    cpu = measured.cpu
+    print_cpu((cpu["API"], cpu["worker"], cpu["client"]), elapsed)
+    return report_problems("fan-out", measured.results, system.database)
 
 
 # --- (c) many slow streams --------------------------------------------------------------------
@@ -951,16 +1259,23 @@ async def provider_part(
                     "OPENAI_API": api,
                 }
                 name = f"{api}-{delay:g}ms"
-                threads = max(args.clients, 8)
-                system = start_system(provider_env, work, database, name, threads, services)
+                threads = args.worker_concurrency
+                system = start_pair(
+                    provider_env, work, database, name, "whole system", threads, services
+                )
                 pair = [system.api, system.worker]
+                if system.redis is not None:
+                    pair.append(system.redis)
                 if server.service is not None:
                     pair.append(server.service)
                 try:
                     await watched(prepare(system), pair)
                     if "ttft" not in skip:
-                        measured = first_tokens(system, runtime, args.ttft_requests, message)
-                        timings, results, warm = await watched(measured, pair)
+                        side = system.side()
+                        measured = first_tokens([side], runtime, args.ttft_requests, message)
+                        both = await watched(measured, pair)
+                        results, warm = both.results[side.label], both.warm[side.label]
+                        timings = FirstTokens(both.timings[side.label], both.timings[RUNTIME])
                         print(
                             f"Time to first token: {len(results)} sequential streams of a"
                             f" {args.ttft_words}-word message, {model}"
@@ -980,13 +1295,14 @@ async def provider_part(
                         run.rows.append((f"{api}, first-token delay {delay:g} ms", timings))
                     if "fanout" not in skip and delay == delays[0]:
                         for words in (int(w) for w in args.provider_fanout_words.split(",")):
-                            fanout = fan_out(
+                            fanout = fan_out_vs_runtime(
                                 system, runtime, args.clients, args.fanout_runs, words, f", {model}"
                             )
                             run.failures += await watched(fanout, pair)
                 finally:
-                    system.worker.stop()
-                    system.api.stop()
+                    for service in (system.worker, system.api, system.redis):
+                        if service is not None:
+                            service.stop()
         finally:
             print(f"  model server ({args.provider_server}, {delay:g} ms): {server.stop()}")
     return run
@@ -1016,19 +1332,184 @@ def compare_added(offline: FirstTokens | None, provider: ProviderRun) -> None:
         print("  (no offline figures: the ttft part was skipped)")
 
 
+# --- Switchboard against the in-process server -----------------------------------------------
+
+
+def load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def start_servers(
+    args: argparse.Namespace,
+    levels: Sequence[str],
+    env: dict[str, str],
+    work: Path,
+    database: str,
+    services: list[Service],
+) -> tuple[list[System], Side, str | None]:
+    """A pair per log level (the first is ``make dev``'s), a traced pair on the first level and
+    the OTLP sink with ``--tracing``, and the in-process server; the sink's URL."""
+    threads = args.worker_concurrency
+    pairs = [
+        start_pair(
+            env,
+            work,
+            database,
+            level.lower(),
+            f"Switchboard, LOG_LEVEL={level}",
+            threads,
+            services,
+            LOG_LEVEL=level,
+        )
+        for level in levels
+    ]
+    sink_url = None
+    if args.tracing:
+        sink, sink_url = start_otlp_sink(work)
+        services.append(sink)
+        traced = {
+            "LOG_LEVEL": levels[0],
+            "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+            "OTEL_TRACES_SAMPLER_ARG": "1.0",
+        }
+        label = f"Switchboard, LOG_LEVEL={levels[0]}, traced"
+        pairs.append(start_pair(env, work, database, "traced", label, threads, services, **traced))
+    return pairs, start_inprocess(env, work, services), sink_url
+
+
+async def against_inprocess(
+    args: argparse.Namespace,
+    skip: set[str],
+    runtime: AgentRuntime,
+    pairs: Sequence[System],
+    inprocess: Side,
+    comparison: Comparison,
+    database: str,
+    watch: Sequence[Service],
+) -> tuple[FirstTokens | None, int]:
+    """The time to first token and the fan-out of every pair and the in-process server, side
+    by side; the offline model's figures for the provider part, and the failed streams."""
+    for system in pairs:
+        await watched(prepare(system), watch)
+    await watched(first_stream(inprocess), watch)
+    sides = [pairs[0].side(), inprocess, *(system.side() for system in pairs[1:])]
+    offline: FirstTokens | None = None
+    failures = 0
+    if "ttft" not in skip:
+        message = message_of(args.ttft_words)
+        measured = await watched(first_tokens(sides, runtime, args.ttft_requests, message), watch)
+        failures += print_first_tokens(measured, sides, comparison, args.ttft_words, database)
+        offline = FirstTokens(measured.timings[comparison.switchboard], measured.timings[RUNTIME])
+    if "fanout" not in skip:
+        for side in sides:  # warm-up: every worker thread and pooled connection in use once
+            warm = await watched(burst(side, args.clients, 1, message_of(20), settle=0.5), watch)
+            failures += report_problems(f"{side.label} warm-up", warm.results, database)
+        sizes = (
+            (args.fanout_words, FANOUT_RATIO_TARGET, WORKER_CPU_TARGET_MS),
+            (args.fanout_long_words, FANOUT_LONG_RATIO_TARGET, None),
+        )
+        for words, ratio_target, cpu_target in sizes:
+            if words <= 0:
+                continue
+            message = message_of(words)
+            alone = await runtime_burst(runtime, args.clients, args.fanout_runs, message)
+            rounds = fan_out_rounds(
+                sides, args.clients, args.fanout_runs, words, args.fanout_rounds
+            )
+            bursts = await watched(rounds, watch)
+            failures += print_fan_out(
+                bursts,
+                sides,
+                comparison,
+                clients=args.clients,
+                runs_each=args.fanout_runs,
+                words=words,
+                runtime_alone=alone,
+                ratio_target=ratio_target,
+                cpu_target_ms=cpu_target,
+                database=database,
+            )
+    return offline, failures
+
+
+def describe(pairs: Sequence[System], args: argparse.Namespace) -> None:
+    print(
+        f"Servers: each Switchboard pair is python -m api (one uvicorn process) and one celery"
+        f" runs worker (--pool=threads --concurrency={args.worker_concurrency}, --loglevel as"
+        f" LOG_LEVEL), LOG_FORMAT={args.log_format}, on a redis-server of its own;"
+        f" the {INPROCESS} is bench/inprocess_server.py (one uvicorn process, no logging)"
+    )
+    print(f"  pairs: {'; '.join(system.label for system in pairs)}")
+
+
+def print_sink(url: str, traced: System) -> None:
+    during = otlp_sink_stats(url)
+    for service in (traced.worker, traced.api):
+        service.stop()  # an exporter flushes what it holds when its process ends
+    after = otlp_sink_stats(url)
+    print(
+        f"OTLP sink: {during['requests']} export requests ({during['bytes']:,} bytes) by the end"
+        f" of the measures, {after['requests']} ({after['bytes']:,} bytes) once the traced"
+        f" pair had stopped; by path: {after['paths']}"
+    )
+    if not after["requests"]:
+        print(
+            "  nothing was exported: tracing is not installed in this tree, so the traced pair"
+            " measured the same system as the untraced one"
+        )
+
+
 # --- main -------------------------------------------------------------------------------------
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--ttft-requests", type=int, default=200)
+    parser = argparse.ArgumentParser(
+        description="Agent-run streams through Switchboard against an in-process server."
+    )
+    parser.add_argument("--ttft-requests", type=int, default=200, help="per server")
     parser.add_argument("--ttft-words", type=int, default=8)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--fanout-runs", type=int, default=1, help="sequential runs per client")
     parser.add_argument(
         "--fanout-words",
-        default="200,1500",
-        help="reply lengths, comma-separated: short replies weigh each run's fixed costs",
+        type=int,
+        default=200,
+        help="the short replies (0: none): each run's fixed costs weigh; the worker CPU target",
+    )
+    parser.add_argument(
+        "--fanout-long-words",
+        type=int,
+        default=1500,
+        help="the long replies (0: none): the relay of events weighs",
+    )
+    parser.add_argument(
+        "--fanout-rounds", type=int, default=2, help="bursts on each server, in turn"
+    )
+    parser.add_argument(
+        "--log-levels",
+        default="INFO,WARNING",
+        help="LOG_LEVEL of each Switchboard pair, comma-separated; the first is the one the"
+        " targets are about (make dev's: INFO), the others measure what it costs",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("console", "json"),
+        default="console",
+        help="LOG_FORMAT of every Switchboard process: console is make dev's (development),"
+        " json production's",
+    )
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="a traced pair too (OTLP/HTTP to a sink of the bench's own, sampling everything)",
+    )
+    parser.add_argument(
+        "--worker-concurrency",
+        type=int,
+        default=200,
+        help="threads of the runs worker of each pair and of the provider part (the Procfile's)",
     )
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--slow-words", type=int, default=30)
@@ -1065,16 +1546,27 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="comma-separated: ttft,fanout,slow,provider")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    levels = [level.strip().upper() for level in args.log_levels.split(",") if level.strip()]
+    known = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+    if not levels or not set(levels) <= known or len(set(levels)) != len(levels):
+        parser.error(f"--log-levels: distinct levels among {', '.join(sorted(known))}")
 
+    # No process is traced unless --tracing says so, whatever the calling shell has.
+    for name in [name for name in os.environ if name.startswith("OTEL_")]:
+        del os.environ[name]
     database, work, env = workspace(
         "stream",
         IDENTITY_LOGIN_IP_MAX_ATTEMPTS="100000000",
+        IDENTITY_REGISTER_IP_PER_HOUR="100000",
         OFFLINE_MODEL_TOKEN_DELAY_MS="0",
+        LOG_LEVEL=levels[0],
+        LOG_FORMAT=args.log_format,
     )
     settings = load_settings()
     runtime = create_agent_runtime(settings.openai, settings.offline)
     services: list[Service] = []
     failures = 0
+    print(f"load average at the start: {load()} ({os.cpu_count()} cores)")
 
     redis.Redis.from_url(REDIS_URL).flushdb()
     create_database(database)
@@ -1085,19 +1577,26 @@ def main() -> None:
 
         offline: FirstTokens | None = None
         if not {"ttft", "fanout"} <= skip:
-            system = start_system(env, work, database, "fast", max(args.clients, 8), services)
-            pair = [system.api, system.worker]
-            asyncio.run(watched(prepare(system), pair))
-            if "ttft" not in skip:
-                ttft = time_to_first_token(system, runtime, args.ttft_requests, args.ttft_words)
-                offline = asyncio.run(watched(ttft, pair))
-                failures += offline.failures
-            if "fanout" not in skip:
-                for words in (int(w) for w in args.fanout_words.split(",")):
-                    fanout = fan_out(system, runtime, args.clients, args.fanout_runs, words)
-                    failures += asyncio.run(watched(fanout, pair))
-            system.worker.stop()
-            system.api.stop()
+            first = len(services)
+            pairs, inprocess, sink_url = start_servers(args, levels, env, work, database, services)
+            describe(pairs, args)
+            labels = [system.label for system in pairs]
+            costs = [
+                (f"LOG_LEVEL={levels[0]} against {level}", labels[0], labels[index])
+                for index, level in enumerate(levels[1:], start=1)
+            ]
+            if sink_url is not None:
+                costs.append(("tracing", labels[-1], labels[0]))
+            comparison = Comparison(labels[0], INPROCESS, costs)
+            measures = against_inprocess(
+                args, skip, runtime, pairs, inprocess, comparison, database, services[first:]
+            )
+            offline, failed = asyncio.run(measures)
+            failures += failed
+            if sink_url is not None:
+                print_sink(sink_url, pairs[-1])
+            for service in reversed(services[first:]):
+                service.stop()
 
         if "provider" not in skip and not {"ttft", "fanout"} <= skip:
             provider = asyncio.run(provider_part(args, skip, env, work, database, services))
@@ -1124,6 +1623,7 @@ def main() -> None:
         kept = True
         raise
     finally:
+        print(f"load average at the end: {load()}")
         tear_down(services, database=database, work=work, failed=bool(failures), kept=kept)
     sys.exit(1 if failures else 0)
 
