@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from switchboard.runs.events import RunEvent, channel, decode_message
+from switchboard.runs.events import RunEvent, channel, decode_message, run_of_channel
 
 log = structlog.get_logger("switchboard.runs")
 
 QUEUE_SIZE = 1024
+HEALTH_CHECK_SECONDS = 30.0
+
+
+async def _as_it_is(response: list[bytes]) -> list[bytes]:
+    """The pub/sub connection's handler of messages: redis-py's own formats every message for
+    a debug log line, logged or not."""
+    return response
 
 
 class Resync:
@@ -33,21 +39,55 @@ class Resync:
 RESYNC = Resync()
 
 
-@dataclass(eq=False)
 class Subscription:
-    run_id: str
-    queue: asyncio.Queue[list[RunEvent] | Resync] = field(
-        default_factory=lambda: asyncio.Queue(QUEUE_SIZE)
-    )
+    """One stream's share of the hub: its run's event batches, queued until it takes them."""
+
+    def __init__(self, run_id: str, quiet_seconds: float) -> None:
+        self.run_id = run_id
+        self._items: deque[list[RunEvent] | Resync] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._loop = asyncio.get_running_loop()
+        # The quiet timer: a stream that waits this long without hearing anything is told to
+        # resynchronise, in case pub/sub lost a message. One timer per stream, moved on when
+        # it fires: a timeout around every wait would set and cancel one per batch relayed.
+        self._quiet = quiet_seconds
+        self._waiting_since: float | None = None
+        self._timer = self._loop.call_later(quiet_seconds, self._check_quiet)
 
     def offer(self, item: list[RunEvent] | Resync) -> None:
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
+        if len(self._items) >= QUEUE_SIZE:
             # A slow reader: drop what is queued and let it catch up from the buffer.
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(RESYNC)
+            self._items.clear()
+            item = RESYNC
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def take(self) -> list[list[RunEvent] | Resync]:
+        """Everything queued, once there is something."""
+        if not self._items:
+            self._waiter = self._loop.create_future()
+            self._waiting_since = self._loop.time()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = self._waiting_since = None
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    def close(self) -> None:
+        self._timer.cancel()
+
+    def _check_quiet(self) -> None:
+        now = self._loop.time()
+        due = now + self._quiet
+        if self._waiting_since is not None:
+            if now - self._waiting_since >= self._quiet:
+                self.offer(RESYNC)
+            else:
+                due = self._waiting_since + self._quiet
+        self._timer = self._loop.call_at(due, self._check_quiet)
 
 
 class EventHub:
@@ -97,10 +137,13 @@ class EventHub:
             future.cancel()
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, run_id: str) -> AsyncIterator[Subscription]:
+    async def subscribe(
+        self, run_id: str, *, quiet_seconds: float = 15.0
+    ) -> AsyncIterator[Subscription]:
         """Returns once the run's channel is subscribed (or the connection is down, in which
-        case the reader subscribes it on reconnecting and the stream resynchronises)."""
-        subscription = Subscription(run_id)
+        case the reader subscribes it on reconnecting and the stream resynchronises). A
+        subscription that waits ``quiet_seconds`` without hearing anything gets ``RESYNC``."""
+        subscription = Subscription(run_id, quiet_seconds)
         self._ensure_started()
         followers = self._subscriptions[run_id]
         followers.add(subscription)
@@ -115,6 +158,7 @@ class EventHub:
         try:
             yield subscription
         finally:
+            subscription.close()
             followers.discard(subscription)
             if not followers and self._subscriptions.get(run_id) is followers:
                 del self._subscriptions[run_id]
@@ -123,8 +167,14 @@ class EventHub:
 
     async def _apply_changes(self) -> None:
         while True:
-            await self._changed.wait()
-            self._changed.clear()
+            try:
+                async with asyncio.timeout(HEALTH_CHECK_SECONDS):
+                    await self._changed.wait()
+            except TimeoutError:
+                idle = True
+            else:
+                idle = False
+                self._changed.clear()
             if self._stopping:
                 return
             async with self._lock:
@@ -136,6 +186,10 @@ class EventHub:
                             await self._pubsub.unsubscribe(*map(channel, unsubscribe))
                         if subscribe:
                             await self._pubsub.subscribe(*map(channel, subscribe))
+                        if idle:
+                            # The reader waits without a timeout: this keeps a quiet
+                            # connection in use, and finds it if it died.
+                            await self._pubsub.ping()
                 except Exception as exc:  # Redis away: never leave a stream waiting on it
                     # The reader reconnects, subscribes every open run and resynchronises.
                     log.warning("runs.hub_change_failed", error=type(exc).__name__)
@@ -172,7 +226,7 @@ class EventHub:
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True, push_handler_func=_as_it_is)
         self._pubsub = pubsub
         async with self._lock:
             runs = set(self._subscriptions)
@@ -187,13 +241,22 @@ class EventHub:
                 for subscription in subscriptions:
                     subscription.offer(RESYNC)
         while True:
-            message = await pubsub.get_message(timeout=30.0)
-            if message is None or message["type"] != "message":
+            # A message is [b"message", channel, data]; every other reply (subscription
+            # changes, pongs) goes through redis-py, which keeps its record of the channels.
+            response = await pubsub.parse_response(block=True)
+            if response is None:
                 continue
+            if response[0] != b"message":
+                await pubsub.handle_message(response)  # type: ignore[no-untyped-call]
+                continue
+            run_id = run_of_channel(response[1])
+            followers = self._subscriptions.get(run_id)
+            if not followers:
+                continue  # its last stream has just closed
             try:
-                events = decode_message(message["data"])
+                events = decode_message(response[2], run_id)
             except (ValueError, KeyError, TypeError):
                 log.warning("runs.hub_bad_message")
                 continue
-            for subscription in tuple(self._subscriptions.get(events[0].run_id, ())):
+            for subscription in followers:
                 subscription.offer(events)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from redis.asyncio import Redis
@@ -52,7 +51,7 @@ async def follow_batches(
     and ``StreamFailedError`` for any other failure on the way.
     """
     try:
-        async with hub.subscribe(run_id) as subscription:
+        async with hub.subscribe(run_id, quiet_seconds=resync_seconds) as subscription:
             last = after
             items: list[list[RunEvent] | Resync] = [RESYNC]
             while True:
@@ -75,13 +74,7 @@ async def follow_batches(
                     raise lost
                 if ended:
                     return
-                try:
-                    async with asyncio.timeout(resync_seconds):
-                        items = [await subscription.queue.get()]
-                except TimeoutError:
-                    items = [RESYNC]
-                while not subscription.queue.empty():
-                    items.append(subscription.queue.get_nowait())
+                items = await subscription.take()
     except EventsLostError:
         raise
     except Exception as exc:

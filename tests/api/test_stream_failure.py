@@ -50,7 +50,7 @@ async def corrupt_the_buffer(redis: Redis, run_id: str) -> None:
     the buffer for the event it missed."""
     await redis.xadd(stream_key(run_id), {"type": "run.started", "data": "{not json"}, id="2-1")
     live = json.dumps({"run_id": run_id, "seq": 3, "agent": "triage"})
-    await redis.publish(channel(run_id), f"run.started\t{live}")
+    await redis.publish(channel(run_id), f"run.started\t3\t{live}")
 
 
 async def test_a_relay_that_fails_mid_stream_ends_with_stream_error(

@@ -225,7 +225,7 @@ async def test_one_publish_call_is_one_pub_sub_message(
                 if message is not None:
                     messages.append(message["data"])
 
-    decoded = [decode_message(data) for data in messages]
+    decoded = [decode_message(data, run_id) for data in messages]
     assert [[(e.seq, e.type) for e in batch] for batch in decoded] == [
         [(1, EventType.message_delta), (2, EventType.message_delta), (3, EventType.message_delta)],
         [(4, EventType.cancelled)],
@@ -292,3 +292,30 @@ async def test_a_failed_subscribe_on_a_live_connection_still_delivers_live_event
 
     assert failures == 1
     assert [event.seq for event in events] == [1, 2]
+
+
+async def test_a_quiet_hub_checks_its_connection_and_keeps_delivering(
+    redis: Redis, hub: EventHub, publisher: EventPublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader waits for messages without a timeout; a hub with nothing to change pings
+    its connection instead, and the pongs do not disturb the streams."""
+    monkeypatch.setattr("switchboard.runs.hub.HEALTH_CHECK_SECONDS", 0.05)
+    await _until_ready(hub)
+    run_id = str(uuid.uuid4())
+    following = asyncio.create_task(_collect(run_id, 0, hub, redis))
+    await _until_subscribed(hub)
+
+    connection = hub._pubsub.connection  # type: ignore[union-attr]
+    host, port = connection._writer.get_extra_info("sockname")[:2]  # type: ignore[union-attr]
+    async with asyncio.timeout(5):
+        while True:
+            clients = await redis.client_list(_type="pubsub")
+            [ours] = [c for c in clients if c["addr"] == f"{host}:{port}"]
+            if ours["cmd"] == "ping":
+                break
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)  # a few more pings
+    await publisher.publish(run_id, EventType.started, agent="triage")
+    await publisher.publish(run_id, EventType.cancelled, after=1)
+
+    assert [event.seq for event in await asyncio.wait_for(following, 5)] == [1, 2]
